@@ -1,0 +1,179 @@
+// The MQTT front door: aedes on a TCP listener, with the pre-ack append hook.
+// aedes sends PUBACK (QoS 1) and PUBREC (QoS 2) only after `authorizePublish`
+// calls back, so that hook hands the publish to ingest and calls back when the
+// records are durable. While it waits, aedes reads nothing more from that
+// socket: backpressure reaches the sensor through TCP.
+
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net'
+import { Aedes, type AedesPublishPacket, type Client, type PublishPacket } from 'aedes'
+import { TributaryError } from '../errors.ts'
+import type { Ingest } from '../ingest/ingest.ts'
+import type { Qos } from '../log/record.ts'
+import type { Logger } from '../observability/logger.ts'
+import { LmdbSessionStore } from './session-store.ts'
+
+export interface BrokerOptions {
+  readonly host: string
+  readonly port: number
+  readonly nodeId: string
+  readonly maxPayloadBytes: number
+}
+
+/** The session store, told when a QoS 2 packet id is released (PUBREL) so ingest can forget it. */
+class IngestAwareSessionStore extends LmdbSessionStore {
+  onRelease: ((clientId: string, messageId: number) => Promise<void>) | null = null
+
+  override async incomingDelPacket(client: { id: string }, packet: { messageId?: number }): Promise<void> {
+    try {
+      await super.incomingDelPacket(client, packet)
+    } finally {
+      if (this.onRelease !== null && packet.messageId !== undefined)
+        await this.onRelease(client.id, packet.messageId)
+    }
+  }
+}
+
+function invalidTopicReason(topic: string): string | null {
+  if (topic.includes('\u0000')) return 'topic contains U+0000 [MQTT-4.7.3-2]'
+  if (topic.startsWith('$')) return 'topics starting with $ are reserved for the broker [MQTT-4.7.2-1]'
+  return null
+}
+
+export class Broker {
+  readonly #options: BrokerOptions
+  readonly #ingest: Ingest
+  readonly #log: Logger
+  readonly #sessions: IngestAwareSessionStore
+  #aedes: Aedes | null = null
+  #server: Server | null = null
+  readonly #sockets = new Set<Socket>()
+  #serverClosed: Promise<void> = Promise.resolve()
+
+  constructor(
+    options: BrokerOptions,
+    ingest: Ingest,
+    sessions: ConstructorParameters<typeof LmdbSessionStore>[0],
+    log: Logger,
+  ) {
+    this.#options = options
+    this.#ingest = ingest
+    this.#log = log
+    this.#sessions = new IngestAwareSessionStore(sessions)
+    this.#sessions.onRelease = (clientId, messageId) => ingest.release(clientId, messageId)
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const aedes = await Aedes.createBroker({
+      // A new broker id per start: wills restored from a previous run then belong to a
+      // dead broker, and aedes' will sweep publishes them as the crash warrants.
+      id: `${this.#options.nodeId}.${Date.now().toString(36)}`,
+      persistence: this.#sessions,
+      maximumPacketSize: this.#options.maxPayloadBytes + 64 * 1024,
+      preConnect: (client, packet, done) => this.#preConnect(client, packet.clean, done),
+      authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
+    })
+    this.#aedes = aedes
+    aedes.on('clientError', (client, err) => this.#clientError(client, err))
+    aedes.on('connectionError', (client, err) => this.#clientError(client, err))
+    const server = createServer((socket) => {
+      this.#sockets.add(socket)
+      socket.once('close', () => this.#sockets.delete(socket))
+      aedes.handle(socket)
+    })
+    this.#server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) =>
+        reject(
+          new TributaryError('TRIB_LISTEN_FAILED', `${this.#options.host}:${this.#options.port}`, {
+            cause: err,
+          }),
+        ),
+      )
+      server.listen(this.#options.port, this.#options.host, () => resolve())
+    })
+    return server.address() as AddressInfo
+  }
+
+  get connections(): number {
+    return this.#sockets.size
+  }
+
+  #preConnect(
+    client: Client,
+    clean: boolean | undefined,
+    done: (err: Error | null, ok: boolean) => void,
+  ): void {
+    if (clean !== true) {
+      done(null, true)
+      return
+    }
+    // A clean session: packet ids start over, so the client's dedupe markers go.
+    this.#ingest.forgetClient(client.id ?? '').then(
+      () => done(null, true),
+      (err: unknown) => {
+        this.#log.error({ err, clientId: client.id }, 'could not reset dedupe state; refusing the connect')
+        done(err instanceof Error ? err : new Error(String(err)), false)
+      },
+    )
+  }
+
+  #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    const reason = invalidTopicReason(packet.topic)
+    if (reason !== null) {
+      done(new TributaryError('TRIB_TOPIC_INVALID', reason))
+      return
+    }
+    const aedesPacket = packet as AedesPublishPacket & { clientId?: string }
+    const clientId = client?.id ?? aedesPacket.clientId ?? ''
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    this.#ingest
+      .accept({
+        clientId,
+        topic: packet.topic,
+        payload,
+        qos: packet.qos as Qos,
+        dup: packet.dup === true,
+        messageId: packet.messageId,
+        userProperties: packet.properties?.userProperties,
+      })
+      .then(
+        () => done(null),
+        (err: unknown) => {
+          const error =
+            err instanceof TributaryError ? err : new TributaryError('TRIB_STORE_WRITE_FAILED', String(err))
+          // MQTT 5 clients get a reason string (aedes answers 0x87); 3.1.1 clients are
+          // disconnected, the only refusal 3.1.1 has [MQTT-3.3.5-2]. Either way the
+          // message was not acknowledged, so nothing acknowledged is lost.
+          error.message = `${error.code}: ${error.message}`
+          done(error)
+        },
+      )
+  }
+
+  #clientError(client: Client | null, err: Error): void {
+    const code = err instanceof TributaryError ? err.code : 'TRIB_MQTT_PROTOCOL'
+    this.#log.warn(
+      { code, clientId: client?.id, err: err.message },
+      'client error; connection handled, others unaffected',
+    )
+  }
+
+  /** Stops accepting new connections; existing ones keep working. Resolves once all have ended. */
+  stopAccepting(): Promise<void> {
+    const server = this.#server
+    this.#server = null
+    if (server === null) return this.#serverClosed
+    this.#serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
+    return this.#serverClosed
+  }
+
+  /** Disconnects every client and closes aedes (sessions are already persisted). Idempotent. */
+  async close(): Promise<void> {
+    const closed = this.stopAccepting()
+    const aedes = this.#aedes
+    this.#aedes = null
+    if (aedes !== null) await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    for (const socket of this.#sockets) socket.destroy()
+    await closed
+  }
+}

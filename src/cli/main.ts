@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// The `tributary` command: a thin layer of subcommands over the library.
+// Errors print their stable code and message; exit 2 for configuration and
+// usage errors, 1 for everything else.
+
+import { Command, CommanderError } from 'commander'
+import { TributaryError } from '../errors.ts'
+import { registerConfigCheck } from './config-check.ts'
+import { registerLogVerify } from './log-verify.ts'
+import { registerStart } from './start.ts'
+import { registerStreams } from './streams.ts'
+import { registerTail } from './tail.ts'
+
+const program = new Command('tributary')
+  .description('Edge streaming appliance: MQTT in, durable partitioned logs, store and forward')
+  .showHelpAfterError()
+  .exitOverride()
+registerStart(program)
+registerStreams(program)
+registerTail(program)
+registerConfigCheck(program)
+registerLogVerify(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : 2
+  } else if (err instanceof TributaryError) {
+    process.stderr.write(`tributary: ${err.code}: ${err.message}\n`)
+    process.exitCode = err.code.startsWith('TRIB_CONFIG') ? 2 : 1
+  } else {
+    process.stderr.write(`tributary: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exitCode = 1
+  }
+}

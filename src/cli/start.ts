@@ -1,0 +1,51 @@
+// `tributary start`: run a node in the foreground until SIGTERM/SIGINT, then
+// shut down cleanly (stop accepting, finish acks, close the store) and exit 0.
+
+import type { Command } from 'commander'
+import { createNode } from '../index.ts'
+import { createLogger } from '../observability/logger.ts'
+import { configFrom, withStoreOptions } from './shared.ts'
+
+interface StartOptions {
+  config?: string
+  dataDir?: string
+  mqttPort?: number
+  mqttHost?: string
+  logLevel?: string
+}
+
+export function registerStart(program: Command): void {
+  withStoreOptions(program.command('start'))
+    .description('run the broker in the foreground')
+    .option('--mqtt-port <port>', 'MQTT TCP port (default 1883; 0 picks a free one)', (v) =>
+      Number.parseInt(v, 10),
+    )
+    .option('--mqtt-host <host>', 'address to listen on (default 0.0.0.0)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .action(async (options: StartOptions) => {
+      const config = configFrom(options)
+      const log = createLogger(config.logLevel)
+      const node = createNode(config, log)
+      let stopping = false
+      const stop = (signal: string): void => {
+        if (stopping) return
+        stopping = true
+        log.info({ signal }, 'shutting down')
+        node.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err }, 'shutdown failed')
+            process.exit(1)
+          },
+        )
+      }
+      process.on('SIGTERM', () => stop('SIGTERM'))
+      process.on('SIGINT', () => stop('SIGINT'))
+      try {
+        await node.start()
+      } catch (err) {
+        await node.close().catch(() => undefined)
+        throw err
+      }
+    })
+}

@@ -1,0 +1,179 @@
+// `tributary tail STREAM`: print records of a stream, like tail(1): the last
+// --limit records by default, or from the beginning, an offset or a time;
+// --follow keeps printing new records as they are committed.
+
+import type { Command } from 'commander'
+import { TributaryError } from '../errors.ts'
+import type { LmdbLogStore } from '../log/lmdb-log-store.ts'
+import type { StoredRecord } from '../log/record.ts'
+import { bytesForHumans, configFrom, openStoreReadOnly, withStoreOptions } from './shared.ts'
+
+const DEFAULT_LIMIT = 10
+const FOLLOW_POLL_MS = 200
+
+interface TailOptions {
+  config?: string
+  dataDir?: string
+  partition?: number
+  fromBeginning?: boolean
+  fromOffset?: number
+  fromTime?: string
+  follow?: boolean
+  json?: boolean
+  limit?: number
+}
+
+interface Located {
+  readonly stream: string
+  readonly partition: number
+  readonly record: StoredRecord
+}
+
+function format(item: Located, json: boolean): string {
+  const { record } = item
+  const key = bytesForHumans(record.key)
+  const payload = bytesForHumans(record.payload)
+  if (json) {
+    return JSON.stringify({
+      stream: item.stream,
+      partition: item.partition,
+      offset: record.offset,
+      timestamp: new Date(record.timestampMs).toISOString(),
+      timestampMs: record.timestampMs,
+      deviceTimeMs: record.deviceTimeMs,
+      key: key.value,
+      keyEncoding: key.encoding,
+      topic: record.topic,
+      clientId: record.clientId,
+      qos: record.qos,
+      headers: record.headers,
+      payload: payload.value,
+      payloadEncoding: payload.encoding,
+    })
+  }
+  const shownKey = key.value === null ? '-' : key.encoding === 'utf8' ? key.value : `base64:${key.value}`
+  const shownPayload = payload.encoding === 'utf8' ? payload.value : `base64:${payload.value}`
+  return `${item.stream}/${item.partition}@${record.offset} ${new Date(record.timestampMs).toISOString()} key=${shownKey} topic=${record.topic} qos=${record.qos} client=${record.clientId} ${shownPayload}`
+}
+
+function parseNonNegative(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${v}"`)
+    return n
+  }
+}
+
+function startOffset(
+  store: LmdbLogStore,
+  stream: string,
+  partition: number,
+  options: TailOptions,
+  limit: number,
+): number {
+  const status = store.partitions().find((p) => p.stream === stream && p.partition === partition)
+  if (status === undefined) throw new TributaryError('TRIB_PARTITION_UNKNOWN', `${stream}/${partition}`)
+  if (options.fromBeginning === true) return status.firstOffset
+  if (options.fromOffset !== undefined) return options.fromOffset
+  if (options.fromTime !== undefined) {
+    const ms = Date.parse(options.fromTime)
+    if (!Number.isFinite(ms))
+      throw new Error(`--from-time must be an ISO 8601 time, got "${options.fromTime}"`)
+    return store.offsetForTimestamp({ stream, partition }, ms)
+  }
+  return Math.max(status.firstOffset, status.nextOffset - limit)
+}
+
+export function registerTail(program: Command): void {
+  withStoreOptions(program.command('tail'))
+    .description('print records of a stream (the last 10 by default)')
+    .argument('<stream>', 'stream name')
+    .option('-p, --partition <n>', 'only this partition', parseNonNegative('--partition'))
+    .option('--from-beginning', 'start at the first retained record')
+    .option('--from-offset <n>', 'start at this offset', parseNonNegative('--from-offset'))
+    .option('--from-time <iso>', 'start at the first record ingested at or after this time')
+    .option('-f, --follow', 'keep printing new records until interrupted')
+    .option('--json', 'one JSON object per record per line (payload as UTF-8 or base64)')
+    .option(
+      '-n, --limit <n>',
+      'at most this many records (default 10 without a --from option)',
+      parseNonNegative('--limit'),
+    )
+    .action(async (stream: string, options: TailOptions) => {
+      const config = configFrom(options)
+      const store = await openStoreReadOnly(config)
+      const json = options.json === true
+      const partitions = store
+        .partitions()
+        .filter(
+          (p) =>
+            p.stream === stream && (options.partition === undefined || p.partition === options.partition),
+        )
+        .map((p) => p.partition)
+      if (partitions.length === 0) {
+        await store.close()
+        const known = store.partitions().some((p) => p.stream === stream)
+        throw new TributaryError(known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN', stream)
+      }
+      const fromOption =
+        options.fromBeginning === true || options.fromOffset !== undefined || options.fromTime !== undefined
+      const limit =
+        options.limit ?? (fromOption || options.follow === true ? Number.POSITIVE_INFINITY : DEFAULT_LIMIT)
+      const cursors = new Map(
+        partitions.map((p) => [p, startOffset(store, stream, p, options, Math.min(limit, DEFAULT_LIMIT))]),
+      )
+      let printed = 0
+      const print = (items: Located[]): void => {
+        for (const item of items) {
+          if (printed >= limit) return
+          process.stdout.write(`${format(item, json)}\n`)
+          printed++
+        }
+      }
+      const readChunk = (partition: number): Located[] => {
+        const from = cursors.get(partition) ?? 0
+        const result = store.read({ stream, partition }, from, { maxRecords: 500 })
+        for (const damage of result.corrupt)
+          process.stderr.write(`warning: TRIB_BATCH_CORRUPT ${JSON.stringify(damage)}\n`)
+        cursors.set(partition, result.nextOffset)
+        return result.records.map((record) => ({ stream, partition, record }))
+      }
+      const drainOnce = (): void => {
+        if (!fromOption && options.follow !== true) {
+          // The last `limit` records across partitions, oldest first.
+          const last = [...cursors.keys()].flatMap(readChunk)
+          last.sort((a, b) => a.record.timestampMs - b.record.timestampMs || a.partition - b.partition)
+          print(last.slice(-limit))
+          return
+        }
+        for (const partition of cursors.keys()) {
+          for (
+            let chunk = readChunk(partition);
+            chunk.length > 0 && printed < limit;
+            chunk = readChunk(partition)
+          ) {
+            print(chunk)
+          }
+        }
+      }
+      drainOnce()
+      if (options.follow !== true || printed >= limit) {
+        await store.close()
+        return
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          store.refresh()
+          drainOnce()
+          if (printed >= limit) stop()
+        }, FOLLOW_POLL_MS)
+        const stop = (): void => {
+          clearInterval(timer)
+          resolve()
+        }
+        process.once('SIGINT', stop)
+        process.once('SIGTERM', stop)
+      })
+      await store.close()
+    })
+}

@@ -1,0 +1,203 @@
+// Loads the configuration once at start-up from its sources, in order:
+// defaults < config file < TRIBUTARY_* environment < command-line flags.
+// The result is validated against the schema and deep-frozen; a bad config
+// fails here with every problem listed (path and expectation), never later.
+
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseDocument } from 'yaml'
+import type { z } from 'zod'
+import { TributaryError } from '../errors.ts'
+import { type Config, configSchema, DEFAULT_STREAM_NAME, type StreamConfig, streamSchema } from './schema.ts'
+
+export const DEFAULT_CONFIG_PATH = '/etc/tributary/tributary.yaml'
+export const SYSTEM_DATA_DIR = '/var/lib/tributary'
+
+export interface ConfigFlags {
+  readonly config?: string | undefined
+  readonly dataDir?: string | undefined
+  readonly mqttPort?: number | undefined
+  readonly mqttHost?: string | undefined
+  readonly logLevel?: string | undefined
+}
+
+export interface ConfigProblem {
+  /** Dotted path of the offending field, e.g. `streams.0.partitions`, or the source (`env TRIBUTARY_MQTT_PORT`). */
+  readonly path: string
+  readonly message: string
+}
+
+export class ConfigError extends TributaryError {
+  readonly problems: readonly ConfigProblem[]
+
+  constructor(problems: readonly ConfigProblem[], source: string) {
+    super('TRIB_CONFIG_INVALID', `${source}\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`)
+    this.problems = problems
+  }
+}
+
+type Tree = { [key: string]: unknown }
+
+function isTree(value: unknown): value is Tree {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function merge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base }
+  for (const [key, value] of Object.entries(over)) {
+    const prev = out[key]
+    out[key] = isTree(prev) && isTree(value) ? merge(prev, value) : value
+  }
+  return out
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}
+
+/** The repository root when running from a git checkout, else null. */
+function checkoutRoot(): string | null {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+  return existsSync(join(root, '.git')) ? root : null
+}
+
+/** `./data` of the checkout when run from one, the system state directory otherwise. */
+export function defaultDataDir(): string {
+  const root = checkoutRoot()
+  return root === null ? SYSTEM_DATA_DIR : join(root, 'data')
+}
+
+/** Parses a YAML config file into a plain tree, reporting YAML errors with line numbers. */
+export function readConfigFile(path: string): Tree {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new TributaryError('TRIB_CONFIG_UNREADABLE', `${path}: ${(err as Error).message}`, { cause: err })
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new TributaryError(
+      'TRIB_CONFIG_UNREADABLE',
+      `${path}: ${doc.errors.map((e) => e.message).join('; ')}`,
+    )
+  }
+  const tree: unknown = doc.toJS() ?? {}
+  if (!isTree(tree)) {
+    throw new TributaryError('TRIB_CONFIG_UNREADABLE', `${path}: the top level must be a mapping of settings`)
+  }
+  return tree
+}
+
+const ENV_FIELDS: Record<string, { path: readonly string[]; type: 'string' | 'int' }> = {
+  TRIBUTARY_DATA_DIR: { path: ['dataDir'], type: 'string' },
+  TRIBUTARY_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
+  TRIBUTARY_MQTT_HOST: { path: ['mqtt', 'host'], type: 'string' },
+  TRIBUTARY_MQTT_PORT: { path: ['mqtt', 'port'], type: 'int' },
+  TRIBUTARY_MAX_PAYLOAD_BYTES: { path: ['limits', 'maxPayloadBytes'], type: 'int' },
+  TRIBUTARY_UNMATCHED: { path: ['unmatched'], type: 'string' },
+}
+/** Read by the CLI to find the config file, not a setting itself. */
+const ENV_CONFIG_PATH = 'TRIBUTARY_CONFIG'
+
+function setPath(tree: Tree, path: readonly string[], value: unknown): Tree {
+  const [head, ...rest] = path
+  if (head === undefined) return tree
+  if (rest.length === 0) return { ...tree, [head]: value }
+  const child = tree[head]
+  return { ...tree, [head]: setPath(isTree(child) ? child : {}, rest, value) }
+}
+
+function fromEnv(env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Tree {
+  let tree: Tree = {}
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('TRIBUTARY_') || raw === undefined || name === ENV_CONFIG_PATH) continue
+    const field = ENV_FIELDS[name]
+    if (field === undefined) {
+      problems.push({
+        path: `env ${name}`,
+        message: `unknown setting; known: ${Object.keys(ENV_FIELDS).join(', ')}`,
+      })
+      continue
+    }
+    if (field.type === 'int') {
+      const n = Number(raw)
+      if (!Number.isInteger(n)) {
+        problems.push({ path: `env ${name}`, message: `expected an integer, got "${raw}"` })
+        continue
+      }
+      tree = setPath(tree, field.path, n)
+    } else {
+      tree = setPath(tree, field.path, raw)
+    }
+  }
+  return tree
+}
+
+function fromFlags(flags: ConfigFlags): Tree {
+  let tree: Tree = {}
+  if (flags.dataDir !== undefined) tree = setPath(tree, ['dataDir'], flags.dataDir)
+  if (flags.logLevel !== undefined) tree = setPath(tree, ['logLevel'], flags.logLevel)
+  if (flags.mqttHost !== undefined) tree = setPath(tree, ['mqtt', 'host'], flags.mqttHost)
+  if (flags.mqttPort !== undefined) tree = setPath(tree, ['mqtt', 'port'], flags.mqttPort)
+  return tree
+}
+
+function toProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+  return issues.map((issue) => ({
+    path: issue.path.length === 0 ? '(top level)' : issue.path.map(String).join('.'),
+    message: issue.message,
+  }))
+}
+
+/** The implicit "default" stream that catches unmatched publishes when `unmatched: store`. */
+function withDefaultStream(config: Config): Config {
+  if (config.unmatched !== 'store' || config.streams.some((s) => s.name === DEFAULT_STREAM_NAME))
+    return config
+  const implicit: StreamConfig = streamSchema.parse({ name: DEFAULT_STREAM_NAME })
+  return { ...config, streams: [...config.streams, implicit] }
+}
+
+/** Validates a merged tree; returns the config or the list of problems. */
+export function validateConfig(
+  tree: Tree,
+): { config: Config; problems: [] } | { config: null; problems: ConfigProblem[] } {
+  const result = configSchema.safeParse(tree)
+  if (!result.success) return { config: null, problems: toProblems(result.error.issues) }
+  return { config: withDefaultStream(result.data), problems: [] }
+}
+
+/** Which config file applies: the flag, then TRIBUTARY_CONFIG, then the system path when present. */
+export function configPath(flags: ConfigFlags, env: NodeJS.ProcessEnv): string | null {
+  if (flags.config !== undefined) return flags.config
+  const fromEnvPath = env[ENV_CONFIG_PATH]
+  if (fromEnvPath !== undefined && fromEnvPath !== '') return fromEnvPath
+  return existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null
+}
+
+/** Loads, merges, validates and freezes the configuration. Throws ConfigError listing every problem. */
+export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const path = configPath(flags, env)
+  const problems: ConfigProblem[] = []
+  let tree: Tree = { dataDir: defaultDataDir() }
+  if (path !== null) tree = merge(tree, readConfigFile(path))
+  tree = merge(tree, fromEnv(env, problems))
+  tree = merge(tree, fromFlags(flags))
+  const result = validateConfig(tree)
+  problems.push(...result.problems)
+  if (result.config === null || problems.length > 0) {
+    throw new ConfigError(problems, path === null ? 'configuration' : `configuration from ${path}`)
+  }
+  return deepFreeze(result.config)
+}
+
+/** `tributary config check FILE`: every problem of one file on its own (defaults applied). */
+export function checkConfigFile(path: string): ConfigProblem[] {
+  const tree = merge({ dataDir: defaultDataDir() }, readConfigFile(path))
+  return validateConfig(tree).problems
+}

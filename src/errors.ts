@@ -1,0 +1,113 @@
+// The error catalog: every error tributary reports to a user, a client or a
+// log line has a stable code from this table. Codes never change meaning once
+// released; the README's error table is checked against this file by a test.
+// `mqttReasonCode` is the MQTT 5 reason code sent back where the protocol has
+// one (PUBACK/PUBREC/DISCONNECT); MQTT 3.1.1 clients are disconnected instead,
+// which is all that protocol allows [MQTT-3.3.5-2].
+
+export interface ErrorSpec {
+  readonly message: string
+  readonly retriable: boolean
+  readonly mqttReasonCode?: number
+}
+
+export const errorCodes = {
+  TRIB_CONFIG_INVALID: {
+    message: 'The configuration is invalid; fix the listed fields and start again',
+    retriable: false,
+  },
+  TRIB_CONFIG_UNREADABLE: {
+    message: 'The configuration file cannot be read or parsed as YAML',
+    retriable: false,
+  },
+  TRIB_DATA_DIR_UNUSABLE: {
+    message: 'The data directory cannot be created or written; check the path and its permissions',
+    retriable: false,
+  },
+  TRIB_DATA_DIR_LOCKED: {
+    message: 'Another tributary process is using this data directory; stop it or choose another --data-dir',
+    retriable: false,
+  },
+  TRIB_STORE_DAMAGED: {
+    message: 'The LMDB environment could not be opened; it was moved aside and a new one started',
+    retriable: false,
+  },
+  TRIB_STORE_CLOSED: {
+    message: 'The log store is closed or closing; the record was not stored',
+    retriable: true,
+    mqttReasonCode: 0x88,
+  },
+  TRIB_STORE_WRITE_FAILED: {
+    message: 'The log store could not commit the write (disk full or I/O error); the record was not stored',
+    retriable: true,
+    mqttReasonCode: 0x80,
+  },
+  TRIB_APPEND_QUEUE_FULL: {
+    message: 'Too many appends are waiting for the disk; the record was not stored, retry later',
+    retriable: true,
+    mqttReasonCode: 0x97,
+  },
+  TRIB_PAYLOAD_TOO_LARGE: {
+    message: 'The payload is larger than limits.maxPayloadBytes; the record was not stored',
+    retriable: false,
+    mqttReasonCode: 0x95,
+  },
+  TRIB_TOPIC_INVALID: {
+    message: 'The topic name is not valid for PUBLISH (empty, wildcard, NUL or reserved $ prefix)',
+    retriable: false,
+    mqttReasonCode: 0x90,
+  },
+  TRIB_CLIENT_ID_REQUIRED: {
+    message: 'A zero-length client id is only allowed with a clean session [MQTT-3.1.3-7]',
+    retriable: false,
+  },
+  TRIB_MQTT_PROTOCOL: {
+    message: 'The client sent a malformed MQTT packet; the connection was closed',
+    retriable: false,
+  },
+  TRIB_STREAM_UNKNOWN: {
+    message: 'No stream with this name exists; `tributary streams` lists them',
+    retriable: false,
+  },
+  TRIB_PARTITION_UNKNOWN: {
+    message: 'The stream has no partition with this number',
+    retriable: false,
+  },
+  TRIB_OFFSET_OUT_OF_RANGE: {
+    message: 'The offset is outside the partition (deleted by retention or not yet written)',
+    retriable: false,
+  },
+  TRIB_BATCH_CORRUPT: {
+    message: 'A stored batch failed its CRC32C or structure check; it was quarantined',
+    retriable: false,
+  },
+  TRIB_BATCH_VERSION: {
+    message: 'A stored batch has a format version this build cannot read; upgrade tributary',
+    retriable: false,
+  },
+  TRIB_LISTEN_FAILED: {
+    message: 'A listener could not bind its address (port in use or not permitted)',
+    retriable: false,
+  },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof errorCodes
+
+export class TributaryError extends Error {
+  readonly code: ErrorCode
+  readonly retriable: boolean
+  readonly mqttReasonCode: number | undefined
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    const spec: ErrorSpec = errorCodes[code]
+    super(detail === undefined ? spec.message : `${spec.message}: ${detail}`, options)
+    this.name = 'TributaryError'
+    this.code = code
+    this.retriable = spec.retriable
+    this.mqttReasonCode = spec.mqttReasonCode
+  }
+}
+
+export function isTributaryError(err: unknown, code?: ErrorCode): err is TributaryError {
+  return err instanceof TributaryError && (code === undefined || err.code === code)
+}

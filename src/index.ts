@@ -1,0 +1,152 @@
+// Composition root: createNode(config) wires store, ingest and broker and
+// owns their lifecycle. Wiring only; behaviour lives in the modules.
+//
+// Shutdown order (STYLE.md): stop accepting, finish in-flight appends and
+// acks, disconnect clients, close the store.
+
+import { mkdirSync, renameSync } from 'node:fs'
+import { join } from 'node:path'
+import { Broker } from './broker/broker.ts'
+import { loadOrCreateNodeId } from './cluster/node-identity.ts'
+import type { Config } from './config/schema.ts'
+import { TributaryError } from './errors.ts'
+import { Ingest } from './ingest/ingest.ts'
+import { Router } from './ingest/router.ts'
+import { acquirePidLock } from './lib/pid-lock.ts'
+import { LmdbLogStore } from './log/lmdb-log-store.ts'
+import type { RecoveryReport } from './log/log-store.ts'
+import type { Logger } from './observability/logger.ts'
+
+export interface NodeAddresses {
+  readonly mqtt: { readonly host: string; readonly port: number }
+}
+
+export interface TributaryNode {
+  readonly nodeId: string
+  readonly store: LmdbLogStore
+  readonly ingest: Ingest
+  start(): Promise<NodeAddresses>
+  /** Stops accepting and lets in-flight appends and acks finish. */
+  drain(): Promise<void>
+  close(): Promise<void>
+}
+
+/** LMDB errors that mean the environment file itself is unusable. */
+const DAMAGED_ENV = /MDB_CORRUPTED|MDB_INVALID|MDB_VERSION_MISMATCH|MDB_PAGE_NOTFOUND|MDB_BAD_TXN/
+
+export function createNode(config: Readonly<Config>, log: Logger): TributaryNode {
+  try {
+    mkdirSync(config.dataDir, { recursive: true })
+  } catch (err) {
+    throw new TributaryError('TRIB_DATA_DIR_UNUSABLE', config.dataDir, { cause: err })
+  }
+  const lock = acquirePidLock(join(config.dataDir, 'tributary.pid'))
+  if ('heldBy' in lock)
+    throw new TributaryError('TRIB_DATA_DIR_LOCKED', `${config.dataDir} (pid ${lock.heldBy})`)
+  const nodeId = loadOrCreateNodeId(config.dataDir)
+  const storeOptions = {
+    dataDir: config.dataDir,
+    origin: nodeId,
+    maxPendingAppends: config.limits.maxPendingAppends,
+    onCorrupt: (damage: unknown) =>
+      log.error({ code: 'TRIB_BATCH_CORRUPT', damage }, 'damaged batch quarantined'),
+  }
+  let store = new LmdbLogStore(storeOptions)
+  const ingest = (): Ingest => new Ingest(store, new Router(config.streams, config.unmatched), config.limits)
+  let currentIngest = ingest()
+  let broker: Broker | null = null
+  let retentionTimer: NodeJS.Timeout | null = null
+  let started: Promise<NodeAddresses> | null = null
+  let drained: Promise<void> | null = null
+  let closed: Promise<void> | null = null
+
+  async function openStore(): Promise<RecoveryReport> {
+    try {
+      return await store.open()
+    } catch (err) {
+      if (!DAMAGED_ENV.test(String(err))) throw err
+      // A damaged environment must not keep the node down: keep it for inspection, start anew.
+      const aside = join(config.dataDir, `log.mdb.damaged-${Date.now()}`)
+      renameSync(join(config.dataDir, 'log.mdb'), aside)
+      log.fatal({ code: 'TRIB_STORE_DAMAGED', err, movedTo: aside }, 'log store damaged; moved aside')
+      store = new LmdbLogStore(storeOptions)
+      currentIngest = ingest()
+      return store.open()
+    }
+  }
+
+  async function runRetention(): Promise<void> {
+    const policies = new Map(config.streams.map((s) => [s.name, s.retention]))
+    const report = await store.applyRetention((name) => policies.get(name), Date.now())
+    if (report.batchesDeleted > 0) log.info({ retention: report }, 'retention deleted old records')
+    if (report.heldBack.length > 0)
+      log.info({ heldBack: report.heldBack }, 'retention held back by consumers')
+  }
+
+  async function start(): Promise<NodeAddresses> {
+    const recovery = await openStore()
+    log.info({ nodeId, dataDir: config.dataDir, recovery }, 'log store open')
+    await currentIngest.prepare(config.streams)
+    broker = new Broker(
+      {
+        host: config.mqtt.host,
+        port: config.mqtt.port,
+        nodeId,
+        maxPayloadBytes: config.limits.maxPayloadBytes,
+      },
+      currentIngest,
+      store.environment,
+      log,
+    )
+    const address = await broker.listen()
+    retentionTimer = setInterval(() => {
+      // Retention failures are logged and retried on the next tick; ingest is unaffected.
+      runRetention().catch((err: unknown) => log.error({ err }, 'retention run failed'))
+    }, config.retentionCheckMs)
+    retentionTimer.unref()
+    log.info({ mqtt: `${address.address}:${address.port}` }, 'tributary accepting MQTT connections')
+    return { mqtt: { host: address.address, port: address.port } }
+  }
+
+  async function drain(): Promise<void> {
+    if (retentionTimer !== null) clearInterval(retentionTimer)
+    // Stop new connections; publishes already read keep flowing into the store, and
+    // their acks are written when their commits are durable.
+    // stopAccepting() resolves only once every connection has ended; close() awaits
+    // it after disconnecting the clients, so it is not awaited here.
+    broker?.stopAccepting()
+    await store.idle()
+  }
+
+  async function close(): Promise<void> {
+    if (started !== null) await started.catch(() => undefined)
+    drained ??= drain()
+    await drained
+    await broker?.close()
+    await store.close()
+    if ('release' in lock) lock.release()
+    log.info('tributary stopped')
+  }
+
+  return {
+    nodeId,
+    get store() {
+      return store
+    },
+    get ingest() {
+      return currentIngest
+    },
+    start: () => {
+      started ??= start()
+      return started
+    },
+    drain: () => {
+      drained ??= drain()
+      return drained
+    },
+    close: () => {
+      closed ??= close()
+      return closed
+    },
+  }
+}

@@ -1,0 +1,197 @@
+// Ingest: the only writer into the log. Turns one MQTT publish into records
+// (route, key, partition, limits), drops retries of what is already stored
+// (dedupe markers written in the same transaction as the records) and
+// resolves when the records are as durable as the streams' ack mode asks.
+//
+// Dedupe rules:
+// - QoS 2: one record per (client, packet id) until PUBREL releases the id
+//   [MQTT-4.3.3]; a retransmitted PUBLISH (DUP or not) is answered from the marker.
+// - QoS 1: a DUP retry whose topic and payload digest equals the stored
+//   marker for (client, packet id) is not appended again.
+// - A clean-session connect forgets the client's markers: its packet ids start over.
+
+import { crc32c } from '@node-rs/crc32'
+import type { Config, StreamConfig } from '../config/schema.ts'
+import { TributaryError } from '../errors.ts'
+import type { Appended, Durability, LogStore, Marker } from '../log/log-store.ts'
+import type { Header, Qos } from '../log/record.ts'
+import type { Router } from './router.ts'
+
+/** The MQTT 5 user property a publisher may set to give the device's own time (ms since epoch or ISO 8601). */
+export const DEVICE_TIME_PROPERTY = 'device-time'
+
+export interface IncomingPublish {
+  readonly clientId: string
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: Qos
+  readonly dup: boolean
+  readonly messageId: number | undefined
+  readonly userProperties: Readonly<Record<string, string | string[]>> | undefined
+}
+
+export interface IngestResult {
+  /** Where the publish was stored; empty when no stream took it (live delivery only). */
+  readonly appended: readonly Appended[]
+  /** True when this was a retry of something already stored. */
+  readonly duplicate: boolean
+}
+
+export interface IngestStats {
+  records: number
+  duplicates: number
+  rejected: number
+}
+
+const NONE: IngestResult = { appended: [], duplicate: false }
+
+function markerKey(qos: Qos, clientId: string, messageId: number): string {
+  // NUL cannot occur in an MQTT client id [MQTT-1.5.3-2], so these keys cannot collide.
+  return `q${qos}\u0000${clientId}\u0000${messageId}\u0000`
+}
+
+function headersOf(props: IncomingPublish['userProperties']): Header[] {
+  if (props === undefined) return []
+  const headers: Header[] = []
+  for (const [name, value] of Object.entries(props)) {
+    for (const v of Array.isArray(value) ? value : [value]) headers.push([name, v])
+  }
+  return headers
+}
+
+function deviceTime(props: IncomingPublish['userProperties']): number | null {
+  const raw = props?.[DEVICE_TIME_PROPERTY]
+  const text = Array.isArray(raw) ? raw[0] : raw
+  if (text === undefined) return null
+  const ms = /^\d+$/.test(text) ? Number(text) : Date.parse(text)
+  return Number.isFinite(ms) ? ms : null
+}
+
+function durabilityOf(
+  streams: readonly StreamConfig[],
+  qos: Qos,
+): { durability: Durability; relaxedFlushMs: number } {
+  const relaxedFlushMs = Math.min(...streams.map((s) => s.relaxedFlushMs))
+  // QoS 0 has no ack to protect, so it is never made to wait for an fsync; never worse than relaxed either.
+  if (qos === 0 || streams.every((s) => s.ack === 'relaxed')) return { durability: 'relaxed', relaxedFlushMs }
+  return { durability: 'durable', relaxedFlushMs }
+}
+
+export class Ingest {
+  readonly #store: LogStore
+  readonly #router: Router
+  readonly #maxPayloadBytes: number
+  /** Appends not yet resolved, by marker key: a retry that overtakes its original waits for it. */
+  readonly #inFlight = new Map<string, Promise<IngestResult>>()
+  readonly stats: IngestStats = { records: 0, duplicates: 0, rejected: 0 }
+
+  constructor(store: LogStore, router: Router, limits: Config['limits']) {
+    this.#store = store
+    this.#router = router
+    this.#maxPayloadBytes = limits.maxPayloadBytes
+  }
+
+  /** Creates every configured stream's partitions in the store. */
+  async prepare(streams: readonly StreamConfig[]): Promise<void> {
+    for (const stream of streams) await this.#store.ensureStream(stream.name, stream.partitions)
+  }
+
+  accept(publish: IncomingPublish): Promise<IngestResult> {
+    if (publish.payload.length > this.#maxPayloadBytes) {
+      this.stats.rejected++
+      return Promise.reject(
+        new TributaryError(
+          'TRIB_PAYLOAD_TOO_LARGE',
+          `${publish.payload.length} > ${this.#maxPayloadBytes} bytes`,
+        ),
+      )
+    }
+    const routes = this.#router.route(publish.topic, publish.clientId)
+    if (routes.length === 0) return Promise.resolve(NONE)
+    if (publish.qos === 0 || publish.messageId === undefined) return this.#append(publish, routes, undefined)
+
+    const key = markerKey(publish.qos, publish.clientId, publish.messageId)
+    const running = this.#inFlight.get(key)
+    if (running !== undefined) return running.then((r) => this.#duplicate(r))
+    const digest = crc32c(publish.payload, crc32c(publish.topic))
+    const stored = this.#store.marker(key)
+    if (stored !== undefined && (publish.qos === 2 || (publish.dup && stored.digest === digest))) {
+      return Promise.resolve(this.#duplicate({ appended: this.#fromMarker(stored), duplicate: true }))
+    }
+    const result = this.#append(publish, routes, { key, digest }).finally(() => this.#inFlight.delete(key))
+    this.#inFlight.set(key, result)
+    return result
+  }
+
+  /** PUBREL: the QoS 2 packet id is free again [MQTT-4.3.3-2]. */
+  release(clientId: string, messageId: number): Promise<void> {
+    return this.#store.removeMarkers(markerKey(2, clientId, messageId))
+  }
+
+  /** A clean session starts: the client's packet ids start over. */
+  forgetClient(clientId: string): Promise<void> {
+    return Promise.all([
+      this.#store.removeMarkers(`q1\u0000${clientId}\u0000`),
+      this.#store.removeMarkers(`q2\u0000${clientId}\u0000`),
+    ]).then(() => undefined)
+  }
+
+  #duplicate(result: IngestResult): IngestResult {
+    this.stats.duplicates++
+    return { appended: result.appended, duplicate: true }
+  }
+
+  #fromMarker(marker: Marker): Appended[] {
+    return marker.offsets.map(([stream, partition, offset]) => ({
+      stream,
+      partition,
+      offset,
+      timestampMs: 0,
+    }))
+  }
+
+  async #append(
+    publish: IncomingPublish,
+    routes: ReturnType<Router['route']>,
+    dedupe: { key: string; digest: number } | undefined,
+  ): Promise<IngestResult> {
+    const headers = headersOf(publish.userProperties)
+    const deviceTimeMs = deviceTime(publish.userProperties)
+    const entries = routes.map((route) => ({
+      stream: route.stream.name,
+      partition: route.partition,
+      record: {
+        key: route.key,
+        topic: publish.topic,
+        payload: publish.payload,
+        headers,
+        clientId: publish.clientId,
+        qos: publish.qos,
+        deviceTimeMs,
+      },
+    }))
+    // The marker names the offsets, so it is written in the same transaction; its
+    // offsets are filled in from the append result and only read after commit.
+    const offsets: Array<[string, number, number]> = []
+    const { durability, relaxedFlushMs } = durabilityOf(
+      routes.map((r) => r.stream),
+      publish.qos,
+    )
+    try {
+      const appended = await this.#store.append({
+        entries,
+        durability,
+        relaxedFlushMs,
+        ...(dedupe === undefined
+          ? {}
+          : { marker: { key: dedupe.key, value: { digest: dedupe.digest, offsets } } }),
+      })
+      for (const a of appended) offsets.push([a.stream, a.partition, a.offset])
+      this.stats.records += appended.length
+      return { appended, duplicate: false }
+    } catch (err) {
+      this.stats.rejected++
+      throw err
+    }
+  }
+}

@@ -1,0 +1,35 @@
+// One process per data dir: a pid file taken with O_EXCL. A file left by a
+// process that no longer runs (kill -9, power cut) is taken over.
+
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    // A zombie (killed, not yet reaped by its parent) holds nothing any more.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true
+  }
+}
+
+/** Takes the lock or returns the pid that holds it. */
+export function acquirePidLock(path: string): { release: () => void } | { heldBy: number } {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' })
+      return { release: () => rmSync(path, { force: true }) }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    const holder = Number.parseInt(readFileSync(path, 'utf8'), 10)
+    if (Number.isInteger(holder) && holder !== process.pid && alive(holder)) return { heldBy: holder }
+    rmSync(path, { force: true })
+  }
+  return { heldBy: Number.NaN }
+}
