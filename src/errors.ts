@@ -1,14 +1,12 @@
 // The error catalog: every error tributary reports to a user, a client or a
 // log line has a stable code from this table. Codes never change meaning once
 // released; the README's error table is checked against this file by a test.
-// `mqttReasonCode` is the MQTT 5 reason code sent back where the protocol has
-// one (PUBACK/PUBREC/DISCONNECT); MQTT 3.1.1 clients are disconnected instead,
-// which is all that protocol allows [MQTT-3.3.5-2].
+// A refused MQTT publish carries the code in its MQTT 5 reason string; MQTT
+// 3.1.1 clients are disconnected instead, all that protocol allows [MQTT-3.3.5-2].
 
 export interface ErrorSpec {
   readonly message: string
   readonly retriable: boolean
-  readonly mqttReasonCode?: number
 }
 
 export const errorCodes = {
@@ -35,27 +33,22 @@ export const errorCodes = {
   TRIB_STORE_CLOSED: {
     message: 'The log store is closed or closing; the record was not stored',
     retriable: true,
-    mqttReasonCode: 0x88,
   },
   TRIB_STORE_WRITE_FAILED: {
     message: 'The log store could not commit the write (disk full or I/O error); the record was not stored',
     retriable: true,
-    mqttReasonCode: 0x80,
   },
   TRIB_APPEND_QUEUE_FULL: {
     message: 'Too many appends are waiting for the disk; the record was not stored, retry later',
     retriable: true,
-    mqttReasonCode: 0x97,
   },
   TRIB_PAYLOAD_TOO_LARGE: {
     message: 'The payload is larger than limits.maxPayloadBytes; the record was not stored',
     retriable: false,
-    mqttReasonCode: 0x95,
   },
   TRIB_TOPIC_INVALID: {
     message: 'The topic name is not valid for PUBLISH (empty, wildcard, NUL or reserved $ prefix)',
     retriable: false,
-    mqttReasonCode: 0x90,
   },
   TRIB_CLIENT_ID_REQUIRED: {
     message: 'A zero-length client id is only allowed with a clean session [MQTT-3.1.3-7]',
@@ -96,7 +89,6 @@ export type ErrorCode = keyof typeof errorCodes
 export class TributaryError extends Error {
   readonly code: ErrorCode
   readonly retriable: boolean
-  readonly mqttReasonCode: number | undefined
 
   constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
     const spec: ErrorSpec = errorCodes[code]
@@ -104,7 +96,6 @@ export class TributaryError extends Error {
     this.name = 'TributaryError'
     this.code = code
     this.retriable = spec.retriable
-    this.mqttReasonCode = spec.mqttReasonCode
   }
 }
 

@@ -4,16 +4,17 @@
 // Shutdown order (STYLE.md): stop accepting, finish in-flight appends and
 // acks, disconnect clients, close the store.
 
-import { mkdirSync, renameSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { Broker } from './broker/broker.ts'
-import { loadOrCreateNodeId } from './cluster/node-identity.ts'
+import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
 import type { Config } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import { Ingest } from './ingest/ingest.ts'
 import { Router } from './ingest/router.ts'
 import { acquirePidLock } from './lib/pid-lock.ts'
-import { LmdbLogStore } from './log/lmdb-log-store.ts'
+import { probeEnvironment } from './log/env-probe.ts'
+import { LMDB_FILE, LmdbLogStore, type LmdbLogStoreOptions } from './log/lmdb-log-store.ts'
 import type { RecoveryReport } from './log/log-store.ts'
 import type { Logger } from './observability/logger.ts'
 
@@ -31,9 +32,6 @@ export interface TributaryNode {
   close(): Promise<void>
 }
 
-/** LMDB errors that mean the environment file itself is unusable. */
-const DAMAGED_ENV = /MDB_CORRUPTED|MDB_INVALID|MDB_VERSION_MISMATCH|MDB_PAGE_NOTFOUND|MDB_BAD_TXN/
-
 export function createNode(config: Readonly<Config>, log: Logger): TributaryNode {
   try {
     mkdirSync(config.dataDir, { recursive: true })
@@ -43,15 +41,15 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   const lock = acquirePidLock(join(config.dataDir, 'tributary.pid'))
   if ('heldBy' in lock)
     throw new TributaryError('TRIB_DATA_DIR_LOCKED', `${config.dataDir} (pid ${lock.heldBy})`)
-  const nodeId = loadOrCreateNodeId(config.dataDir)
-  const storeOptions = {
+  let nodeId = loadOrCreateNodeId(config.dataDir)
+  const storeOptions = (): LmdbLogStoreOptions => ({
     dataDir: config.dataDir,
     origin: nodeId,
     maxPendingAppends: config.limits.maxPendingAppends,
     onCorrupt: (damage: unknown) =>
       log.error({ code: 'TRIB_BATCH_CORRUPT', damage }, 'damaged batch quarantined'),
-  }
-  let store = new LmdbLogStore(storeOptions)
+  })
+  let store = new LmdbLogStore(storeOptions())
   const ingest = (): Ingest => new Ingest(store, new Router(config.streams, config.unmatched), config.limits)
   let currentIngest = ingest()
   let broker: Broker | null = null
@@ -61,18 +59,30 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   let closed: Promise<void> | null = null
 
   async function openStore(): Promise<RecoveryReport> {
-    try {
-      return await store.open()
-    } catch (err) {
-      if (!DAMAGED_ENV.test(String(err))) throw err
-      // A damaged environment must not keep the node down: keep it for inspection, start anew.
-      const aside = join(config.dataDir, `log.mdb.damaged-${Date.now()}`)
-      renameSync(join(config.dataDir, 'log.mdb'), aside)
-      log.fatal({ code: 'TRIB_STORE_DAMAGED', err, movedTo: aside }, 'log store damaged; moved aside')
-      store = new LmdbLogStore(storeOptions)
+    const envPath = join(config.dataDir, LMDB_FILE)
+    const probe = await probeEnvironment(config.dataDir, envPath)
+    if (!probe.ok) {
+      // A damaged environment must not keep the node down: keep it for inspection and
+      // start a new log under a new node id, so no offset of the old origin is reused.
+      const aside = `${envPath}.damaged-${Date.now()}`
+      renameSync(envPath, aside)
+      if (existsSync(`${envPath}-lock`)) renameSync(`${envPath}-lock`, `${aside}-lock`)
+      const previous = nodeId
+      nodeId = createNodeId(config.dataDir)
+      log.fatal(
+        {
+          code: 'TRIB_STORE_DAMAGED',
+          reason: probe.reason,
+          movedTo: aside,
+          previousNodeId: previous,
+          nodeId,
+        },
+        'log store damaged; moved aside and started anew',
+      )
+      store = new LmdbLogStore(storeOptions())
       currentIngest = ingest()
-      return store.open()
     }
+    return store.open()
   }
 
   async function runRetention(): Promise<void> {
@@ -129,7 +139,9 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   }
 
   return {
-    nodeId,
+    get nodeId() {
+      return nodeId
+    },
     get store() {
       return store
     },

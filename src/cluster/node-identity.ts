@@ -16,6 +16,15 @@ export function loadOrCreateNodeId(dataDir: string): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
+  return createNodeId(dataDir)
+}
+
+/**
+ * Writes a new node id. Also used when the store had to be started anew: the
+ * new log is a new origin, so its offsets can never be confused with the old ones.
+ */
+export function createNodeId(dataDir: string): string {
+  const path = join(dataDir, NODE_ID_FILE)
   const id = randomUUID()
   const tmp = `${path}.tmp`
   const fd = openSync(tmp, 'w')

@@ -34,6 +34,7 @@ import type {
   VerifyReport,
 } from './log-store.ts'
 
+export const LMDB_FILE = 'log.mdb'
 export const DEFAULT_TAIL_BATCHES_CHECKED = 8
 const DEFAULT_READ_MAX_RECORDS = 1000
 const DEFAULT_READ_MAX_BYTES = 1024 * 1024
@@ -141,7 +142,7 @@ export class LmdbLogStore implements LogStore {
       }
     }
     const root = open({
-      path: join(this.#options.dataDir, 'log.mdb'),
+      path: join(this.#options.dataDir, LMDB_FILE),
       maxDbs: 32,
       readOnly,
       overlappingSync: true,

@@ -1,0 +1,118 @@
+// Runs `tributary start` as a child process (from the TypeScript sources, on
+// the project's Node runtime) so tests can SIGKILL it mid-load and start it
+// again on the same data dir. Only 127.0.0.1 is used.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+
+export const REPO_ROOT = join(import.meta.dirname, '..', '..')
+export const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts')
+
+export interface ChildBroker {
+  readonly child: ChildProcess
+  readonly pid: number
+  readonly port: number
+  readonly url: string
+  /** Every log line the child printed (JSON objects), for assertions. */
+  readonly logs: Array<Record<string, unknown>>
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+export interface SpawnOptions {
+  readonly args?: readonly string[]
+  /** Run under another program, e.g. ['strace', '-f', ...]: the command line is appended. */
+  readonly wrapper?: readonly string[]
+  readonly env?: NodeJS.ProcessEnv
+  readonly timeoutMs?: number
+}
+
+/** Starts the broker on a free loopback port; resolves once it accepts MQTT connections. */
+export async function spawnBroker(dataDir: string, options: SpawnOptions = {}): Promise<ChildBroker> {
+  const command = [
+    process.execPath,
+    CLI,
+    'start',
+    '--data-dir',
+    dataDir,
+    '--mqtt-host',
+    '127.0.0.1',
+    '--mqtt-port',
+    '0',
+    ...(options.args ?? []),
+  ]
+  const full = [...(options.wrapper ?? []), ...command]
+  const [program, ...rest] = full
+  if (program === undefined) throw new Error('empty command')
+  const child = spawn(program, rest, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: Array<Record<string, unknown>> = []
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString()
+  })
+  const exited = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }))
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`broker did not start within ${options.timeoutMs ?? 20_000} ms: ${stderr}`)),
+      options.timeoutMs ?? 20_000,
+    )
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      reject(new Error(`broker exited (code ${code}, signal ${signal}) before listening: ${stderr}`))
+    })
+    if (child.stdout === null) return
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      let entry: Record<string, unknown>
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>
+      } catch {
+        return
+      }
+      logs.push(entry)
+      if (typeof entry.mqtt === 'string' && entry.msg === 'tributary accepting MQTT connections') {
+        clearTimeout(timer)
+        resolve(Number(entry.mqtt.split(':').pop()))
+      }
+    })
+  })
+  const pid = child.pid ?? -1
+  return {
+    child,
+    pid,
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    logs,
+    exited,
+    kill: (signal) => {
+      child.kill(signal)
+      return exited
+    },
+  }
+}
+
+/** Runs the CLI to completion and returns its output. */
+export async function runCli(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString()
+  })
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString()
+  })
+  const [code] = await once(child, 'exit')
+  return { code: code as number | null, stdout, stderr }
+}

@@ -1,0 +1,47 @@
+// Starts a real tributary node in this process on 127.0.0.1:0 with a temp
+// data dir (or a given one, to restart on the same data).
+
+import { validateConfig } from '../../src/config/load.ts'
+import type { Config } from '../../src/config/schema.ts'
+import { createNode, type TributaryNode } from '../../src/index.ts'
+import { createLogger } from '../../src/observability/logger.ts'
+import { tempDir } from './temp-dir.ts'
+
+export interface RunningNode {
+  readonly node: TributaryNode
+  readonly port: number
+  readonly url: string
+  readonly dataDir: string
+  readonly config: Readonly<Config>
+  /** Clean shutdown (SIGTERM path). */
+  stop(): Promise<void>
+}
+
+/** Builds a full config from a partial tree, as the YAML file would give it. */
+export function testConfig(dataDir: string, tree: Record<string, unknown> = {}): Readonly<Config> {
+  const result = validateConfig({
+    dataDir,
+    logLevel: process.env.TRIBUTARY_TEST_LOG_LEVEL ?? 'silent',
+    ...tree,
+    mqtt: { host: '127.0.0.1', port: 0 },
+  })
+  if (result.config === null) throw new Error(`bad test config: ${JSON.stringify(result.problems)}`)
+  return result.config
+}
+
+export async function startNode(
+  options: { dataDir?: string; config?: Record<string, unknown> } = {},
+): Promise<RunningNode> {
+  const dataDir = options.dataDir ?? (await tempDir()).path
+  const config = testConfig(dataDir, options.config)
+  const node = createNode(config, createLogger(config.logLevel))
+  const { mqtt } = await node.start()
+  return {
+    node,
+    port: mqtt.port,
+    url: `mqtt://127.0.0.1:${mqtt.port}`,
+    dataDir,
+    config,
+    stop: () => node.close(),
+  }
+}

@@ -1,0 +1,109 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ConfigError, checkConfigFile, loadConfig } from '../../src/config/load.ts'
+import { isTributaryError } from '../../src/errors.ts'
+import { tempDir } from '../helpers/temp-dir.ts'
+
+let dir: Awaited<ReturnType<typeof tempDir>>
+const file = (name: string, text: string): string => {
+  const path = join(dir.path, name)
+  writeFileSync(path, text)
+  return path
+}
+
+beforeAll(async () => {
+  dir = await tempDir()
+})
+afterAll(() => dir.remove())
+
+describe('config', () => {
+  it('works with no file at all: one default stream keyed by client id', () => {
+    const config = loadConfig({ dataDir: '/tmp/d' }, {})
+    expect(config.mqtt).toEqual({ host: '0.0.0.0', port: 1883 })
+    expect(config.streams).toEqual([
+      expect.objectContaining({ name: 'default', partitions: 1, key: { from: 'client-id' } }),
+    ])
+    expect(Object.isFrozen(config.streams[0])).toBe(true)
+  })
+
+  it('layers defaults < file < environment < flags', () => {
+    const path = file('layers.yaml', 'mqtt:\n  port: 1000\n  host: 10.0.0.1\nlogLevel: warn\n')
+    const config = loadConfig(
+      { config: path, mqttPort: 3000 },
+      { TRIBUTARY_MQTT_PORT: '2000', TRIBUTARY_LOG_LEVEL: 'debug', TRIBUTARY_DATA_DIR: '/tmp/e' },
+    )
+    expect(config.mqtt).toEqual({ host: '10.0.0.1', port: 3000 })
+    expect(config.logLevel).toBe('debug')
+    expect(config.dataDir).toBe('/tmp/e')
+  })
+
+  it('lists every problem with its path', () => {
+    const path = file(
+      'bad.yaml',
+      [
+        'mqtt:',
+        '  port: 70000',
+        'colour: blue',
+        'streams:',
+        '  - name: temps',
+        '    match: ["sensors/#/x"]',
+        '    partitions: 0',
+        '  - name: temps',
+        '    match: ["a"]',
+        '    key: { from: topic-level }',
+        '    ack: sometimes',
+      ].join('\n'),
+    )
+    const problems = checkConfigFile(path)
+    const paths = problems.map((p) => p.path)
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'mqtt.port',
+        '(top level)',
+        'streams.0.match.0',
+        'streams.0.partitions',
+        'streams.1.key.level',
+        'streams.1.ack',
+      ]),
+    )
+    expect(() => loadConfig({ config: path }, {})).toThrow(ConfigError)
+  })
+
+  it('reports duplicate stream names and streams without filters', () => {
+    const path = file(
+      'dup.yaml',
+      'streams:\n  - { name: a, match: [x] }\n  - { name: a, match: [y] }\n  - { name: b }\n',
+    )
+    expect(checkConfigFile(path).map((p) => p.path)).toEqual(['streams.1.name', 'streams.2.match'])
+  })
+
+  it('rejects bad environment values and unknown TRIBUTARY_ variables', () => {
+    try {
+      loadConfig({ dataDir: '/tmp/d' }, { TRIBUTARY_MQTT_PORT: 'abc', TRIBUTARY_COLOUR: 'blue' })
+      expect.unreachable()
+    } catch (err) {
+      expect(isTributaryError(err, 'TRIB_CONFIG_INVALID')).toBe(true)
+      expect((err as ConfigError).problems.map((p) => p.path)).toEqual([
+        'env TRIBUTARY_MQTT_PORT',
+        'env TRIBUTARY_COLOUR',
+      ])
+    }
+  })
+
+  it('gives unreadable and non-YAML files their own code', () => {
+    expect(() => checkConfigFile(join(dir.path, 'missing.yaml'))).toThrow(
+      expect.objectContaining({ code: 'TRIB_CONFIG_UNREADABLE' }),
+    )
+    const broken = file('broken.yaml', 'streams: [\n')
+    expect(() => checkConfigFile(broken)).toThrow(expect.objectContaining({ code: 'TRIB_CONFIG_UNREADABLE' }))
+  })
+})
+
+describe('docs/tributary.example.yaml', () => {
+  it('is a valid config', () => {
+    expect(checkConfigFile(join(import.meta.dirname, '..', '..', 'docs', 'tributary.example.yaml'))).toEqual(
+      [],
+    )
+  })
+})
