@@ -39,6 +39,17 @@ function invalidTopicReason(topic: string): string | null {
   return null
 }
 
+/**
+ * A refused publish: MQTT 5 clients get the message as the reason string of
+ * aedes' 0x87 PUBACK/PUBREC, so it starts with the stable code; 3.1.1 clients
+ * are disconnected, the only refusal 3.1.1 has [MQTT-3.3.5-2]. Either way
+ * nothing was acknowledged, so nothing acknowledged is lost.
+ */
+function refusal(err: TributaryError): TributaryError {
+  err.message = `${err.code}: ${err.message}`
+  return err
+}
+
 export class Broker {
   readonly #options: BrokerOptions
   readonly #ingest: Ingest
@@ -69,7 +80,7 @@ export class Broker {
       id: `${this.#options.nodeId}.${Date.now().toString(36)}`,
       persistence: this.#sessions,
       maximumPacketSize: this.#options.maxPayloadBytes + 64 * 1024,
-      preConnect: (client, packet, done) => this.#preConnect(client, packet.clean, done),
+      preConnect: (_client, packet, done) => this.#preConnect(packet.clientId, packet.clean, done),
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
     })
     this.#aedes = aedes
@@ -98,8 +109,9 @@ export class Broker {
     return this.#sockets.size
   }
 
+  /** Runs before aedes assigns `client.id`, so the id comes from the CONNECT packet. */
   #preConnect(
-    client: Client,
+    clientId: string,
     clean: boolean | undefined,
     done: (err: Error | null, ok: boolean) => void,
   ): void {
@@ -108,10 +120,10 @@ export class Broker {
       return
     }
     // A clean session: packet ids start over, so the client's dedupe markers go.
-    this.#ingest.forgetClient(client.id ?? '').then(
+    this.#ingest.forgetClient(clientId).then(
       () => done(null, true),
       (err: unknown) => {
-        this.#log.error({ err, clientId: client.id }, 'could not reset dedupe state; refusing the connect')
+        this.#log.error({ err, clientId }, 'could not reset dedupe state; refusing the connect')
         done(err instanceof Error ? err : new Error(String(err)), false)
       },
     )
@@ -120,7 +132,7 @@ export class Broker {
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     const reason = invalidTopicReason(packet.topic)
     if (reason !== null) {
-      done(new TributaryError('TRIB_TOPIC_INVALID', reason))
+      done(refusal(new TributaryError('TRIB_TOPIC_INVALID', reason)))
       return
     }
     const aedesPacket = packet as AedesPublishPacket & { clientId?: string }

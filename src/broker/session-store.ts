@@ -251,12 +251,24 @@ export class LmdbSessionStore extends MemoryPersistence {
     await this.#commit(memory, Promise.all(writes))
   }
 
+  /**
+   * aedes calls this when a clean session starts or ends: the moment MQTT
+   * discards the whole session state [MQTT-3.1.2-6], so the client's queued
+   * outgoing packets and unfinished incoming QoS 2 packets go with its
+   * subscriptions (otherwise a reused packet id would be taken for a retransmit).
+   */
   override async cleanSubscriptions(client: ClientRef): Promise<void> {
     this.#assertOpen()
     const memory = super.cleanSubscriptions(client as Client)
     const stored = this.#subscriptionTopics.get(client.id) ?? new Set<string>()
     this.#subscriptionTopics.delete(client.id)
     const writes = [...stored].map((topic) => this.#subscriptionsDb.remove(identityKey([client.id, topic])))
+    for (const entry of this.#outgoing.get(client.id) ?? []) writes.push(this.#outgoingDb.remove(entry.seq))
+    this.#outgoing.delete(client.id)
+    for (const messageId of this.#incoming.get(client.id)?.keys() ?? []) {
+      writes.push(this.#incomingDb.remove(identityKey([client.id, messageId])))
+    }
+    this.#incoming.delete(client.id)
     await this.#commit(memory, Promise.all(writes))
   }
 

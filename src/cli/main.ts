@@ -3,6 +3,7 @@
 // Errors print their stable code and message; exit 2 for configuration and
 // usage errors, 1 for everything else.
 
+import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { TributaryError } from '../errors.ts'
 import { registerConfigCheck } from './config-check.ts'
@@ -13,6 +14,10 @@ import { registerTail } from './tail.ts'
 
 const program = new Command('tributary')
   .description('Edge streaming appliance: MQTT in, durable partitioned logs, store and forward')
+  .version(
+    (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version,
+  )
   .showHelpAfterError()
   .exitOverride()
 registerStart(program)

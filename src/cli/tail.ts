@@ -120,7 +120,7 @@ export function registerTail(program: Command): void {
       const limit =
         options.limit ?? (fromOption || options.follow === true ? Number.POSITIVE_INFINITY : DEFAULT_LIMIT)
       const cursors = new Map(
-        partitions.map((p) => [p, startOffset(store, stream, p, options, Math.min(limit, DEFAULT_LIMIT))]),
+        partitions.map((p) => [p, startOffset(store, stream, p, options, options.limit ?? DEFAULT_LIMIT)]),
       )
       let printed = 0
       const print = (items: Located[]): void => {

@@ -163,12 +163,40 @@ function withDefaultStream(config: Config): Config {
   return { ...config, streams: [...config.streams, implicit] }
 }
 
+/**
+ * Checks across fields, run on the raw tree so they are reported together with
+ * the schema's problems (zod skips refinements once any field is invalid).
+ */
+function crossFieldProblems(tree: Tree): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const streams = tree.streams
+  if (!Array.isArray(streams)) return problems
+  const seen = new Set<string>()
+  streams.forEach((stream: unknown, i) => {
+    if (!isTree(stream) || typeof stream.name !== 'string') return
+    if (seen.has(stream.name)) {
+      problems.push({ path: `streams.${i}.name`, message: `stream "${stream.name}" is declared twice` })
+    }
+    seen.add(stream.name)
+    const match = stream.match
+    const noFilter = match === undefined || (Array.isArray(match) && match.length === 0)
+    if (noFilter && stream.name !== DEFAULT_STREAM_NAME) {
+      problems.push({
+        path: `streams.${i}.match`,
+        message: 'at least one MQTT topic filter (only the "default" stream may have none)',
+      })
+    }
+  })
+  return problems
+}
+
 /** Validates a merged tree; returns the config or the list of problems. */
 export function validateConfig(
   tree: Tree,
 ): { config: Config; problems: [] } | { config: null; problems: ConfigProblem[] } {
   const result = configSchema.safeParse(tree)
-  if (!result.success) return { config: null, problems: toProblems(result.error.issues) }
+  const problems = [...(result.success ? [] : toProblems(result.error.issues)), ...crossFieldProblems(tree)]
+  if (!result.success || problems.length > 0) return { config: null, problems }
   return { config: withDefaultStream(result.data), problems: [] }
 }
 

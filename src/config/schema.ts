@@ -98,26 +98,6 @@ export const configSchema = z
     streams: z.array(streamSchema).default([]),
   })
   .strict()
-  .superRefine((config, ctx) => {
-    const seen = new Set<string>()
-    config.streams.forEach((s, i) => {
-      if (seen.has(s.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['streams', i, 'name'],
-          message: `stream "${s.name}" is declared twice`,
-        })
-      }
-      seen.add(s.name)
-      if (s.match.length === 0 && s.name !== DEFAULT_STREAM_NAME) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['streams', i, 'match'],
-          message: 'at least one MQTT topic filter (only the "default" stream may have none)',
-        })
-      }
-    })
-  })
 
 export type ConfigInput = z.input<typeof configSchema>
 export type Config = z.output<typeof configSchema>

@@ -3,7 +3,12 @@
 
 export type Qos = 0 | 1 | 2
 
-/** An MQTT 5 user property, kept in arrival order; names may repeat. */
+/**
+ * An MQTT 5 user property; names may repeat. aedes hands user properties over
+ * as an object (mqtt-packet's parse), so headers come grouped by name in the
+ * order each name first appeared (integer-like names first, as JS objects
+ * order keys); the values of one name keep their order.
+ */
 export type Header = readonly [name: string, value: string]
 
 /** What ingest hands to the log; the log assigns offset and ingest time. */

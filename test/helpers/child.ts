@@ -10,6 +10,14 @@ import { createInterface } from 'node:readline'
 export const REPO_ROOT = join(import.meta.dirname, '..', '..')
 export const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts')
 
+/** The test runner's environment without TRIBUTARY_* settings, so ambient config never leaks into a child. */
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('TRIBUTARY_')),
+  )
+  return { ...env, ...extra }
+}
+
 export interface ChildBroker {
   readonly child: ChildProcess
   readonly pid: number
@@ -48,7 +56,7 @@ export async function spawnBroker(dataDir: string, options: SpawnOptions = {}): 
   if (program === undefined) throw new Error('empty command')
   const child = spawn(program, rest, {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...options.env },
+    env: cleanEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: Array<Record<string, unknown>> = []
@@ -104,7 +112,7 @@ export async function runCli(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } })
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: cleanEnv(env) })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (c: Buffer) => {

@@ -2,7 +2,14 @@
 // stack (nodes, clients, temp dirs, children, undone in reverse order after
 // every test), bounded waits, and reading a whole partition back.
 
-import { connectAsync, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
+import {
+  connect,
+  connectAsync,
+  type IClientOptions,
+  type IConnackPacket,
+  type IPublishPacket,
+  type MqttClient,
+} from 'mqtt'
 import type { LogStore } from '../../src/log/log-store.ts'
 import type { StoredRecord } from '../../src/log/record.ts'
 import { type RunningNode, startNode } from './node.ts'
@@ -98,6 +105,26 @@ export class Cleanup {
     this.defer(`close mqtt client ${client.options.clientId}`, () => client.endAsync(true))
     return client
   }
+
+  /**
+   * An mqtt.js client whose Inbox listens before CONNECT is sent: a persistent
+   * session's queued messages may arrive in the same read as the CONNACK, before
+   * connectAsync's promise would let a listener be attached.
+   */
+  async mqttWithInbox(
+    url: string,
+    options: IClientOptions = {},
+  ): Promise<{ client: MqttClient; inbox: Inbox; connack: IConnackPacket }> {
+    const client = connect(url, { reconnectPeriod: 0, connectTimeout: WAIT_MS, ...options })
+    this.defer(`close mqtt client ${client.options.clientId}`, () => client.endAsync(true))
+    const inbox = new Inbox(client)
+    const connected = new Promise<IConnackPacket>((resolve, reject) => {
+      client.once('connect', resolve)
+      client.once('error', reject)
+    })
+    const connack = await withTimeout(connected, WAIT_MS, 'mqtt.js connect')
+    return { client, inbox, connack }
+  }
 }
 
 export interface Message {
@@ -120,10 +147,21 @@ export class Inbox {
 
   /** Resolves with the first `count` messages once that many have arrived. */
   async take(count: number, timeoutMs = WAIT_MS): Promise<Message[]> {
+    await this.until((messages) => messages.length >= count, `${count} messages`, timeoutMs)
+    return this.messages.slice(0, count)
+  }
+
+  /** Resolves once `condition` holds for the messages received so far. */
+  async until(
+    condition: (messages: readonly Message[]) => boolean,
+    label: string,
+    timeoutMs = WAIT_MS,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs
-    while (this.messages.length < count) {
+    while (!condition(this.messages)) {
       const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out: ${this.messages.length} of ${count} messages arrived`)
+      if (left <= 0)
+        throw new Error(`timed out waiting for ${label}: ${this.messages.length} messages arrived`)
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left)
         this.#wake.push(() => {
@@ -132,6 +170,5 @@ export class Inbox {
         })
       })
     }
-    return this.messages.slice(0, count)
   }
 }
