@@ -71,7 +71,7 @@ export const errorCodes = {
     retriable: false,
   },
   TRIB_BATCH_CORRUPT: {
-    message: 'A stored batch failed its CRC32C or structure check; it was quarantined',
+    message: 'A stored batch failed its CRC32C or structure check; its records cannot be read',
     retriable: false,
   },
   TRIB_BATCH_VERSION: {

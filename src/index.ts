@@ -46,8 +46,8 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     dataDir: config.dataDir,
     origin: nodeId,
     maxPendingAppends: config.limits.maxPendingAppends,
-    onCorrupt: (damage: unknown) =>
-      log.error({ code: 'TRIB_BATCH_CORRUPT', damage }, 'damaged batch quarantined'),
+    onCorrupt: (damage, action) =>
+      log.error({ code: 'TRIB_BATCH_CORRUPT', damage, action }, `damaged batch ${action}`),
   })
   let store = new LmdbLogStore(storeOptions())
   const ingest = (): Ingest => new Ingest(store, new Router(config.streams, config.unmatched), config.limits)

@@ -133,8 +133,21 @@ export function registerTail(program: Command): void {
       const readChunk = (partition: number): Located[] => {
         const from = cursors.get(partition) ?? 0
         const result = store.read({ stream, partition }, from, { maxRecords: 500 })
-        for (const damage of result.corrupt)
+        for (const damage of result.corrupt) {
           process.stderr.write(`warning: TRIB_BATCH_CORRUPT ${JSON.stringify(damage)}\n`)
+        }
+        const first =
+          store.partitions().find((p) => p.stream === stream && p.partition === partition)?.firstOffset ?? 0
+        let expected = Math.max(from, first)
+        for (const { offset } of result.records) {
+          const damaged = result.corrupt.some((c) => c.baseOffset === expected)
+          if (offset > expected && !damaged) {
+            process.stderr.write(
+              `warning: ${stream}/${partition} offsets ${expected}-${offset - 1} are missing (quarantined as damaged; see tributary log verify)\n`,
+            )
+          }
+          expected = offset + 1
+        }
         cursors.set(partition, result.nextOffset)
         return result.records.map((record) => ({ stream, partition, record }))
       }

@@ -170,9 +170,6 @@ export class Ingest {
         deviceTimeMs,
       },
     }))
-    // The marker names the offsets, so it is written in the same transaction; its
-    // offsets are filled in from the append result and only read after commit.
-    const offsets: Array<[string, number, number]> = []
     const { durability, relaxedFlushMs } = durabilityOf(
       routes.map((r) => r.stream),
       publish.qos,
@@ -182,11 +179,8 @@ export class Ingest {
         entries,
         durability,
         relaxedFlushMs,
-        ...(dedupe === undefined
-          ? {}
-          : { marker: { key: dedupe.key, value: { digest: dedupe.digest, offsets } } }),
+        ...(dedupe === undefined ? {} : { marker: dedupe }),
       })
-      for (const a of appended) offsets.push([a.stream, a.partition, a.offset])
       this.stats.records += appended.length
       return { appended, duplicate: false }
     } catch (err) {

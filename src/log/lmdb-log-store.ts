@@ -48,8 +48,11 @@ export interface LmdbLogStoreOptions {
   readonly maxPendingAppends: number
   readonly readOnly?: boolean
   readonly tailBatchesChecked?: number
-  /** Called for every damaged batch found at open or on read (log it, count it). */
-  readonly onCorrupt?: (batch: CorruptBatch) => void
+  /**
+   * Called for every damaged batch found (log it, count it): `quarantined` at open
+   * (moved out of the log, unless read-only), `skipped` by a read.
+   */
+  readonly onCorrupt?: (batch: CorruptBatch, action: 'quarantined' | 'skipped') => void
 }
 
 interface PartitionMeta {
@@ -201,7 +204,7 @@ export class LmdbLogStore implements LogStore {
         const damage = this.#check(meta, key, value)
         if (damage === null) continue
         quarantined.push(damage)
-        this.#options.onCorrupt?.(damage)
+        this.#options.onCorrupt?.(damage, 'quarantined')
       }
     }
     if (!readOnly && quarantined.length > 0) {
@@ -390,9 +393,12 @@ export class LmdbLogStore implements LogStore {
           meta.bytes += batch.length
           this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)
         }
-        for (const p of pending) {
-          if (p.request.marker !== undefined) this.#markers.put(p.request.marker.key, p.request.marker.value)
-        }
+        pending.forEach((p, i) => {
+          const marker = p.request.marker
+          if (marker === undefined) return
+          const offsets = (results[i] ?? []).map((a) => [a.stream, a.partition, a.offset] as const)
+          this.#markers.put(marker.key, { digest: marker.digest, offsets })
+        })
         return true
       })
       await written
@@ -458,7 +464,7 @@ export class LmdbLogStore implements LogStore {
           error: errorText(err),
         }
         corrupt.push(damage)
-        this.#options.onCorrupt?.(damage)
+        this.#options.onCorrupt?.(damage, 'skipped')
         next = this.#firstOffsetAfter(meta, baseOffset)
         continue
       }

@@ -21,7 +21,10 @@ export interface AppendEntry extends PartitionRef {
   readonly record: RecordInput
 }
 
-/** Small state written in the same transaction as the records (ingest's dedupe entries). */
+/**
+ * Small state written in the same transaction as the records (ingest's dedupe
+ * entries): the caller's digest, and the offsets the store gave the entries.
+ */
 export interface Marker {
   readonly digest: number
   readonly offsets: ReadonlyArray<readonly [stream: string, partition: number, offset: number]>
@@ -32,7 +35,7 @@ export interface AppendRequest {
   readonly durability: Durability
   /** Only for `relaxed`. */
   readonly relaxedFlushMs?: number
-  readonly marker?: { readonly key: string; readonly value: Marker }
+  readonly marker?: { readonly key: string; readonly digest: number }
 }
 
 export interface Appended extends PartitionRef {

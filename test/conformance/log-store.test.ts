@@ -124,7 +124,7 @@ for (const impl of implementations) {
         await store.append({
           entries: [entry('s', 0, 'x')],
           durability,
-          marker: { key: 'qos2:c1:7', value: { digest: 42, offsets: [['s', 0, 0]] } },
+          marker: { key: 'qos2:c1:7', digest: 42 },
         })
         expect(store.marker('qos2:c1:7')).toEqual({ digest: 42, offsets: [['s', 0, 0]] })
         await store.removeMarkers('qos2:c1:')
