@@ -103,6 +103,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
         port: config.mqtt.port,
         nodeId,
         maxPayloadBytes: config.limits.maxPayloadBytes,
+        maxQueuedPerSession: config.limits.maxQueuedPerSession,
       },
       currentIngest,
       store.environment,

@@ -17,6 +17,7 @@ export interface BrokerOptions {
   readonly port: number
   readonly nodeId: string
   readonly maxPayloadBytes: number
+  readonly maxQueuedPerSession: number
 }
 
 const WILL_SWEEP_HEARTBEAT_MS = 5000
@@ -71,7 +72,14 @@ export class Broker {
     this.#options = options
     this.#ingest = ingest
     this.#log = log
-    this.#sessions = new IngestAwareSessionStore(sessions)
+    this.#sessions = new IngestAwareSessionStore(sessions, {
+      maxQueuedPerSession: options.maxQueuedPerSession,
+      onDrop: (clientId, dropped) =>
+        log.warn(
+          { clientId, dropped, limit: options.maxQueuedPerSession },
+          'session queue full: oldest live deliveries dropped (the records stay in the log)',
+        ),
+    })
     this.#sessions.onRelease = (clientId, messageId) => ingest.release(clientId, messageId)
   }
 

@@ -28,11 +28,11 @@
 // in one event turn in one transaction. If a commit fails, the promise rejects
 // and memory runs ahead of disk until the next restart.
 //
-// Bounds: none of its own. Everything held is also on disk and in memory: one
-// retained message per topic, the subscriptions and the queue of every
-// persistent session (aedes puts no limit on a session's offline queue, and
-// MQTT 3.1.1 persistent sessions never expire), one will per client, and up to
-// 65535 QoS 2 packets per client.
+// Bounds: a session's outgoing queue holds at most `maxQueuedPerSession`
+// packets (drop-oldest, reported through `onDrop`; aedes itself puts no limit
+// on it and MQTT 3.1.1 persistent sessions never expire). Also held, on disk
+// and in memory: one retained message per topic, the subscriptions, one will
+// per client, and up to 65535 QoS 2 packets per client (the packet id space).
 
 import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -128,6 +128,17 @@ function noSuchPacket(): Error {
   return new Error('no such packet')
 }
 
+export interface SessionStoreLimits {
+  /**
+   * Packets queued towards one client (offline persistent sessions). Beyond it
+   * the oldest are dropped ("drop-oldest"): these are live deliveries; every
+   * record stays in the log, readable with `tributary tail`.
+   */
+  readonly maxQueuedPerSession?: number
+  /** Told about every drop, to log and count it. */
+  readonly onDrop?: (clientId: string, dropped: number) => void
+}
+
 export class LmdbSessionStore extends MemoryPersistence {
   #retainedDb: Database<AedesPacket, string>
   #subscriptionsDb: Database<ClientSubscription, string>
@@ -149,8 +160,11 @@ export class LmdbSessionStore extends MemoryPersistence {
   #pendingWrites = new Set<Promise<unknown>>()
   #destroyed: Promise<void> | undefined
 
-  constructor(root: RootDatabase) {
+  readonly #limits: SessionStoreLimits
+
+  constructor(root: RootDatabase, limits: SessionStoreLimits = {}) {
     super()
+    this.#limits = limits
     this.#retainedDb = root.openDB({ name: 'mqtt-retained', ...VALUE_ENCODING })
     this.#subscriptionsDb = root.openDB({ name: 'mqtt-subscriptions', ...VALUE_ENCODING })
     this.#outgoingDb = root.openDB({ name: 'mqtt-outgoing', ...VALUE_ENCODING })
@@ -278,10 +292,17 @@ export class LmdbSessionStore extends MemoryPersistence {
 
   override async outgoingEnqueueCombi(subs: { clientId: string }[], packet: AedesPacket): Promise<void> {
     this.#assertOpen()
+    const max = this.#limits.maxQueuedPerSession ?? Number.POSITIVE_INFINITY
     const writes = subs.map(({ clientId }) => {
       const entry = { seq: this.#nextSeq++, packet: new Packet(packet) }
-      this.#outgoingQueue(clientId).push(entry)
-      return this.#outgoingDb.put(entry.seq, { clientId, packet: storable(entry.packet) })
+      const queue = this.#outgoingQueue(clientId)
+      queue.push(entry)
+      const dropped = queue.length > max ? queue.splice(0, queue.length - max) : []
+      if (dropped.length > 0) this.#limits.onDrop?.(clientId, dropped.length)
+      return Promise.all([
+        this.#outgoingDb.put(entry.seq, { clientId, packet: storable(entry.packet) }),
+        ...dropped.map((old) => this.#outgoingDb.remove(old.seq)),
+      ])
     })
     await this.#write(Promise.all(writes))
   }

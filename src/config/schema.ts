@@ -8,6 +8,7 @@ export const DEFAULT_MQTT_PORT = 1883
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 export const DEFAULT_MAX_PENDING_APPENDS = 20_000
 export const DEFAULT_RELAXED_FLUSH_MS = 1000
+export const DEFAULT_MAX_QUEUED_PER_SESSION = 10_000
 export const DEFAULT_RETENTION_CHECK_MS = 60_000
 export const DEFAULT_STREAM_NAME = 'default'
 
@@ -84,11 +85,13 @@ export const configSchema = z
           .max(256 * 1024 * 1024)
           .default(DEFAULT_MAX_PAYLOAD_BYTES),
         maxPendingAppends: z.number().int().min(1).default(DEFAULT_MAX_PENDING_APPENDS),
+        maxQueuedPerSession: z.number().int().min(1).default(DEFAULT_MAX_QUEUED_PER_SESSION),
       })
       .strict()
       .default({
         maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
         maxPendingAppends: DEFAULT_MAX_PENDING_APPENDS,
+        maxQueuedPerSession: DEFAULT_MAX_QUEUED_PER_SESSION,
       }),
     unmatched: z
       .enum(['store', 'live-only'])

@@ -387,6 +387,39 @@ describe('LmdbSessionStore across a restart', () => {
 // ---------------------------------------------------------------------------
 // aedes accepts the store and acts on restored state.
 
+describe('LmdbSessionStore limits', () => {
+  test('keeps at most maxQueuedPerSession packets per client, dropping the oldest, also on disk', async () => {
+    const dir = await tempDir()
+    const drops: Array<[string, number]> = []
+    const limits = { maxQueuedPerSession: 3, onDrop: (id: string, n: number) => drops.push([id, n]) }
+    const root1 = openRoot(dir)
+    const store = new LmdbSessionStore(root1, limits)
+    await store.setup(fakeBroker('broker-before'))
+    for (let i = 0; i < 5; i++) {
+      await store.outgoingEnqueueCombi(
+        [{ clientId: 'slow' }, { clientId: 'other' }],
+        publishPacket({ brokerCounter: i }),
+      )
+    }
+    const counters = async (s: LmdbSessionStore, id: string) =>
+      (await streamed<StoredPacket>(s.outgoingStream({ id }))).map((p) => p.brokerCounter)
+    expect(await counters(store, 'slow')).toEqual([2, 3, 4])
+    expect(drops).toEqual([
+      ['slow', 1],
+      ['other', 1],
+      ['slow', 1],
+      ['other', 1],
+    ])
+    await store.destroy()
+    await closeRoot(root1)
+
+    const reopened = new LmdbSessionStore(openRoot(dir), limits)
+    await reopened.setup(fakeBroker('broker-after'))
+    expect(await counters(reopened, 'slow')).toEqual([2, 3, 4])
+    expect(await counters(reopened, 'other')).toEqual([2, 3, 4])
+  })
+})
+
 async function closeBroker(broker: Aedes): Promise<void> {
   await new Promise<void>((resolve) => broker.close(resolve))
 }
