@@ -9,6 +9,8 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 export const DEFAULT_MAX_PENDING_APPENDS = 20_000
 export const DEFAULT_RELAXED_FLUSH_MS = 1000
 export const DEFAULT_MAX_QUEUED_PER_SESSION = 10_000
+export const DEFAULT_DEDUPE_IDS_PER_CLIENT = 64
+export const DEFAULT_DEDUPE_CLIENTS = 10_000
 export const DEFAULT_RETENTION_CHECK_MS = 60_000
 export const DEFAULT_STREAM_NAME = 'default'
 
@@ -86,12 +88,16 @@ export const configSchema = z
           .default(DEFAULT_MAX_PAYLOAD_BYTES),
         maxPendingAppends: z.number().int().min(1).default(DEFAULT_MAX_PENDING_APPENDS),
         maxQueuedPerSession: z.number().int().min(1).default(DEFAULT_MAX_QUEUED_PER_SESSION),
+        dedupeIdsPerClient: z.number().int().min(1).max(65535).default(DEFAULT_DEDUPE_IDS_PER_CLIENT),
+        dedupeClients: z.number().int().min(1).default(DEFAULT_DEDUPE_CLIENTS),
       })
       .strict()
       .default({
         maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
         maxPendingAppends: DEFAULT_MAX_PENDING_APPENDS,
         maxQueuedPerSession: DEFAULT_MAX_QUEUED_PER_SESSION,
+        dedupeIdsPerClient: DEFAULT_DEDUPE_IDS_PER_CLIENT,
+        dedupeClients: DEFAULT_DEDUPE_CLIENTS,
       }),
     unmatched: z
       .enum(['store', 'live-only'])

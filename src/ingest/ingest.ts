@@ -5,16 +5,19 @@
 //
 // Dedupe rules:
 // - QoS 2: one record per (client, packet id) until PUBREL releases the id
-//   [MQTT-4.3.3]; a retransmitted PUBLISH (DUP or not) is answered from the marker.
-// - QoS 1: a DUP retry whose topic and payload digest equals the stored
-//   marker for (client, packet id) is not appended again.
-// - A clean-session connect forgets the client's markers: its packet ids start over.
+//   [MQTT-4.3.3]; a retransmitted PUBLISH (DUP or not) is answered from the
+//   durable marker written with the record, also after a restart.
+// - QoS 1: a DUP retry whose topic and payload digest equals the remembered
+//   one for (client, packet id) is not appended again (recent-publishes.ts:
+//   in memory, so within one broker run).
+// - A clean-session connect forgets the client's state: its packet ids start over.
 
 import { crc32c } from '@node-rs/crc32'
 import type { Config, StreamConfig } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
 import type { Appended, Durability, LogStore, Marker } from '../log/log-store.ts'
 import type { Header, Qos } from '../log/record.ts'
+import { RecentPublishes } from './recent-publishes.ts'
 import type { Router } from './router.ts'
 
 /** The MQTT 5 user property a publisher may set to give the device's own time (ms since epoch or ISO 8601). */
@@ -83,12 +86,14 @@ export class Ingest {
   readonly #maxPayloadBytes: number
   /** Appends not yet resolved, by marker key: a retry that overtakes its original waits for it. */
   readonly #inFlight = new Map<string, Promise<IngestResult>>()
+  readonly #recent: RecentPublishes
   readonly stats: IngestStats = { records: 0, duplicates: 0, rejected: 0 }
 
   constructor(store: LogStore, router: Router, limits: Config['limits']) {
     this.#store = store
     this.#router = router
     this.#maxPayloadBytes = limits.maxPayloadBytes
+    this.#recent = new RecentPublishes(limits.dedupeIdsPerClient, limits.dedupeClients)
   }
 
   /** Creates every configured stream's partitions in the store. */
@@ -110,16 +115,27 @@ export class Ingest {
     if (routes.length === 0) return Promise.resolve(NONE)
     if (publish.qos === 0 || publish.messageId === undefined) return this.#append(publish, routes, undefined)
 
-    const key = markerKey(publish.qos, publish.clientId, publish.messageId)
+    const { clientId, messageId } = publish
+    const key = markerKey(publish.qos, clientId, messageId)
     const running = this.#inFlight.get(key)
     if (running !== undefined) return running.then((r) => this.#duplicate(r))
     const digest = crc32c(publish.payload, crc32c(publish.topic))
-    const stored = this.#store.marker(key)
-    if (stored !== undefined && (publish.qos === 2 || (publish.dup && stored.digest === digest))) {
-      return Promise.resolve(this.#duplicate({ appended: this.#fromMarker(stored), duplicate: true }))
+    if (publish.qos === 2) {
+      const stored = this.#store.marker(key)
+      if (stored !== undefined)
+        return Promise.resolve(this.#duplicate({ appended: this.#fromMarker(stored) }))
+    } else {
+      const recent = this.#recent.get(clientId, messageId)
+      if (publish.dup && recent?.digest === digest) return Promise.resolve(this.#duplicate(recent))
     }
-    const result = this.#append(publish, routes, { key, digest }).finally(() => this.#inFlight.delete(key))
+    const marker = publish.qos === 2 ? { key, digest } : undefined
+    const result = this.#append(publish, routes, marker).then((r) => {
+      if (publish.qos === 1) this.#recent.remember(clientId, messageId, { digest, appended: r.appended })
+      return r
+    })
     this.#inFlight.set(key, result)
+    // The caller handles a failure; this only clears the entry either way.
+    result.finally(() => this.#inFlight.delete(key)).catch(() => undefined)
     return result
   }
 
@@ -130,13 +146,11 @@ export class Ingest {
 
   /** A clean session starts: the client's packet ids start over. */
   forgetClient(clientId: string): Promise<void> {
-    return Promise.all([
-      this.#store.removeMarkers(`q1\u0000${clientId}\u0000`),
-      this.#store.removeMarkers(`q2\u0000${clientId}\u0000`),
-    ]).then(() => undefined)
+    this.#recent.forget(clientId)
+    return this.#store.removeMarkers(`q2\u0000${clientId}\u0000`)
   }
 
-  #duplicate(result: IngestResult): IngestResult {
+  #duplicate(result: { readonly appended: readonly Appended[] }): IngestResult {
     this.stats.duplicates++
     return { appended: result.appended, duplicate: true }
   }

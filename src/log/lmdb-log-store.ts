@@ -1,11 +1,10 @@
 // The partitioned log in one LMDB environment (lmdb-js). Owns the batches,
-// the time index, the partition registry and ingest's markers, and the group
+// the partition registry and ingest's markers, and the group
 // commit that writes them: every append that arrives while a commit runs goes
 // into the next one, each partition's share of a commit becomes one batch.
 //
 // Databases (all in `<dataDir>/log.mdb`):
 //   log-batches    [partition id u32][base offset u64] -> batch bytes (batch-codec.ts)
-//   log-timeindex  [partition id u32][max timestamp u64][base offset u64] -> empty
 //   log-meta       "partition:<stream>:<origin>:<n>" -> PartitionMeta; "next-partition-id"
 //   log-markers    ingest's dedupe state, written in the same transaction as the records
 //   log-quarantine [partition id u32][base offset u64] -> { batch, error, atMs }
@@ -17,7 +16,14 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Database, open, type RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
-import { decodeBatch, encodeBatch, readBatchHeader, type TimedRecord, verifyBatch } from './batch-codec.ts'
+import {
+  type BatchHeader,
+  decodeBatch,
+  encodeBatch,
+  readBatchHeader,
+  type TimedRecord,
+  verifyBatch,
+} from './batch-codec.ts'
 import type {
   Appended,
   AppendRequest,
@@ -97,14 +103,6 @@ function partitionPrefix(partitionId: number): Buffer {
   return key
 }
 
-function timeKey(partitionId: number, timestampMs: number, baseOffset: number): Buffer {
-  const key = Buffer.allocUnsafe(20)
-  key.writeUInt32BE(partitionId, 0)
-  key.writeBigUInt64BE(BigInt(timestampMs), 4)
-  key.writeBigUInt64BE(BigInt(baseOffset), 12)
-  return key
-}
-
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
@@ -113,7 +111,6 @@ export class LmdbLogStore implements LogStore {
   readonly #options: LmdbLogStoreOptions
   #root: RootDatabase | null = null
   #batches!: Database<Buffer, Buffer>
-  #timeIndex!: Database<Buffer, Buffer>
   #meta!: Database<PartitionMeta | number, string>
   #markers!: Database<Marker, string>
   #quarantine!: Database<{ batch: Buffer; error: string; atMs: number }, Buffer>
@@ -154,11 +151,6 @@ export class LmdbLogStore implements LogStore {
     this.#root = root
     this.#batches = root.openDB<Buffer, Buffer>({
       name: 'log-batches',
-      keyEncoding: 'binary',
-      encoding: 'binary',
-    })
-    this.#timeIndex = root.openDB<Buffer, Buffer>({
-      name: 'log-timeindex',
       keyEncoding: 'binary',
       encoding: 'binary',
     })
@@ -389,7 +381,6 @@ export class LmdbLogStore implements LogStore {
           const base = meta.nextOffset - records.length
           const batch = encodeBatch(base, records)
           this.#batches.put(batchKey(meta.id, base), batch)
-          this.#timeIndex.put(timeKey(meta.id, meta.lastTimestampMs ?? 0, base), Buffer.alloc(0))
           meta.bytes += batch.length
           this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)
         }
@@ -479,20 +470,57 @@ export class LmdbLogStore implements LogStore {
     return { records, nextOffset: Math.min(Math.max(next, start), meta.nextOffset), corrupt }
   }
 
+  /**
+   * Ingest times never decrease within a partition, so the batches' max
+   * timestamps are sorted by offset: bisect over offsets, reading only batch
+   * headers, instead of keeping (and writing, every commit) a time index.
+   */
   offsetForTimestamp(ref: PartitionRef, timestampMs: number): number {
     const meta = this.#partition(ref)
-    for (const key of this.#timeIndex.getKeys({
-      start: timeKey(meta.id, Math.max(0, timestampMs), 0),
-      end: timeKey(meta.id + 1, 0, 0),
-      limit: 1,
+    let lo = meta.firstOffset
+    let hi = meta.nextOffset
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2)
+      const header = this.#headerAtOrBefore(meta, mid)
+      if (header === null) {
+        lo = mid + 1
+      } else if (header.maxTimestampMs >= timestampMs) {
+        hi = header.baseOffset
+      } else {
+        lo = Math.max(header.baseOffset + header.recordCount, mid + 1)
+      }
+    }
+    for (const { value } of this.#batches.getRange({
+      start: batchKey(meta.id, lo),
+      end: partitionPrefix(meta.id + 1),
     })) {
-      const baseOffset = Number(key.readBigUInt64BE(12))
-      const batch = this.#batches.getBinary(batchKey(meta.id, baseOffset))
-      if (batch === undefined) continue
-      const hit = decodeBatch(batch).find((r) => r.timestampMs >= timestampMs)
+      let records: ReadResult['records']
+      try {
+        records = decodeBatch(value)
+      } catch {
+        continue
+      }
+      const hit = records.find((r) => r.timestampMs >= timestampMs)
       if (hit !== undefined) return Math.max(hit.offset, meta.firstOffset)
     }
     return meta.nextOffset
+  }
+
+  /** The header of the batch holding `offset` or the nearest one before it; null if none or unreadable. */
+  #headerAtOrBefore(meta: PartitionMeta, offset: number): BatchHeader | null {
+    for (const { value } of this.#batches.getRange({
+      start: batchKey(meta.id, offset),
+      end: partitionPrefix(meta.id),
+      reverse: true,
+      limit: 1,
+    })) {
+      try {
+        return readBatchHeader(value)
+      } catch {
+        return null
+      }
+    }
+    return null
   }
 
   partitions(): PartitionStatus[] {
@@ -586,7 +614,6 @@ export class LmdbLogStore implements LogStore {
     await this.#inNextCommit(() => {
       for (const { meta, key, header, size } of deletions) {
         this.#batches.remove(key)
-        this.#timeIndex.remove(timeKey(meta.id, header.maxTimestampMs, header.baseOffset))
         meta.bytes = Math.max(0, meta.bytes - size)
         meta.firstOffset = Math.max(meta.firstOffset, header.baseOffset + header.recordCount)
         this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)

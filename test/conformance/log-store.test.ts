@@ -120,6 +120,20 @@ for (const impl of implementations) {
         expect(store.offsetForTimestamp({ stream: 's', partition: 0 }, (b?.timestampMs ?? 0) + 1)).toBe(2)
       })
 
+      it('finds timestamps across many batches, like a scan would', async () => {
+        for (let i = 0; i < 40; i++) {
+          await append(...Array.from({ length: 1 + (i % 3) }, (_, j) => entry('s', 2, `b${i}-${j}`)))
+          if (i % 4 === 0) await new Promise((r) => setTimeout(r, 2))
+        }
+        const ref = { stream: 's', partition: 2 }
+        const all = store.read(ref, 0, { maxRecords: 1000 }).records
+        const times = [...new Set(all.map((r) => r.timestampMs))]
+        for (const t of [0, ...times, ...times.map((x) => x + 1), Number.MAX_SAFE_INTEGER]) {
+          const expected = all.find((r) => r.timestampMs >= t)?.offset ?? all.length
+          expect(store.offsetForTimestamp(ref, t), `time ${t}`).toBe(expected)
+        }
+      })
+
       it('writes markers with the records and removes them by prefix', async () => {
         await store.append({
           entries: [entry('s', 0, 'x')],
