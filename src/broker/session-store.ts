@@ -291,6 +291,8 @@ export class LmdbSessionStore extends MemoryPersistence {
   }
 
   override async outgoingEnqueueCombi(subs: { clientId: string }[], packet: AedesPacket): Promise<void> {
+    // aedes calls this for every QoS > 0 publish, mostly with no offline subscriber.
+    if (subs.length === 0) return
     this.#assertOpen()
     const max = this.#limits.maxQueuedPerSession ?? Number.POSITIVE_INFINITY
     const writes = subs.map(({ clientId }) => {

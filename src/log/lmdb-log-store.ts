@@ -115,6 +115,8 @@ export class LmdbLogStore implements LogStore {
   #markers!: Database<Marker, string>
   #quarantine!: Database<{ batch: Buffer; error: string; atMs: number }, Buffer>
   readonly #partitions = new Map<string, PartitionMeta>()
+  /** This origin's partitions by stream and number: the append path's lookup. */
+  readonly #local = new Map<string, PartitionMeta[]>()
   readonly #floors = new Map<string, Map<string, number>>()
   #queue: Pending[] = []
   #maintenance: Maintenance[] = []
@@ -163,8 +165,19 @@ export class LmdbLogStore implements LogStore {
 
   #loadPartitions(): void {
     for (const { key, value } of this.#meta.getRange({ start: 'partition:', end: 'partition;' })) {
-      if (typeof value === 'object') this.#partitions.set(key, { ...value })
+      if (typeof value === 'object') this.#register(key, { ...value })
     }
+  }
+
+  #register(key: string, meta: PartitionMeta): void {
+    this.#partitions.set(key, meta)
+    if (meta.origin !== this.#options.origin) return
+    let list = this.#local.get(meta.stream)
+    if (list === undefined) {
+      list = []
+      this.#local.set(meta.stream, list)
+    }
+    list[meta.partition] = meta
   }
 
   /** Read-only opens: see what the writing process committed since (for `tail --follow`). */
@@ -255,9 +268,10 @@ export class LmdbLogStore implements LogStore {
   }
 
   #partition(ref: PartitionRef): PartitionMeta {
-    const meta = this.#partitions.get(partitionKey(ref.stream, this.#options.origin, ref.partition))
+    const partitions = this.#local.get(ref.stream)
+    const meta = partitions?.[ref.partition]
     if (meta === undefined) {
-      const known = [...this.#partitions.values()].some((m) => m.stream === ref.stream)
+      const known = partitions !== undefined
       throw new TributaryError(
         known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
         known ? `${ref.stream} has no partition ${ref.partition}` : ref.stream,
@@ -289,7 +303,7 @@ export class LmdbLogStore implements LogStore {
         bytes: 0,
         lastTimestampMs: null,
       }
-      this.#partitions.set(key, meta)
+      this.#register(key, meta)
       added.push(meta)
     }
     if (added.length === 0) return

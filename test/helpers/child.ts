@@ -41,6 +41,8 @@ export interface SpawnOptions {
 export async function spawnBroker(dataDir: string, options: SpawnOptions = {}): Promise<ChildBroker> {
   const command = [
     process.execPath,
+    // The V8 flags bin/tributary runs the broker with.
+    '--max-semi-space-size=2',
     CLI,
     'start',
     '--data-dir',
