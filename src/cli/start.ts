@@ -39,6 +39,18 @@ export function registerStart(program: Command): void {
           },
         )
       }
+      process.on('unhandledRejection', (reason) => {
+        // lmdb-js rejects every promise of a failed commit (disk full, I/O error),
+        // also the shared commit promises of writes nobody awaits. The appends that
+        // waited on that commit were already refused with TRIB_STORE_WRITE_FAILED,
+        // so these are logged, not fatal. Anything else is a bug: crash as Node would.
+        if (typeof reason === 'object' && reason !== null && 'commitError' in reason) {
+          log.warn({ code: 'TRIB_STORE_WRITE_FAILED', err: String(reason) }, 'LMDB commit failed')
+          return
+        }
+        log.fatal({ err: reason }, 'unhandled rejection')
+        process.exit(1)
+      })
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
       try {

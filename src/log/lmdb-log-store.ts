@@ -107,6 +107,23 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
+/**
+ * lmdb-js rejects a failed commit's writes with a generic error whose
+ * `commitError` is a second, already rejected promise holding the cause (ENOSPC,
+ * EIO). Nobody else handles that promise, so it is read here: otherwise the
+ * process would die of an unhandled rejection on a full disk.
+ */
+async function commitErrorText(err: unknown): Promise<string> {
+  const commitError = (err as { commitError?: Promise<unknown> } | null)?.commitError
+  if (!(commitError instanceof Promise)) return errorText(err)
+  try {
+    await commitError
+    return errorText(err)
+  } catch (cause) {
+    return errorText(cause)
+  }
+}
+
 export class LmdbLogStore implements LogStore {
   readonly #options: LmdbLogStoreOptions
   #root: RootDatabase | null = null
@@ -249,12 +266,12 @@ export class LmdbLogStore implements LogStore {
     const key = batchKey(meta.id, damage.baseOffset)
     const batch = this.#batches.getBinary(key)
     if (batch === undefined) return
-    this.#quarantine.put(key, { batch: Buffer.from(batch), error: damage.error, atMs: Date.now() })
-    this.#batches.remove(key)
+    this.#quarantine.putSync(key, { batch: Buffer.from(batch), error: damage.error, atMs: Date.now() })
+    this.#batches.removeSync(key)
     meta.bytes = Math.max(0, meta.bytes - batch.length)
     if (damage.baseOffset === meta.firstOffset)
       meta.firstOffset = this.#firstOffsetAfter(meta, damage.baseOffset)
-    this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)
+    this.#meta.putSync(partitionKey(meta.stream, meta.origin, meta.partition), meta)
   }
 
   #firstOffsetAfter(meta: PartitionMeta, offset: number): number {
@@ -308,8 +325,9 @@ export class LmdbLogStore implements LogStore {
     }
     if (added.length === 0) return
     await this.#inNextCommit(() => {
-      for (const meta of added) this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)
-      this.#meta.put(NEXT_PARTITION_ID, nextId)
+      for (const meta of added)
+        this.#meta.putSync(partitionKey(meta.stream, meta.origin, meta.partition), meta)
+      this.#meta.putSync(NEXT_PARTITION_ID, nextId)
     })
   }
 
@@ -389,27 +407,32 @@ export class LmdbLogStore implements LogStore {
 
     let written: Promise<boolean> & { flushed?: Promise<void> }
     try {
+      // Inside the callback the *Sync calls write into this transaction (lmdb-js);
+      // the async put() would return one more promise per write, rejected unhandled
+      // when the commit fails (a full disk).
       written = root.transaction(() => {
         for (const task of maintenance) task.run()
         for (const [meta, records] of grouped) {
           const base = meta.nextOffset - records.length
           const batch = encodeBatch(base, records)
-          this.#batches.put(batchKey(meta.id, base), batch)
+          this.#batches.putSync(batchKey(meta.id, base), batch)
           meta.bytes += batch.length
-          this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)
+          this.#meta.putSync(partitionKey(meta.stream, meta.origin, meta.partition), meta)
         }
         pending.forEach((p, i) => {
           const marker = p.request.marker
           if (marker === undefined) return
           const offsets = (results[i] ?? []).map((a) => [a.stream, a.partition, a.offset] as const)
-          this.#markers.put(marker.key, { digest: marker.digest, offsets })
+          this.#markers.putSync(marker.key, { digest: marker.digest, offsets })
         })
         return true
       })
       await written
     } catch (err) {
       for (const [meta, before] of snapshots) Object.assign(meta, before)
-      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', errorText(err), { cause: err })
+      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
+        cause: err,
+      })
       for (const p of pending) p.reject(failure)
       for (const task of maintenance) task.reject(failure)
       return
@@ -560,7 +583,7 @@ export class LmdbLogStore implements LogStore {
     const keys = [...this.#markers.getKeys({ start: keyPrefix, end: `${keyPrefix}\uffff` })]
     if (keys.length === 0) return
     await this.#inNextCommit(() => {
-      for (const key of keys) this.#markers.remove(key)
+      for (const key of keys) this.#markers.removeSync(key)
     })
   }
 
@@ -627,10 +650,10 @@ export class LmdbLogStore implements LogStore {
     if (deletions.length === 0) return report
     await this.#inNextCommit(() => {
       for (const { meta, key, header, size } of deletions) {
-        this.#batches.remove(key)
+        this.#batches.removeSync(key)
         meta.bytes = Math.max(0, meta.bytes - size)
         meta.firstOffset = Math.max(meta.firstOffset, header.baseOffset + header.recordCount)
-        this.#meta.put(partitionKey(meta.stream, meta.origin, meta.partition), meta)
+        this.#meta.putSync(partitionKey(meta.stream, meta.origin, meta.partition), meta)
         report.batchesDeleted++
         report.recordsDeleted += header.recordCount
         report.bytesDeleted += size
