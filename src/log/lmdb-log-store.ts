@@ -441,20 +441,30 @@ export class LmdbLogStore implements LogStore {
 
     const committedAtMs = Date.now()
     this.#unflushedSinceMs ??= committedAtMs
-    const flushed = (written.flushed ?? root.flushed).then(() => {
-      if (this.#unflushedSinceMs !== null && this.#unflushedSinceMs <= committedAtMs)
-        this.#unflushedSinceMs = null
-    })
+    const afterFlush: number[] = []
     pending.forEach((p, i) => {
-      const appended = results[i] ?? []
       const { durability, relaxedFlushMs = 0 } = p.request
       const flushOverdue =
         this.#unflushedSinceMs !== null && committedAtMs - this.#unflushedSinceMs > relaxedFlushMs
-      if (durability === 'relaxed' && !flushOverdue) p.resolve(appended)
-      else flushed.then(() => p.resolve(appended), p.reject)
+      if (durability === 'relaxed' && !flushOverdue) p.resolve(results[i] ?? [])
+      else afterFlush.push(i)
     })
     // The next commit may start while this one is being fsync'd (overlapping sync);
-    // durable waiters above are released in commit order as flushes complete.
+    // durable waiters are released in commit order as flushes complete. One
+    // handler per commit, not per waiter, and it also takes a failed flush.
+    ;(written.flushed ?? root.flushed).then(
+      () => {
+        if (this.#unflushedSinceMs !== null && this.#unflushedSinceMs <= committedAtMs)
+          this.#unflushedSinceMs = null
+        for (const i of afterFlush) pending[i]?.resolve(results[i] ?? [])
+      },
+      (err: unknown) => {
+        const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', `fsync failed: ${errorText(err)}`, {
+          cause: err,
+        })
+        for (const i of afterFlush) pending[i]?.reject(failure)
+      },
+    )
   }
 
   read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
