@@ -62,6 +62,8 @@ export class Broker {
   #server: Server | null = null
   readonly #sockets = new Set<Socket>()
   #serverClosed: Promise<void> = Promise.resolve()
+  #qos0Dropped = 0
+  #qos0DropLoggedAtMs = 0
 
   constructor(
     options: BrokerOptions,
@@ -99,6 +101,9 @@ export class Broker {
     aedes.on('clientError', (client, err) => this.#clientError(client, err))
     aedes.on('connectionError', (client, err) => this.#clientError(client, err))
     const server = createServer((socket) => {
+      // Acks are small and must leave at once: with Nagle's algorithm a QoS 2 flow
+      // waited ~40 ms per round trip on delayed ACKs (benchmark: 8k -> 18k msgs/s).
+      socket.setNoDelay(true)
       this.#sockets.add(socket)
       socket.once('close', () => this.#sockets.delete(socket))
       aedes.handle(socket)
@@ -150,28 +155,54 @@ export class Broker {
     const aedesPacket = packet as AedesPublishPacket & { clientId?: string }
     const clientId = client?.id ?? aedesPacket.clientId ?? ''
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-    this.#ingest
-      .accept({
-        clientId,
-        topic: packet.topic,
-        payload,
-        qos: packet.qos as Qos,
-        dup: packet.dup === true,
-        messageId: packet.messageId,
-        userProperties: packet.properties?.userProperties,
-      })
-      .then(
-        () => done(null),
-        (err: unknown) => {
-          const error =
-            err instanceof TributaryError ? err : new TributaryError('TRIB_STORE_WRITE_FAILED', String(err))
-          // MQTT 5 clients get a reason string (aedes answers 0x87); 3.1.1 clients are
-          // disconnected, the only refusal 3.1.1 has [MQTT-3.3.5-2]. Either way the
-          // message was not acknowledged, so nothing acknowledged is lost.
-          error.message = `${error.code}: ${error.message}`
-          done(error)
-        },
-      )
+    const publish = {
+      clientId,
+      topic: packet.topic,
+      payload,
+      qos: packet.qos as Qos,
+      dup: packet.dup === true,
+      messageId: packet.messageId,
+      userProperties: packet.properties?.userProperties,
+    }
+    const invalid = this.#ingest.check(publish)
+    if (invalid !== null) {
+      done(refusal(invalid))
+      return
+    }
+    const stored = this.#ingest.accept(publish)
+    if (publish.qos === 0) {
+      // QoS 0 has no ack to protect: live delivery goes on at once instead of
+      // waiting for the disk, and the append completes on its own. A QoS 0 record
+      // that cannot be stored (commit queue full, disk full) is counted and logged.
+      stored.catch((err: unknown) => this.#droppedQos0(err))
+      done(null)
+      return
+    }
+    stored.then(
+      () => done(null),
+      (err: unknown) =>
+        done(
+          refusal(
+            err instanceof TributaryError ? err : new TributaryError('TRIB_STORE_WRITE_FAILED', String(err)),
+          ),
+        ),
+    )
+  }
+
+  /** Logs dropped QoS 0 records at most once a second, with the count since the last line. */
+  #droppedQos0(err: unknown): void {
+    this.#qos0Dropped++
+    const now = Date.now()
+    if (now - this.#qos0DropLoggedAtMs < 1000) return
+    this.#log.warn(
+      {
+        code: err instanceof TributaryError ? err.code : 'TRIB_STORE_WRITE_FAILED',
+        dropped: this.#qos0Dropped,
+      },
+      'QoS 0 publishes delivered live but not stored',
+    )
+    this.#qos0Dropped = 0
+    this.#qos0DropLoggedAtMs = now
   }
 
   #clientError(client: Client | null, err: Error): void {

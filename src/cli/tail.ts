@@ -2,6 +2,7 @@
 // --limit records by default, or from the beginning, an offset or a time;
 // --follow keeps printing new records as they are committed.
 
+import { once } from 'node:events'
 import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
 import type { LmdbLogStore } from '../log/lmdb-log-store.ts'
@@ -123,11 +124,13 @@ export function registerTail(program: Command): void {
         partitions.map((p) => [p, startOffset(store, stream, p, options, options.limit ?? DEFAULT_LIMIT)]),
       )
       let printed = 0
-      const print = (items: Located[]): void => {
+      // Waits for stdout to drain whenever its buffer is full: piping a partition of
+      // millions of records must not hold them all in memory.
+      const print = async (items: Located[]): Promise<void> => {
         for (const item of items) {
           if (printed >= limit) return
-          process.stdout.write(`${format(item, json)}\n`)
           printed++
+          if (!process.stdout.write(`${format(item, json)}\n`)) await once(process.stdout, 'drain')
         }
       }
       const readChunk = (partition: number): Located[] => {
@@ -151,12 +154,12 @@ export function registerTail(program: Command): void {
         cursors.set(partition, result.nextOffset)
         return result.records.map((record) => ({ stream, partition, record }))
       }
-      const drainOnce = (): void => {
+      const drainOnce = async (): Promise<void> => {
         if (!fromOption && options.follow !== true) {
           // The last `limit` records across partitions, oldest first.
           const last = [...cursors.keys()].flatMap(readChunk)
           last.sort((a, b) => a.record.timestampMs - b.record.timestampMs || a.partition - b.partition)
-          print(last.slice(-limit))
+          await print(last.slice(-limit))
           return
         }
         for (const partition of cursors.keys()) {
@@ -165,28 +168,24 @@ export function registerTail(program: Command): void {
             chunk.length > 0 && printed < limit;
             chunk = readChunk(partition)
           ) {
-            print(chunk)
+            await print(chunk)
           }
         }
       }
-      drainOnce()
-      if (options.follow !== true || printed >= limit) {
-        await store.close()
-        return
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setInterval(() => {
-          store.refresh()
-          drainOnce()
-          if (printed >= limit) stop()
-        }, FOLLOW_POLL_MS)
+      await drainOnce()
+      if (options.follow === true) {
+        let stopped = false
         const stop = (): void => {
-          clearInterval(timer)
-          resolve()
+          stopped = true
         }
         process.once('SIGINT', stop)
         process.once('SIGTERM', stop)
-      })
+        while (!stopped && printed < limit) {
+          await new Promise((resolve) => setTimeout(resolve, FOLLOW_POLL_MS))
+          store.refresh()
+          await drainOnce()
+        }
+      }
       await store.close()
     })
 }

@@ -101,16 +101,19 @@ export class Ingest {
     for (const stream of streams) await this.#store.ensureStream(stream.name, stream.partitions)
   }
 
+  /** The limits a publish must meet before anything else happens; null when it does. */
+  check(publish: IncomingPublish): TributaryError | null {
+    if (publish.payload.length <= this.#maxPayloadBytes) return null
+    this.stats.rejected++
+    return new TributaryError(
+      'TRIB_PAYLOAD_TOO_LARGE',
+      `${publish.payload.length} > ${this.#maxPayloadBytes} bytes`,
+    )
+  }
+
   accept(publish: IncomingPublish): Promise<IngestResult> {
-    if (publish.payload.length > this.#maxPayloadBytes) {
-      this.stats.rejected++
-      return Promise.reject(
-        new TributaryError(
-          'TRIB_PAYLOAD_TOO_LARGE',
-          `${publish.payload.length} > ${this.#maxPayloadBytes} bytes`,
-        ),
-      )
-    }
+    const invalid = this.check(publish)
+    if (invalid !== null) return Promise.reject(invalid)
     const routes = this.#router.route(publish.topic, publish.clientId)
     if (routes.length === 0) return Promise.resolve(NONE)
     if (publish.qos === 0 || publish.messageId === undefined) return this.#append(publish, routes, undefined)
