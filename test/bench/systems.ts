@@ -9,7 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { CLI, REPO_ROOT } from '../helpers/child.ts'
+import { BROKER_NODE_FLAGS, CLI, REPO_ROOT } from '../helpers/child.ts'
 import { LOOPBACK, waitForConnack } from './mqtt-conn.ts'
 import { childrenOf, executableName } from './proc-metrics.ts'
 import {
@@ -326,6 +326,7 @@ export function launchTributary(
   return launch(
     [
       process.execPath,
+      ...BROKER_NODE_FLAGS,
       entry,
       'start',
       '--data-dir',

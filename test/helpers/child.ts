@@ -9,6 +9,8 @@ import { createInterface } from 'node:readline'
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..')
 export const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts')
+/** The V8 flags bin/tributary runs the broker with (keep the two in step). */
+export const BROKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2']
 
 /** The test runner's environment without TRIBUTARY_* settings, so ambient config never leaks into a child. */
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -41,8 +43,7 @@ export interface SpawnOptions {
 export async function spawnBroker(dataDir: string, options: SpawnOptions = {}): Promise<ChildBroker> {
   const command = [
     process.execPath,
-    // The V8 flags bin/tributary runs the broker with.
-    '--max-semi-space-size=2',
+    ...BROKER_NODE_FLAGS,
     CLI,
     'start',
     '--data-dir',
