@@ -5,47 +5,39 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type ChildBroker, runCli, spawnBroker } from '../helpers/child.ts'
-import { tempDir } from '../helpers/temp-dir.ts'
+import { describe, expect, it } from 'vitest'
+import { brokerScope } from '../helpers/broker-scope.ts'
+import { runCli } from '../helpers/child.ts'
 
 describe('damaged LMDB environment', () => {
-  let broker: ChildBroker | null = null
-  let dir: Awaited<ReturnType<typeof tempDir>> | null = null
-
-  afterEach(async () => {
-    if (broker !== null) await broker.kill('SIGKILL')
-    broker = null
-    await dir?.remove()
-  })
+  const scope = brokerScope()
 
   it('moves the environment aside, starts under a new node id and accepts publishes', async () => {
-    dir = await tempDir()
-    broker = await spawnBroker(dir.path)
+    const dir = await scope.dir()
+    let broker = await scope.start(dir)
     const client = await mqtt.connectAsync(broker.url, { clientId: 'c1' })
     await client.publishAsync('sensors/a', 'before', { qos: 1 })
     await client.endAsync()
-    expect((await broker.kill('SIGTERM')).code).toBe(0)
-    broker = null
-    const oldNodeId = readFileSync(join(dir.path, 'node-id'), 'utf8').trim()
+    expect((await scope.kill('SIGTERM'))?.code).toBe(0)
+    const oldNodeId = readFileSync(join(dir, 'node-id'), 'utf8').trim()
 
     // Overwrite LMDB's meta pages: opening this file crashes a reader outright.
-    const fd = openSync(join(dir.path, 'log.mdb'), 'r+')
+    const fd = openSync(join(dir, 'log.mdb'), 'r+')
     writeSync(fd, Buffer.alloc(256, 0xff), 0, 256, 0)
     closeSync(fd)
 
-    broker = await spawnBroker(dir.path)
+    broker = await scope.start(dir)
     const damaged = broker.logs.find((l) => l.code === 'TRIB_STORE_DAMAGED')
     expect(damaged).toMatchObject({ previousNodeId: oldNodeId })
-    const newNodeId = readFileSync(join(dir.path, 'node-id'), 'utf8').trim()
+    const newNodeId = readFileSync(join(dir, 'node-id'), 'utf8').trim()
     expect(newNodeId).not.toBe(oldNodeId)
-    expect(readdirSync(dir.path).some((f) => f.startsWith('log.mdb.damaged-'))).toBe(true)
+    expect(readdirSync(dir).some((f) => f.startsWith('log.mdb.damaged-'))).toBe(true)
     expect(existsSync(String(damaged?.movedTo))).toBe(true)
 
     const again = await mqtt.connectAsync(broker.url, { clientId: 'c1' })
     await again.publishAsync('sensors/a', 'after', { qos: 1 })
     await again.endAsync()
-    const tail = await runCli(['tail', 'default', '--json', '--data-dir', dir.path])
+    const tail = await runCli(['tail', 'default', '--json', '--data-dir', dir])
     expect(tail.code).toBe(0)
     const records = tail.stdout
       .trim()

@@ -8,30 +8,28 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type ChildBroker, runCli, spawnBroker } from '../helpers/child.ts'
-import { tempDir } from '../helpers/temp-dir.ts'
+import { brokerScope } from '../helpers/broker-scope.ts'
+import { runCli } from '../helpers/child.ts'
 
 describe('disk full', () => {
-  let broker: ChildBroker | null = null
-  let dir: Awaited<ReturnType<typeof tempDir>> | null = null
+  const scope = brokerScope()
   let mounted: string | null = null
 
   afterEach(async () => {
-    if (broker !== null) await broker.kill('SIGKILL')
-    broker = null
+    // Runs before the scope's own cleanup (vitest runs afterEach hooks in reverse
+    // order): the broker must be gone before its disk is unmounted.
+    await scope.kill('SIGKILL')
     if (mounted !== null) execFileSync('umount', [mounted])
     mounted = null
-    await dir?.remove()
   })
 
   it('refuses what it cannot store, keeps serving and keeps every acknowledged record', async () => {
-    dir = await tempDir()
-    const mountPoint = join(dir.path, 'small-disk')
+    const mountPoint = join(await scope.dir(), 'small-disk')
     mkdirSync(mountPoint)
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mountPoint])
     mounted = mountPoint
     const dataDir = join(mountPoint, 'data')
-    broker = await spawnBroker(dataDir)
+    const broker = await scope.start(dataDir)
 
     const acked: number[] = []
     let refused = 0

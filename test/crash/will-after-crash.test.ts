@@ -3,23 +3,16 @@
 // broker's id) is published by aedes' will sweep, live and into the log.
 
 import mqtt from 'mqtt'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type ChildBroker, runCli, spawnBroker } from '../helpers/child.ts'
-import { tempDir } from '../helpers/temp-dir.ts'
+import { describe, expect, it } from 'vitest'
+import { brokerScope } from '../helpers/broker-scope.ts'
+import { runCli } from '../helpers/child.ts'
 
 describe('wills after a crash', () => {
-  let broker: ChildBroker | null = null
-  let dir: Awaited<ReturnType<typeof tempDir>> | null = null
-
-  afterEach(async () => {
-    if (broker !== null) await broker.kill('SIGKILL')
-    broker = null
-    await dir?.remove()
-  })
+  const scope = brokerScope()
 
   it('publishes the will of a client that was connected at the kill', async () => {
-    dir = await tempDir()
-    broker = await spawnBroker(dir.path)
+    const dir = await scope.dir()
+    let broker = await scope.start(dir)
     const device = await mqtt.connectAsync(broker.url, {
       clientId: 'device-9',
       clean: false,
@@ -27,10 +20,10 @@ describe('wills after a crash', () => {
       will: { topic: 'status/device-9', payload: Buffer.from('offline'), qos: 1, retain: false },
     })
     device.on('error', () => undefined)
-    await broker.kill('SIGKILL')
+    await scope.kill('SIGKILL')
     device.end(true)
 
-    broker = await spawnBroker(dir.path)
+    broker = await scope.start(dir)
     const watcher = await mqtt.connectAsync(broker.url, { clientId: 'watcher' })
     const will = new Promise<string>((resolve) =>
       watcher.on('message', (_t, payload) => resolve(payload.toString())),
@@ -43,7 +36,7 @@ describe('wills after a crash', () => {
     expect(received).toBe('offline')
     await watcher.endAsync()
 
-    const tail = await runCli(['tail', 'default', '--json', '--data-dir', dir.path])
+    const tail = await runCli(['tail', 'default', '--json', '--data-dir', dir])
     expect(tail.stdout).toContain('"topic":"status/device-9"')
   }, 90_000)
 })
