@@ -122,10 +122,6 @@ export class Broker {
     return server.address() as AddressInfo
   }
 
-  get connections(): number {
-    return this.#sockets.size
-  }
-
   /** Runs before aedes assigns `client.id`, so the id comes from the CONNECT packet. */
   #preConnect(
     clientId: string,

@@ -108,8 +108,6 @@ export const configSchema = z
   })
   .strict()
 
-export type ConfigInput = z.input<typeof configSchema>
 export type Config = z.output<typeof configSchema>
 export type StreamConfig = Config['streams'][number]
 export type KeyRule = StreamConfig['key']
-export type AckMode = StreamConfig['ack']

@@ -168,10 +168,17 @@ for (const impl of implementations) {
         expect(held.recordsDeleted).toBe(2)
         expect(held.heldBack).toEqual([{ stream: 's', partition: 0 }])
         expect(store.read({ stream: 's', partition: 0 }, 0).records[0]?.offset).toBe(2)
+        store.setRetentionFloor('sink-b', { stream: 's', partition: 0 }, 3)
+        store.removeRetentionFloor('sink-a', { stream: 's', partition: 0 })
+        const released = await store.applyRetention(
+          () => ({ maxAgeMs: 1, maxBytes: null }),
+          Date.now() + 1000,
+        )
+        expect(released.recordsDeleted).toBe(1)
         const bySize = await store.applyRetention(() => ({ maxAgeMs: null, maxBytes: 1 }), Date.now(), {
           force: true,
         })
-        expect(bySize.recordsDeleted).toBe(3)
+        expect(bySize.recordsDeleted).toBe(2)
         const status = store.partitions().find((p) => p.partition === 0)
         expect(status).toMatchObject({ firstOffset: 5, nextOffset: 5, bytes: 0 })
         const [after] = await append(entry('s', 0, 'new'))
