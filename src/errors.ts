@@ -78,6 +78,26 @@ export const errorCodes = {
     message: 'A stored batch has a format version this build cannot read; upgrade tributary',
     retriable: false,
   },
+  TRIB_SINK_UNAVAILABLE: {
+    message:
+      'The sink could not take the batch now (connection, timeout, overload); it is retried with backoff',
+    retriable: true,
+  },
+  TRIB_SINK_REJECTED: {
+    message:
+      'The sink will never accept this record (too large or invalid); it went to the dead-letter stream',
+    retriable: false,
+  },
+  TRIB_SINK_STUCK: {
+    message:
+      'The sink looked connected but did not answer in sinks[].stuckAfterMs; it was torn down and restarted',
+    retriable: true,
+  },
+  TRIB_SINK_FENCED: {
+    message:
+      "Another forwarder took over this origin's transactional id at the Kafka cluster; this one stopped sending",
+    retriable: true,
+  },
   TRIB_LISTEN_FAILED: {
     message: 'A listener could not bind its address (port in use or not permitted)',
     retriable: false,

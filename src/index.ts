@@ -17,6 +17,7 @@ import { probeEnvironment } from './log/env-probe.ts'
 import { LMDB_FILE, LmdbLogStore, type LmdbLogStoreOptions } from './log/lmdb-log-store.ts'
 import type { RecoveryReport } from './log/log-store.ts'
 import type { Logger } from './observability/logger.ts'
+import { Upstream } from './upstream/upstream.ts'
 
 export interface NodeAddresses {
   readonly mqtt: { readonly host: string; readonly port: number }
@@ -26,6 +27,8 @@ export interface TributaryNode {
   readonly nodeId: string
   readonly store: LmdbLogStore
   readonly ingest: Ingest
+  /** Null until started. */
+  readonly upstream: Upstream | null
   start(): Promise<NodeAddresses>
   /** Stops accepting and lets in-flight appends and acks finish. */
   drain(): Promise<void>
@@ -53,6 +56,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   const ingest = (): Ingest => new Ingest(store, new Router(config.streams, config.unmatched), config.limits)
   let currentIngest = ingest()
   let broker: Broker | null = null
+  let upstream: Upstream | null = null
   let retentionTimer: NodeJS.Timeout | null = null
   let started: Promise<NodeAddresses> | null = null
   let drained: Promise<void> | null = null
@@ -110,6 +114,8 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
       log,
     )
     const address = await broker.listen()
+    upstream = new Upstream({ config, store, env: store.environment, origin: nodeId, log })
+    upstream.start()
     retentionTimer = setInterval(() => {
       // Retention failures are logged and retried on the next tick; ingest is unaffected.
       runRetention().catch((err: unknown) => log.error({ err }, 'retention run failed'))
@@ -134,6 +140,9 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     drained ??= drain()
     await drained
     await broker?.close()
+    // Batches on the wire are abandoned: sent again after a restart (at-least-once),
+    // or skipped by the sink's own position (exactly-once).
+    await upstream?.close()
     await store.close()
     if ('release' in lock) lock.release()
     log.info('tributary stopped')
@@ -148,6 +157,9 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     },
     get ingest() {
       return currentIngest
+    },
+    get upstream() {
+      return upstream
     },
     start: () => {
       started ??= start()

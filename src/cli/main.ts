@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander'
 import { TributaryError } from '../errors.ts'
 import { registerConfigCheck } from './config-check.ts'
 import { registerLogVerify } from './log-verify.ts'
+import { registerSinks } from './sinks.ts'
 import { registerStart } from './start.ts'
 import { registerStreams } from './streams.ts'
 import { registerTail } from './tail.ts'
@@ -23,6 +24,7 @@ const program = new Command('tributary')
 registerStart(program)
 registerStreams(program)
 registerTail(program)
+registerSinks(program)
 registerConfigCheck(program)
 registerLogVerify(program)
 

@@ -24,17 +24,21 @@ export function configFrom(options: ConfigFlags): Readonly<Config> {
   return loadConfig(options)
 }
 
-/** Opens the store of a (possibly running) node without writing to it. */
-export async function openStoreReadOnly(config: Readonly<Config>): Promise<LmdbLogStore> {
-  let origin: string
+/** The id of the node whose data dir this is: the origin of its own partitions. */
+export function nodeIdOf(config: Readonly<Config>): string {
   try {
-    origin = readFileSync(join(config.dataDir, 'node-id'), 'utf8').trim()
+    return readFileSync(join(config.dataDir, 'node-id'), 'utf8').trim()
   } catch {
     throw new TributaryError(
       'TRIB_DATA_DIR_UNUSABLE',
       `no tributary data in ${config.dataDir} (start the broker first)`,
     )
   }
+}
+
+/** Opens the store of a (possibly running) node without writing to it. */
+export async function openStoreReadOnly(config: Readonly<Config>): Promise<LmdbLogStore> {
+  const origin = nodeIdOf(config)
   const store = new LmdbLogStore({ dataDir: config.dataDir, origin, maxPendingAppends: 1, readOnly: true })
   await store.open()
   return store
@@ -44,11 +48,12 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`)
 }
 
-/** Text when the bytes are valid UTF-8, base64 otherwise: the encoding is reported beside the value. */
-export function bytesForHumans(bytes: Buffer | null): { value: string | null; encoding: 'utf8' | 'base64' } {
-  if (bytes === null) return { value: null, encoding: 'utf8' }
-  const text = bytes.toString('utf8')
-  return Buffer.from(text, 'utf8').equals(bytes)
-    ? { value: text, encoding: 'utf8' }
-    : { value: bytes.toString('base64'), encoding: 'base64' }
+/** Prints rows as a left-aligned text table under a header line. */
+export function printTable(header: readonly string[], rows: ReadonlyArray<readonly unknown[]>): void {
+  const table = [header, ...rows.map((row) => row.map(String))]
+  const widths = header.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)))
+  for (const row of table) {
+    const line = row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')
+    process.stdout.write(`${line.trimEnd()}\n`)
+  }
 }

@@ -12,6 +12,7 @@ interface StartOptions {
   mqttPort?: number
   mqttHost?: string
   logLevel?: string
+  sink?: string[]
 }
 
 export function registerStart(program: Command): void {
@@ -22,8 +23,13 @@ export function registerStart(program: Command): void {
     )
     .option('--mqtt-host <host>', 'address to listen on (default 0.0.0.0)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .option(
+      '--sink <url>',
+      'forward every stream upstream (repeatable): kafka://HOST:PORT[?exactlyOnce=true], mqtt://HOST:PORT, http://HOST:PORT/PATH',
+      (url: string, previous: string[] = []) => [...previous, url],
+    )
     .action(async (options: StartOptions) => {
-      const config = configFrom(options)
+      const config = configFrom({ ...options, sinks: options.sink })
       const log = createLogger(config.logLevel)
       const node = createNode(config, log)
       let stopping = false

@@ -2,7 +2,7 @@
 // store (works while the broker runs).
 
 import type { Command } from 'commander'
-import { configFrom, openStoreReadOnly, printJson, withStoreOptions } from './shared.ts'
+import { configFrom, openStoreReadOnly, printJson, printTable, withStoreOptions } from './shared.ts'
 
 export function registerStreams(program: Command): void {
   withStoreOptions(program.command('streams'))
@@ -25,23 +25,18 @@ export function registerStreams(program: Command): void {
           for (const row of rows) printJson(row)
           return
         }
-        const header = ['STREAM', 'PARTITION', 'FIRST', 'NEXT', 'RECORDS', 'BYTES', 'LAST WRITE']
-        const table = [
-          header,
-          ...rows.map((r) =>
-            [r.stream, r.partition, r.firstOffset, r.nextOffset, r.records, r.bytes, r.lastWrite ?? '-'].map(
-              String,
-            ),
-          ),
-        ]
-        const widths = header.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)))
-        for (const row of table)
-          process.stdout.write(
-            `${row
-              .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-              .join('  ')
-              .trimEnd()}\n`,
-          )
+        printTable(
+          ['STREAM', 'PARTITION', 'FIRST', 'NEXT', 'RECORDS', 'BYTES', 'LAST WRITE'],
+          rows.map((r) => [
+            r.stream,
+            r.partition,
+            r.firstOffset,
+            r.nextOffset,
+            r.records,
+            r.bytes,
+            r.lastWrite ?? '-',
+          ]),
+        )
         if (rows.length === 0) process.stdout.write('(no streams yet)\n')
       } finally {
         await store.close()

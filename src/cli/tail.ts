@@ -7,7 +7,8 @@ import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
 import type { LmdbLogStore } from '../log/lmdb-log-store.ts'
 import type { StoredRecord } from '../log/record.ts'
-import { bytesForHumans, configFrom, openStoreReadOnly, withStoreOptions } from './shared.ts'
+import { bytesForHumans, recordJson } from '../log/record-json.ts'
+import { configFrom, openStoreReadOnly, withStoreOptions } from './shared.ts'
 
 const DEFAULT_LIMIT = 10
 const FOLLOW_POLL_MS = 200
@@ -32,26 +33,9 @@ interface Located {
 
 function format(item: Located, json: boolean): string {
   const { record } = item
+  if (json) return JSON.stringify(recordJson(item, record))
   const key = bytesForHumans(record.key)
   const payload = bytesForHumans(record.payload)
-  if (json) {
-    return JSON.stringify({
-      stream: item.stream,
-      partition: item.partition,
-      offset: record.offset,
-      timestamp: new Date(record.timestampMs).toISOString(),
-      timestampMs: record.timestampMs,
-      deviceTimeMs: record.deviceTimeMs,
-      key: key.value,
-      keyEncoding: key.encoding,
-      topic: record.topic,
-      clientId: record.clientId,
-      qos: record.qos,
-      headers: record.headers,
-      payload: payload.value,
-      payloadEncoding: payload.encoding,
-    })
-  }
   const shownKey = key.value === null ? '-' : key.encoding === 'utf8' ? key.value : `base64:${key.value}`
   const shownPayload = payload.encoding === 'utf8' ? payload.value : `base64:${payload.value}`
   return `${item.stream}/${item.partition}@${record.offset} ${new Date(record.timestampMs).toISOString()} key=${shownKey} topic=${record.topic} qos=${record.qos} client=${record.clientId} ${shownPayload}`

@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url'
 import { parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { TributaryError } from '../errors.ts'
-import { type Config, configSchema, DEFAULT_STREAM_NAME, type StreamConfig, streamSchema } from './schema.ts'
+import {
+  type Config,
+  configSchema,
+  DEAD_LETTER_SUFFIX,
+  DEFAULT_STREAM_NAME,
+  type StreamConfig,
+  streamSchema,
+} from './schema.ts'
+import { sinkFromUrl } from './sink-url.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/tributary/tributary.yaml'
 export const SYSTEM_DATA_DIR = '/var/lib/tributary'
@@ -20,6 +28,8 @@ export interface ConfigFlags {
   readonly mqttPort?: number | undefined
   readonly mqttHost?: string | undefined
   readonly logLevel?: string | undefined
+  /** `--sink URL`, repeatable: added to the config file's sinks. */
+  readonly sinks?: readonly string[] | undefined
 }
 
 export interface ConfigProblem {
@@ -148,6 +158,20 @@ function fromFlags(flags: ConfigFlags): Tree {
   return tree
 }
 
+/** The --sink URLs as `sinks:` entries, appended to those of the file. */
+function sinksFromFlags(flags: ConfigFlags, file: Tree, problems: ConfigProblem[]): Tree {
+  if (flags.sinks === undefined || flags.sinks.length === 0) return {}
+  const sinks: unknown[] = Array.isArray(file.sinks) ? [...file.sinks] : []
+  for (const url of flags.sinks) {
+    try {
+      sinks.push(sinkFromUrl(url))
+    } catch (err) {
+      problems.push({ path: `--sink ${url}`, message: (err as Error).message })
+    }
+  }
+  return { sinks }
+}
+
 function toProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   return issues.map((issue) => ({
     path: issue.path.length === 0 ? '(top level)' : issue.path.map(String).join('.'),
@@ -163,6 +187,48 @@ function withDefaultStream(config: Config): Config {
   return { ...config, streams: [...config.streams, implicit] }
 }
 
+/** The stream a stream's undeliverable records go to. */
+export function deadLetterStreamOf(stream: StreamConfig): string {
+  return stream.deadLetter ?? `${stream.name}${DEAD_LETTER_SUFFIX}`
+}
+
+/**
+ * With sinks configured, every stream gets its dead-letter stream: one
+ * partition, no topic filter (only sinks write to it), the parent's retention.
+ * Named ones that are declared streams are left as declared.
+ */
+function withDeadLetterStreams(config: Config): Config {
+  if (config.sinks.length === 0) return config
+  const declared = new Set(config.streams.map((s) => s.name))
+  const implicit: StreamConfig[] = []
+  for (const stream of config.streams) {
+    const name = deadLetterStreamOf(stream)
+    if (declared.has(name)) continue
+    declared.add(name)
+    implicit.push(streamSchema.parse({ name, deadLetter: name, retention: stream.retention }))
+  }
+  return { ...config, streams: [...config.streams, ...implicit] }
+}
+
+/** Checks that need the parsed config: what sinks refer to. */
+function sinkProblems(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const streams = new Set(config.streams.map((s) => s.name))
+  const names = new Set<string>()
+  config.sinks.forEach((sink, i) => {
+    if (names.has(sink.name))
+      problems.push({ path: `sinks.${i}.name`, message: `sink "${sink.name}" is declared twice` })
+    names.add(sink.name)
+    sink.streams.forEach((name, j) => {
+      if (name !== '*' && !streams.has(name))
+        problems.push({ path: `sinks.${i}.streams.${j}`, message: `no stream "${name}"` })
+    })
+    if (sink.retry.maxMs < sink.retry.initialMs)
+      problems.push({ path: `sinks.${i}.retry.maxMs`, message: 'must be at least retry.initialMs' })
+  })
+  return problems
+}
+
 /**
  * Checks across fields, run on the raw tree so they are reported together with
  * the schema's problems (zod skips refinements once any field is invalid).
@@ -172,6 +238,9 @@ function crossFieldProblems(tree: Tree): ConfigProblem[] {
   const streams = tree.streams
   if (!Array.isArray(streams)) return problems
   const seen = new Set<string>()
+  const deadLetters = new Set(
+    streams.flatMap((s: unknown) => (isTree(s) && typeof s.deadLetter === 'string' ? [s.deadLetter] : [])),
+  )
   streams.forEach((stream: unknown, i) => {
     if (!isTree(stream) || typeof stream.name !== 'string') return
     if (seen.has(stream.name)) {
@@ -180,10 +249,10 @@ function crossFieldProblems(tree: Tree): ConfigProblem[] {
     seen.add(stream.name)
     const match = stream.match
     const noFilter = match === undefined || (Array.isArray(match) && match.length === 0)
-    if (noFilter && stream.name !== DEFAULT_STREAM_NAME) {
+    if (noFilter && stream.name !== DEFAULT_STREAM_NAME && !deadLetters.has(stream.name)) {
       problems.push({
         path: `streams.${i}.match`,
-        message: 'at least one MQTT topic filter (only the "default" stream may have none)',
+        message: 'at least one MQTT topic filter (only "default" and dead-letter streams may have none)',
       })
     }
   })
@@ -197,7 +266,10 @@ export function validateConfig(
   const result = configSchema.safeParse(tree)
   const problems = [...(result.success ? [] : toProblems(result.error.issues)), ...crossFieldProblems(tree)]
   if (!result.success || problems.length > 0) return { config: null, problems }
-  return { config: withDefaultStream(result.data), problems: [] }
+  const config = withDeadLetterStreams(withDefaultStream(result.data))
+  const late = sinkProblems(config)
+  if (late.length > 0) return { config: null, problems: late }
+  return { config, problems: [] }
 }
 
 /** Which config file applies: the flag, then TRIBUTARY_CONFIG, then the system path when present. */
@@ -216,6 +288,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (path !== null) tree = merge(tree, readConfigFile(path))
   tree = merge(tree, fromEnv(env, problems))
   tree = merge(tree, fromFlags(flags))
+  tree = { ...tree, ...sinksFromFlags(flags, tree, problems) }
   const result = validateConfig(tree)
   problems.push(...result.problems)
   if (result.config === null || problems.length > 0) {

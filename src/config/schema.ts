@@ -13,8 +13,15 @@ export const DEFAULT_DEDUPE_IDS_PER_CLIENT = 64
 export const DEFAULT_DEDUPE_CLIENTS = 10_000
 export const DEFAULT_RETENTION_CHECK_MS = 60_000
 export const DEFAULT_STREAM_NAME = 'default'
+/** A stream's dead-letter stream, unless it names one: `<stream>.dead-letter`. */
+export const DEAD_LETTER_SUFFIX = '.dead-letter'
 
 const STREAM_NAME = /^[A-Za-z0-9._-]{1,249}$/
+const SINK_NAME = /^[A-Za-z0-9._-]{1,64}$/
+const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/
+export const DEFAULT_SINK_MAX_BATCH_BYTES = 1024 * 1024
+export const DEFAULT_SINK_MAX_BATCH_RECORDS = 5000
+export const DEFAULT_SINK_LINGER_MS = 100
 
 /** An MQTT topic filter: `+` only as a whole level, `#` only as the whole last level [MQTT-4.7.1]. */
 function isValidTopicFilter(filter: string): boolean {
@@ -64,8 +71,125 @@ export const streamSchema = z
     retention: retention.default({ maxAgeMs: 7 * 24 * 3600 * 1000, maxBytes: 1024 * 1024 * 1024 }),
     ack: z.enum(['durable', 'relaxed']).default('durable'),
     relaxedFlushMs: z.number().int().min(1).max(60_000).default(DEFAULT_RELAXED_FLUSH_MS),
+    priority: z
+      .number()
+      .int()
+      .min(0)
+      .max(9)
+      .default(0)
+      .describe('sinks send higher-priority streams first when they share a bandwidth cap'),
+    deadLetter: z
+      .string()
+      .regex(STREAM_NAME)
+      .nullable()
+      .default(null)
+      .describe('stream that takes records a sink can never accept; null: <name>.dead-letter'),
   })
   .strict()
+
+const tls = z
+  .object({
+    ca: z.string().min(1).optional().describe('PEM file of the CA(s) to trust'),
+    cert: z.string().min(1).optional().describe('PEM file of the client certificate'),
+    key: z.string().min(1).optional().describe('PEM file of the client key'),
+    rejectUnauthorized: z.boolean().default(true),
+  })
+  .strict()
+
+const sinkCommon = {
+  name: z.string().regex(SINK_NAME, 'letters, digits, ".", "_" or "-", 1 to 64 characters'),
+  streams: z
+    .array(z.string().min(1))
+    .default(['*'])
+    .describe('streams to forward; "*" is every stream but dead-letter streams'),
+  maxBatchBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(DEFAULT_SINK_MAX_BATCH_BYTES),
+  maxBatchRecords: z.number().int().min(1).max(100_000).default(DEFAULT_SINK_MAX_BATCH_RECORDS),
+  lingerMs: z.number().int().min(0).max(60_000).default(DEFAULT_SINK_LINGER_MS),
+  maxBytesPerS: z.number().int().min(1024).nullable().default(null).describe('bandwidth cap; null: none'),
+  maxInFlight: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(4)
+    .describe('batches sent at once over all partitions'),
+  retry: z
+    .object({
+      initialMs: z.number().int().min(1).default(500),
+      maxMs: z.number().int().min(1).default(60_000),
+    })
+    .strict()
+    .default({ initialMs: 500, maxMs: 60_000 }),
+  stuckAfterMs: z
+    .number()
+    .int()
+    .min(100)
+    .default(60_000)
+    .describe('a send unanswered this long: the connection is torn down and restarted'),
+}
+
+const kafkaSink = z
+  .object({
+    ...sinkCommon,
+    type: z.literal('kafka'),
+    brokers: z.array(z.string().regex(HOST_PORT, 'HOST:PORT')).min(1),
+    topic: z.string().min(1).default('{stream}').describe('Kafka topic name template: {stream}, {origin}'),
+    exactlyOnce: z.boolean().default(false),
+    positionsTopic: z.string().min(1).default('tributary-positions'),
+    compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
+    clientId: z.string().min(1).optional(),
+    createTopics: z.boolean().default(true),
+    replicationFactor: z.number().int().min(-1).default(-1).describe('-1: the cluster default'),
+    tls: tls.optional(),
+    sasl: z
+      .object({
+        mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']),
+        username: z.string().min(1),
+        password: z.string().optional(),
+        passwordFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    requestTimeoutMs: z.number().int().min(100).default(30_000),
+  })
+  .strict()
+
+const mqttSink = z
+  .object({
+    ...sinkCommon,
+    type: z.literal('mqtt'),
+    url: z.string().regex(/^mqtts?:\/\//, 'an mqtt:// or mqtts:// URL'),
+    topic: z
+      .string()
+      .min(1)
+      .default('{topic}')
+      .describe('topic template: {topic}, {stream}, {origin}, {partition}'),
+    clientId: z.string().min(1).optional().describe('default tributary-<origin>-<sink name>'),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    passwordFile: z.string().min(1).optional(),
+    tls: tls.optional(),
+  })
+  .strict()
+
+const httpSink = z
+  .object({
+    ...sinkCommon,
+    type: z.literal('http'),
+    url: z.string().regex(/^https?:\/\//, 'an http:// or https:// URL'),
+    format: z.enum(['ndjson', 'json']).default('ndjson'),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeoutMs: z.number().int().min(100).default(30_000),
+    tls: tls.optional(),
+  })
+  .strict()
+
+export const sinkSchema = z.discriminatedUnion('type', [kafkaSink, mqttSink, httpSink])
 
 export const configSchema = z
   .object({
@@ -105,9 +229,13 @@ export const configSchema = z
       .describe('a publish no stream matches: store it in the "default" stream, or deliver it live only'),
     retentionCheckMs: z.number().int().min(100).default(DEFAULT_RETENTION_CHECK_MS),
     streams: z.array(streamSchema).default([]),
+    sinks: z.array(sinkSchema).default([]),
   })
   .strict()
 
 export type Config = z.output<typeof configSchema>
 export type StreamConfig = Config['streams'][number]
 export type KeyRule = StreamConfig['key']
+export type SinkConfig = Config['sinks'][number]
+export type SinkType = SinkConfig['type']
+export type TlsConfig = z.output<typeof tls>

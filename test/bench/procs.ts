@@ -5,10 +5,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { LOOPBACK } from './mqtt-conn.ts'
 
 const children = new Set<ChildProcess>()
 const extraPids = new Set<number>()
@@ -87,19 +85,6 @@ export function makeTempDir(label: string): string {
 export function removeTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
   tempDirs.delete(dir)
-}
-
-/** A free TCP port on 127.0.0.1 (bound and released; a tiny race is acceptable here). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, LOOPBACK, () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Rejects when `promise` has not settled within `ms`; `what` names the phase in the error. */

@@ -10,18 +10,10 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { BROKER_NODE_FLAGS, CLI, REPO_ROOT } from '../helpers/child.ts'
+import { freePort } from '../helpers/free-port.ts'
 import { LOOPBACK, waitForConnack } from './mqtt-conn.ts'
 import { childrenOf, executableName } from './proc-metrics.ts'
-import {
-  freePort,
-  makeTempDir,
-  removeTempDir,
-  sleep,
-  stopChild,
-  track,
-  trackPid,
-  withDeadline,
-} from './procs.ts'
+import { makeTempDir, removeTempDir, sleep, stopChild, track, trackPid, withDeadline } from './procs.ts'
 
 export const SYSTEMS = ['ack-server', 'mosquitto', 'nats', 'tributary-durable', 'tributary-relaxed'] as const
 export type SystemName = (typeof SYSTEMS)[number]

@@ -12,7 +12,7 @@ import {
 } from 'mqtt'
 import type { LogStore } from '../../src/log/log-store.ts'
 import type { StoredRecord } from '../../src/log/record.ts'
-import { type RunningNode, startNode } from './node.ts'
+import { type NodeOptions, type RunningNode, startNode } from './node.ts'
 import { tempDir } from './temp-dir.ts'
 
 export const WAIT_MS = 15_000
@@ -92,7 +92,7 @@ export class Cleanup {
   }
 
   /** An in-process node, stopped after the test (stopping twice is harmless). */
-  async node(options: { dataDir?: string; config?: Record<string, unknown> } = {}): Promise<RunningNode> {
+  async node(options: NodeOptions = {}): Promise<RunningNode> {
     const dataDir = options.dataDir ?? (await this.dir())
     const running = await startNode({ ...options, dataDir })
     this.defer(`stop node on ${dataDir}`, running.stop)

@@ -3,6 +3,7 @@
 
 import { validateConfig } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/schema.ts'
+import { sinkFromUrl } from '../../src/config/sink-url.ts'
 import { createNode, type TributaryNode } from '../../src/index.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { tempDir } from './temp-dir.ts'
@@ -17,23 +18,35 @@ export interface RunningNode {
   stop(): Promise<void>
 }
 
+export interface NodeOptions {
+  readonly dataDir?: string
+  /** The config file's tree. */
+  readonly config?: Record<string, unknown>
+  /** As `--sink URL` flags. */
+  readonly sinks?: readonly string[]
+}
+
 /** Builds a full config from a partial tree, as the YAML file would give it. */
-export function testConfig(dataDir: string, tree: Record<string, unknown> = {}): Readonly<Config> {
+export function testConfig(
+  dataDir: string,
+  tree: Record<string, unknown> = {},
+  sinkUrls: readonly string[] = [],
+): Readonly<Config> {
+  const fileSinks = Array.isArray(tree.sinks) ? tree.sinks : []
   const result = validateConfig({
     dataDir,
     logLevel: process.env.TRIBUTARY_TEST_LOG_LEVEL ?? 'silent',
     ...tree,
+    sinks: [...fileSinks, ...sinkUrls.map(sinkFromUrl)],
     mqtt: { host: '127.0.0.1', port: 0 },
   })
   if (result.config === null) throw new Error(`bad test config: ${JSON.stringify(result.problems)}`)
   return result.config
 }
 
-export async function startNode(
-  options: { dataDir?: string; config?: Record<string, unknown> } = {},
-): Promise<RunningNode> {
+export async function startNode(options: NodeOptions = {}): Promise<RunningNode> {
   const dataDir = options.dataDir ?? (await tempDir()).path
-  const config = testConfig(dataDir, options.config)
+  const config = testConfig(dataDir, options.config, options.sinks)
   const node = createNode(config, createLogger(config.logLevel))
   const { mqtt } = await node.start()
   return {

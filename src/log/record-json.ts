@@ -1,0 +1,59 @@
+// The one JSON shape of a stored record, shared by everything that shows or
+// sends records as JSON: `tributary tail --json`, the HTTP sink, the admin API.
+// Bytes are UTF-8 text when they are valid UTF-8, base64 otherwise, and the
+// encoding is named beside each value.
+
+import type { Header, Qos, StoredRecord } from './record.ts'
+
+export type BytesEncoding = 'utf8' | 'base64'
+
+export interface RecordJson {
+  readonly origin?: string
+  readonly stream: string
+  readonly partition: number
+  readonly offset: number
+  readonly timestamp: string
+  readonly timestampMs: number
+  readonly deviceTimeMs: number | null
+  readonly key: string | null
+  readonly keyEncoding: BytesEncoding
+  readonly topic: string
+  readonly clientId: string
+  readonly qos: Qos
+  readonly headers: readonly Header[]
+  readonly payload: string
+  readonly payloadEncoding: BytesEncoding
+}
+
+export function bytesForHumans(bytes: Buffer | null): { value: string | null; encoding: BytesEncoding } {
+  if (bytes === null) return { value: null, encoding: 'utf8' }
+  const text = bytes.toString('utf8')
+  return Buffer.from(text, 'utf8').equals(bytes)
+    ? { value: text, encoding: 'utf8' }
+    : { value: bytes.toString('base64'), encoding: 'base64' }
+}
+
+export function recordJson(
+  where: { readonly stream: string; readonly partition: number; readonly origin?: string },
+  record: StoredRecord,
+): RecordJson {
+  const key = bytesForHumans(record.key)
+  const payload = bytesForHumans(record.payload)
+  return {
+    ...(where.origin === undefined ? {} : { origin: where.origin }),
+    stream: where.stream,
+    partition: where.partition,
+    offset: record.offset,
+    timestamp: new Date(record.timestampMs).toISOString(),
+    timestampMs: record.timestampMs,
+    deviceTimeMs: record.deviceTimeMs,
+    key: key.value,
+    keyEncoding: key.encoding,
+    topic: record.topic,
+    clientId: record.clientId,
+    qos: record.qos,
+    headers: record.headers,
+    payload: payload.value ?? '',
+    payloadEncoding: payload.encoding,
+  }
+}

@@ -1,0 +1,363 @@
+// Kafka sink with @platformatic/kafka: a Kafka topic per stream (name from a
+// template), record key = our key, the Java client's default partitioner for
+// keyed records (murmur2, so a key lands in the same partition number as
+// here when the partition counts match; topics are created with the stream's
+// count) and our partition number for keyless ones, the forward headers,
+// compression as configured.
+//
+// At-least-once (default): an idempotent producer with acks=all; a batch sent
+// again after a tributary restart may be stored twice.
+//
+// Exactly-once (`exactlyOnce: true`): a transactional producer whose id is
+// stable per origin node and sink, so a stale forwarder of the same origin is
+// fenced by the cluster. Each batch is one transaction that also writes the
+// forward position (the next offset of this origin's partition) to the
+// compacted positions topic. On start the forwarder goes on from that
+// position, so a crash at any point neither loses nor duplicates a record as
+// seen by a read_committed consumer. Transactions run one at a time per sink.
+
+import {
+  Admin,
+  Consumer,
+  compatibilityPartitioner,
+  findErrorBy,
+  type MessageToProduce,
+  type ProduceOptions,
+  Producer,
+  type SASLOptions,
+} from '@platformatic/kafka'
+import type { SinkConfig } from '../config/schema.ts'
+import { isTributaryError, TributaryError } from '../errors.ts'
+import type { PartitionRef } from '../log/log-store.ts'
+import type { Logger } from '../observability/logger.ts'
+import { fillTemplate, forwardHeaders, rejected, type Sink, type SinkBatch, unavailable } from './sink.ts'
+import { secret, tlsOptions } from './tls-files.ts'
+
+type KafkaSinkConfig = Extract<SinkConfig, { type: 'kafka' }>
+
+/** Kafka errors after which the record can never be written as it is. */
+const NEVER_ACCEPTED = ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']
+/** Another producer took over the transactional id. */
+const FENCED = ['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']
+const READ_COMMITTED = 1
+
+export interface KafkaSinkContext {
+  readonly origin: string
+  readonly log: Logger
+  /** The partition count of a stream, for topics this sink creates. */
+  readonly partitionsOf: (stream: string) => number
+}
+
+interface TopicSpec {
+  readonly name: string
+  readonly partitions: number
+  readonly compacted?: boolean
+}
+
+function positionKey(origin: string, ref: PartitionRef): string {
+  return `${origin}/${ref.stream}/${ref.partition}`
+}
+
+function kafkaErrorId(err: unknown, ids: readonly string[]): string | null {
+  if (!(err instanceof Error)) return null
+  for (const id of ids) if (findErrorBy(err, 'apiId', id) !== null) return id
+  return null
+}
+
+export class KafkaSink implements Sink {
+  readonly name: string
+  readonly #config: KafkaSinkConfig
+  readonly #context: KafkaSinkContext
+  readonly #clientId: string
+  #producer: Producer | null = null
+  /** Topics known to exist (created or found). */
+  readonly #topics = new Set<string>()
+  /** Positions read from the positions topic at the first call, then kept up to date by our commits. */
+  #positions: Promise<Map<string, number>> | null = null
+  /** Exactly-once: one transaction at a time. */
+  #transactions: Promise<unknown> = Promise.resolve()
+
+  constructor(config: KafkaSinkConfig, context: KafkaSinkContext) {
+    this.name = config.name
+    this.#config = config
+    this.#context = context
+    this.#clientId = config.clientId ?? `tributary-${context.origin}`
+  }
+
+  #connection() {
+    const c = this.#config
+    const options: {
+      clientId: string
+      bootstrapBrokers: string[]
+      timeout: number
+      requestTimeout: number
+      connectTimeout: number
+      retries: number
+      retryDelay: (client: object, operationId: string, attempt: number) => number
+      tls?: ReturnType<typeof tlsOptions>
+      sasl?: SASLOptions
+    } = {
+      clientId: this.#clientId,
+      bootstrapBrokers: [...c.brokers],
+      timeout: c.requestTimeoutMs,
+      requestTimeout: c.requestTimeoutMs,
+      connectTimeout: Math.min(c.requestTimeoutMs, 10_000),
+      // The forwarder retries with its own backoff; the client's retries would only hide failures.
+      retries: 0,
+      // Some requests retry anyway (AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS while
+      // the previous commit's markers are written): the client's 1 s default made every
+      // exactly-once batch after the first wait a second.
+      retryDelay: (_client, _operation, attempt) => Math.min(1000, 20 * 2 ** attempt),
+    }
+    const tls = tlsOptions(c.tls)
+    if (tls !== undefined) options.tls = tls
+    if (c.sasl !== undefined) {
+      const password = secret(c.sasl.password, c.sasl.passwordFile, `sink ${c.name} SASL password`)
+      options.sasl = {
+        mechanism: c.sasl.mechanism,
+        username: c.sasl.username,
+        ...(password === undefined ? {} : { password }),
+      }
+    }
+    return options
+  }
+
+  #producerFor(): Producer {
+    if (this.#producer !== null) return this.#producer
+    const produce: ProduceOptions<Buffer, Buffer, Buffer, Buffer> = {
+      acks: -1,
+      idempotent: true,
+      ...(this.#config.compression === 'none' ? {} : { compression: this.#config.compression }),
+    }
+    this.#producer = new Producer({
+      ...this.#connection(),
+      ...produce,
+      // @platformatic/kafka 2.12.1 sends InitProducerId with producer id 0 and
+      // epoch 0 unless told otherwise, which Kafka takes for an epoch bump of
+      // producer 0: any transactional id that once got another producer id is
+      // then answered PRODUCER_FENCED forever (seen after a broker restart).
+      // -1/-1 is the protocol's "no producer yet".
+      producerId: -1n,
+      producerEpoch: -1,
+      ...(this.#config.exactlyOnce
+        ? { transactionalId: `tributary-${this.#context.origin}-${this.name}` }
+        : {}),
+    })
+    return this.#producer
+  }
+
+  async #ensureTopics(
+    topics: ReadonlyArray<{ name: string; partitions: number; compacted?: boolean }>,
+  ): Promise<void> {
+    const missing = topics.filter((t) => !this.#topics.has(t.name))
+    if (missing.length === 0) return
+    if (!this.#config.createTopics) {
+      for (const t of missing) this.#topics.add(t.name)
+      return
+    }
+    const admin = new Admin(this.#connection())
+    try {
+      const existing = new Set(await admin.listTopics())
+      for (const t of missing) {
+        if (!existing.has(t.name)) {
+          await admin.createTopics({
+            topics: [t.name],
+            partitions: t.partitions,
+            replicas: this.#config.replicationFactor,
+            ...(t.compacted === true ? { configs: [{ name: 'cleanup.policy', value: 'compact' }] } : {}),
+          })
+          this.#context.log.info(
+            { sink: this.name, topic: t.name, partitions: t.partitions },
+            'created Kafka topic',
+          )
+        }
+        this.#topics.add(t.name)
+      }
+    } catch (err) {
+      if (kafkaErrorId(err, ['TOPIC_ALREADY_EXISTS']) === null)
+        throw unavailable(`creating Kafka topics: ${describe(err)}`, err)
+      for (const t of missing) this.#topics.add(t.name)
+    } finally {
+      await admin.close()
+    }
+  }
+
+  #messages(batch: SinkBatch, topic: string): MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] {
+    return batch.records.map((record) => {
+      // A Map keyed by distinct Buffer objects keeps repeated header names.
+      const headers = new Map<Buffer, Buffer>()
+      for (const [name, value] of forwardHeaders(batch, record))
+        headers.set(Buffer.from(name), Buffer.from(value))
+      return {
+        topic,
+        value: record.payload,
+        headers,
+        timestamp: BigInt(record.timestampMs),
+        ...(record.key === null ? { partition: batch.partition } : { key: record.key }),
+      }
+    })
+  }
+
+  async send(batch: SinkBatch, signal: AbortSignal): Promise<void> {
+    const topic = fillTemplate(this.#config.topic, batch)
+    const topics: TopicSpec[] = [{ name: topic, partitions: this.#context.partitionsOf(batch.stream) }]
+    if (this.#config.exactlyOnce)
+      topics.push({ name: this.#config.positionsTopic, partitions: 1, compacted: true })
+    await this.#deadline(this.#ensureTopics(topics))
+    signal.throwIfAborted()
+    const messages = this.#messages(batch, topic)
+    if (!this.#config.exactlyOnce) {
+      const producer = this.#producerFor()
+      await this.#attempt(producer, () => producer.send({ messages, partitioner: compatibilityPartitioner }))
+      return
+    }
+    const run = this.#transactions.then(() => {
+      signal.throwIfAborted()
+      const producer = this.#producerFor()
+      return this.#attempt(producer, () => this.#transaction(producer, batch, messages))
+    })
+    this.#transactions = run.catch(() => undefined)
+    await run
+  }
+
+  /**
+   * Runs one request of `producer` within requestTimeoutMs. The client keeps
+   * retrying by itself when the cluster is unreachable (an idempotent
+   * producer's init, a send on a connection whose broker went away) instead
+   * of failing, so the deadline is ours. On a timeout, on fencing, and in
+   * exactly-once mode on any failure, the producer is dropped: the next
+   * attempt starts a new one, whose InitProducerId also aborts a transaction
+   * left open. Only this producer is dropped, never a newer one.
+   */
+  async #attempt<T>(producer: Producer, work: () => Promise<T>): Promise<T> {
+    const ms = this.#config.requestTimeoutMs
+    try {
+      return await this.#deadline(work())
+    } catch (err) {
+      const mapped = this.#mapError(err)
+      const unusable =
+        this.#config.exactlyOnce ||
+        isTributaryError(mapped, 'TRIB_SINK_FENCED') ||
+        isTributaryError(err, 'TRIB_SINK_UNAVAILABLE')
+      if (unusable && this.#producer === producer) {
+        this.#producer = null
+        await producer.close(true).catch(() => undefined)
+      }
+      this.#context.log.debug({ sink: this.name, err: mapped.message, timeoutMs: ms }, 'Kafka request failed')
+      throw mapped
+    }
+  }
+
+  /** Rejects with TRIB_SINK_UNAVAILABLE when `work` has not settled within requestTimeoutMs. */
+  async #deadline<T>(work: Promise<T>): Promise<T> {
+    const ms = this.#config.requestTimeoutMs
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(unavailable(`Kafka did not answer within ${ms} ms (requestTimeoutMs)`)),
+        ms,
+      )
+    })
+    try {
+      return await Promise.race([work, late])
+    } finally {
+      work.catch(() => undefined)
+      clearTimeout(timer)
+    }
+  }
+
+  async #transaction(
+    producer: Producer,
+    batch: SinkBatch,
+    messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[],
+  ): Promise<void> {
+    const next = (batch.records.at(-1)?.offset ?? -1) + 1
+    const key = positionKey(batch.origin, batch)
+    const position: MessageToProduce<Buffer, Buffer, Buffer, Buffer> = {
+      topic: this.#config.positionsTopic,
+      key: Buffer.from(key),
+      value: Buffer.from(JSON.stringify({ next })),
+      partition: 0,
+    }
+    const transaction = await producer.beginTransaction()
+    await transaction.send({ messages: [...messages, position], partitioner: compatibilityPartitioner })
+    await transaction.commit()
+    const positions = await this.#positions
+    positions?.set(key, next)
+  }
+
+  #mapError(err: unknown): TributaryError {
+    if (err instanceof TributaryError) return err
+    const never = kafkaErrorId(err, NEVER_ACCEPTED)
+    if (never !== null) return rejected(`Kafka: ${never}: ${describe(err)}`, err)
+    const fenced = kafkaErrorId(err, FENCED)
+    if (fenced !== null)
+      return new TributaryError('TRIB_SINK_FENCED', `${fenced}: ${describe(err)}`, { cause: err })
+    return unavailable(`Kafka: ${describe(err)}`, err)
+  }
+
+  committedPosition(ref: PartitionRef, origin: string): Promise<number | null> {
+    if (!this.#config.exactlyOnce) return Promise.resolve(null)
+    this.#positions ??= this.#deadline(this.#readPositions())
+    const reading = this.#positions
+    reading.catch(() => {
+      if (this.#positions === reading) this.#positions = null
+    })
+    return reading.then((positions) => positions.get(positionKey(origin, ref)) ?? null)
+  }
+
+  /** Every committed position in the positions topic (read_committed, from the start to its end). */
+  async #readPositions(): Promise<Map<string, number>> {
+    await this.#ensureTopics([{ name: this.#config.positionsTopic, partitions: 1, compacted: true }])
+    const positions = new Map<string, number>()
+    const consumer = new Consumer({
+      ...this.#connection(),
+      groupId: `tributary-positions-${this.#context.origin}-${this.name}`,
+    })
+    try {
+      const topic = this.#config.positionsTopic
+      const ends = await consumer.listOffsets({ topics: [topic], isolationLevel: READ_COMMITTED })
+      const end = ends.get(topic)?.[0] ?? 0n
+      if (end === 0n) return positions
+      const stream = await consumer.consume({
+        topics: [topic],
+        mode: 'earliest',
+        autocommit: false,
+        isolationLevel: READ_COMMITTED,
+      })
+      try {
+        for await (const message of stream) {
+          const value =
+            message.value === undefined ? null : (JSON.parse(message.value.toString()) as { next?: unknown })
+          if (message.key !== undefined && typeof value?.next === 'number')
+            positions.set(message.key.toString(), value.next)
+          if (message.offset + 1n >= end) break
+        }
+      } finally {
+        await stream.close()
+      }
+      return positions
+    } catch (err) {
+      throw unavailable(`reading Kafka positions topic: ${describe(err)}`, err)
+    } finally {
+      await consumer.close(true)
+    }
+  }
+
+  /** The watchdog's restart: drops the producer (a new one connects on the next send). */
+  async reset(): Promise<void> {
+    const producer = this.#producer
+    this.#producer = null
+    await producer?.close(true).catch(() => undefined)
+  }
+
+  close(): Promise<void> {
+    return this.reset()
+  }
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  const inner = err instanceof AggregateError ? err.errors.map(describe).join('; ') : ''
+  return inner === '' ? err.message : `${err.message} (${inner})`
+}

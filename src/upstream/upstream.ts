@@ -1,0 +1,112 @@
+// The upstream part of a node: one sink per `sinks:` entry, one forwarder per
+// (sink, partition of a stream the sink forwards), the cursors they share, and
+// the status `tributary sinks` and the admin API report.
+//
+// A sink forwards the streams it lists, or with "*" every stream but the
+// dead-letter streams (a dead letter was already refused once).
+
+import type { RootDatabase } from 'lmdb'
+import { deadLetterStreamOf } from '../config/load.ts'
+import type { Config, SinkConfig, StreamConfig } from '../config/schema.ts'
+import type { LogStore } from '../log/log-store.ts'
+import type { Logger } from '../observability/logger.ts'
+import { CursorStore } from './cursors.ts'
+import { Forwarder, type ForwarderStatus } from './forwarder.ts'
+import { SinkGate } from './gate.ts'
+import type { Sink } from './sink.ts'
+import { createSink } from './sinks.ts'
+
+/** Cursor writes are coalesced to one LMDB commit per this long (see cursors.ts). */
+export const CURSOR_FLUSH_MS = 1000
+
+export interface UpstreamOptions {
+  readonly config: Readonly<Config>
+  readonly store: LogStore
+  readonly env: RootDatabase
+  readonly origin: string
+  readonly log: Logger
+}
+
+/** The streams a sink forwards, in the config's order. */
+export function forwardedStreams(config: Readonly<Config>, sink: SinkConfig): StreamConfig[] {
+  const deadLetters = new Set(
+    config.streams.filter((s) => deadLetterStreamOf(s) !== s.name).map(deadLetterStreamOf),
+  )
+  if (sink.streams.includes('*')) return config.streams.filter((s) => !deadLetters.has(s.name))
+  return config.streams.filter((s) => sink.streams.includes(s.name))
+}
+
+export class Upstream {
+  readonly #o: UpstreamOptions
+  readonly #cursors: CursorStore
+  readonly #sinks: Sink[] = []
+  readonly #forwarders: Forwarder[] = []
+
+  constructor(options: UpstreamOptions) {
+    this.#o = options
+    this.#cursors = new CursorStore(options.env, CURSOR_FLUSH_MS)
+  }
+
+  start(): void {
+    const { config, origin, log, store } = this.#o
+    for (const sinkConfig of config.sinks) {
+      const sink = createSink(sinkConfig, {
+        origin,
+        log: log.child({ sink: sinkConfig.name }),
+        partitionsOf: (name) => config.streams.find((s) => s.name === name)?.partitions ?? 1,
+      })
+      this.#sinks.push(sink)
+      const gate = new SinkGate(sinkConfig.maxInFlight, sinkConfig.maxBytesPerS)
+      let restarting: Promise<void> | null = null
+      const restartSink = (): Promise<void> => {
+        if (restarting === null) {
+          restarting = sink.reset().finally(() => {
+            restarting = null
+          })
+        }
+        return restarting
+      }
+      const streams = forwardedStreams(config, sinkConfig)
+      for (const stream of streams) {
+        for (let partition = 0; partition < stream.partitions; partition++) {
+          const forwarder = new Forwarder({
+            sink,
+            config: sinkConfig,
+            ref: { stream: stream.name, partition },
+            origin,
+            priority: stream.priority,
+            deadLetterStream: deadLetterStreamOf(stream),
+            store,
+            cursors: this.#cursors,
+            gate,
+            log,
+            restartSink,
+          })
+          this.#forwarders.push(forwarder)
+          forwarder.start()
+        }
+      }
+      log.info(
+        { sink: sinkConfig.name, type: sinkConfig.type, streams: streams.map((s) => s.name) },
+        'sink forwarding',
+      )
+    }
+  }
+
+  status(): ForwarderStatus[] {
+    const partitions = new Map(
+      this.#o.store
+        .partitions()
+        .filter((p) => p.origin === this.#o.origin)
+        .map((p) => [`${p.stream}\u0000${p.partition}`, p]),
+    )
+    return this.#forwarders.map((f) => f.status(partitions.get(`${f.ref.stream}\u0000${f.ref.partition}`)))
+  }
+
+  /** Stops sending (in-flight sends are abandoned and will be sent again), saves cursors, closes sinks. */
+  async close(): Promise<void> {
+    await Promise.all(this.#forwarders.map((f) => f.stop()))
+    await this.#cursors.close()
+    await Promise.all(this.#sinks.map((s) => s.close()))
+  }
+}

@@ -1,0 +1,16 @@
+// A TCP port free on 127.0.0.1 right now, for peers that need their port
+// chosen before they start (Mosquitto's config, Kafka's listeners).
+
+import { createServer } from 'node:net'
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
