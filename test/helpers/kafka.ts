@@ -233,6 +233,27 @@ async function waitReachable(
 }
 
 /**
+ * A `sh` that SIGKILLs the JVM when its stdin, a pipe from this process,
+ * reaches EOF: when this process dies however it dies (a SIGKILLed or
+ * timed-out test runner runs no exit hook), the kernel closes the pipe and
+ * the broker goes with it instead of living on as an orphan. A normal stop
+ * kills the watchdog first. Unref'd, so it keeps no process alive.
+ */
+function startWatchdog(javaPid: number): ChildProcess {
+  const watchdog = spawn(
+    'sh',
+    ['-c', 'read -r _; kill -KILL "$1" 2>/dev/null', 'kafka-watchdog', String(javaPid)],
+    {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    },
+  )
+  watchdog.once('error', () => {})
+  watchdog.unref()
+  ;(watchdog.stdin as { unref?: () => void } | null)?.unref?.()
+  return watchdog
+}
+
+/**
  * Formats a fresh KRaft log dir and starts a single-node Kafka on free
  * 127.0.0.1 ports; resolves once a client sees the broker in the metadata.
  * Call stop() in teardown (it also runs if the test process exits).
@@ -273,11 +294,19 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
   }
 
   let child: ChildProcess | undefined
+  let watchdog: ChildProcess | undefined
   let paused = false
   let stopped = false
   let lastStartMs = 0
   // If the test process dies without teardown, the JVM must not outlive it.
+  const stopWatchdog = (): void => {
+    if (watchdog?.pid !== undefined && watchdog.exitCode === null && watchdog.signalCode === null) {
+      process.kill(watchdog.pid, 'SIGKILL')
+    }
+    watchdog = undefined
+  }
   const killOnExit = (): void => {
+    stopWatchdog()
     if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       try {
         process.kill(child.pid, 'SIGKILL')
@@ -302,11 +331,13 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
     const spawned = child
     // The spawn error (java missing) is reported through the exit wait below.
     spawned.once('error', () => {})
+    if (spawned.pid !== undefined) watchdog = startWatchdog(spawned.pid)
     await waitReachable(bootstrap, spawned, started + startTimeoutMs, describe)
     lastStartMs = Date.now() - started
   }
 
   const halt = async (opts: { signal?: 'SIGTERM' | 'SIGKILL' } = {}): Promise<void> => {
+    stopWatchdog()
     const running = child
     if (running?.pid === undefined || running.exitCode !== null || running.signalCode !== null) {
       child = undefined
