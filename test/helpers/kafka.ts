@@ -298,13 +298,14 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
   let paused = false
   let stopped = false
   let lastStartMs = 0
-  // If the test process dies without teardown, the JVM must not outlive it.
+  const running = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null
   const stopWatchdog = (): void => {
     if (watchdog?.pid !== undefined && watchdog.exitCode === null && watchdog.signalCode === null) {
       process.kill(watchdog.pid, 'SIGKILL')
     }
     watchdog = undefined
   }
+  // If the test process exits without teardown, the JVM must not outlive it.
   const killOnExit = (): void => {
     stopWatchdog()
     if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
@@ -338,19 +339,19 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
 
   const halt = async (opts: { signal?: 'SIGTERM' | 'SIGKILL' } = {}): Promise<void> => {
     stopWatchdog()
-    const running = child
-    if (running?.pid === undefined || running.exitCode !== null || running.signalCode !== null) {
+    const jvm = child
+    if (jvm?.pid === undefined || jvm.exitCode !== null || jvm.signalCode !== null) {
       child = undefined
       return
     }
-    const exited = once(running, 'exit')
+    const exited = once(jvm, 'exit')
     if (paused) {
-      process.kill(running.pid, 'SIGCONT')
+      process.kill(jvm.pid, 'SIGCONT')
       paused = false
     }
-    process.kill(running.pid, opts.signal ?? 'SIGTERM')
+    process.kill(jvm.pid, opts.signal ?? 'SIGTERM')
     const timer = setTimeout(() => {
-      if (running.pid !== undefined && running.exitCode === null) process.kill(running.pid, 'SIGKILL')
+      if (jvm.pid !== undefined && jvm.exitCode === null) process.kill(jvm.pid, 'SIGKILL')
     }, DEFAULT_STOP_TIMEOUT_MS)
     try {
       await exited
@@ -375,16 +376,16 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
     halt,
     async restart() {
       if (stopped) throw new Error('restart() after stop()')
-      if (child !== undefined) throw new Error('restart() while the broker runs; halt() it first')
+      if (running()) throw new Error('restart() while the broker runs; halt() it first')
       await launch()
     },
     pause() {
-      if (child?.pid === undefined) throw new Error('pause() while the broker is halted')
+      if (!running() || child?.pid === undefined) throw new Error('pause() while the broker is halted')
       process.kill(child.pid, 'SIGSTOP')
       paused = true
     },
     resume() {
-      if (child?.pid === undefined) throw new Error('resume() while the broker is halted')
+      if (!running() || child?.pid === undefined) throw new Error('resume() while the broker is halted')
       process.kill(child.pid, 'SIGCONT')
       paused = false
     },
