@@ -27,7 +27,7 @@ import { kcatRead, latestCommittedByKey, readCommitted } from '../helpers/kafka-
 
 type StringProducer = Producer<string, string, string, string>
 
-/** Bounded retries: an idempotent producer left at the default retries forever (see the notes). */
+/** Bounded retries: an idempotent producer with `retries` unset retries forever (see the last shared test). */
 const BOUNDED: Pick<ProducerOptions<string, string, string, string>, 'retries' | 'retryDelay'> = {
   retries: 2,
   retryDelay: 250,
@@ -393,6 +393,25 @@ describe('Kafka 4.x peer with @platformatic/kafka and kcat', () => {
     )
     expect(err).toMatchObject({ code: 'PLT_KFK_USER', canRetry: false })
     expect(err.message).toMatch(/Unknown topic/)
+  })
+
+  it('an idempotent producer with retries unset never gives up', async () => {
+    // The client turns retries undefined (or <= 1) into Number.MAX_SAFE_INTEGER
+    // for idempotent producers, 1 s apart. With the base default (3 retries)
+    // this send would have failed after about 3 s.
+    const producer = track(
+      new Producer({ clientId: 'peer-test-unbounded', bootstrapBrokers: [bootstrap], idempotent: true }),
+    )
+    let settled = false
+    const pending = producer
+      .send({ messages: [{ topic: topicName('missing'), key: Buffer.from('k'), value: Buffer.from('v') }] })
+      .finally(() => {
+        settled = true
+      })
+    // Handled here: the forced close in afterEach rejects it.
+    pending.catch(() => {})
+    await new Promise((resolve) => setTimeout(resolve, 6_000))
+    expect(settled).toBe(false)
   })
 })
 
