@@ -334,6 +334,24 @@ describe('Kafka 4.x peer with @platformatic/kafka and kcat', () => {
     expect(seen).toEqual(['0', '1', '2', '3', '4', '5'])
   })
 
+  it("a transaction open longer than the producer's `timeout` is aborted; its commit is PRODUCER_FENCED", async () => {
+    const topic = topicName('txn-timeout')
+    await createTopic(bootstrap, topic, 1)
+    // `timeout` (default 5 000 ms) is the transaction timeout the client sends in InitProducerId.
+    const producer = stringProducer(bootstrap, { transactionalId: `sink-${randomUUID()}`, timeout: 1_000 })
+    const txn = await beginFresh(producer)
+    await txn.send({ messages: [{ topic, key: 'k', value: 'too slow' }] })
+    // The test broker looks for expired transactions every second
+    // (transaction.abort.timed.out.transaction.cleanup.interval.ms; 10 s by default).
+    await new Promise((resolve) => setTimeout(resolve, 4_000))
+    const err = await rejection(txn.commit())
+    expect(protocolError(err, 'PRODUCER_FENCED')).toMatchObject({ apiCode: 90, canRetry: false })
+    expect(await kcatRead(bootstrap, topic)).toEqual([])
+    expect(
+      (await kcatRead(bootstrap, topic, { isolation: 'read_uncommitted' })).map((r) => r.payload),
+    ).toEqual(['too slow'])
+  })
+
   it('a second producer with the same transactional id fences the first', async () => {
     const topic = topicName('fencing')
     await createTopic(bootstrap, topic, 1)
@@ -449,6 +467,22 @@ describe('Kafka outages (a broker of its own)', () => {
     await kafka.restart()
     await producer.send({ messages: [{ topic, key: 'k', value: 'after' }] })
     expect((await kcatRead(kafka.bootstrap, topic)).map((r) => r.payload)).toEqual(['before', 'after'])
+  })
+
+  it('broker stopped mid-transaction: commit fails as retriable; the same commit succeeds after restart', async () => {
+    const producer = stringProducer(kafka.bootstrap, { ...failFast, transactionalId: `sink-${randomUUID()}` })
+    const txn = await beginFresh(producer)
+    await txn.send({ messages: [{ topic, key: 'k', value: 'in a transaction across a restart' }] })
+
+    await kafka.halt()
+    const err = await rejection(txn.commit())
+    expect(findErrorBy(err, 'code', 'PLT_KFK_NETWORK')).toMatchObject({ canRetry: true })
+
+    await kafka.restart()
+    await txn.commit()
+    expect((await kcatRead(kafka.bootstrap, topic)).map((r) => r.payload)).toContain(
+      'in a transaction across a restart',
+    )
   })
 
   it('broker paused (SIGSTOP): send fails with a retriable TimeoutError; a resend after SIGCONT can land twice', async () => {
