@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config'
 
 // One project per tier of ../shared/TESTING.md. Integration and crash tests
 // start real processes and sockets, so they run one file at a time on the
-// project's two-core CI machines.
+// project's two-core CI machines. `upstream` runs against a real Kafka broker
+// that its global setup starts once and stops at the end (test/helpers/kafka.ts).
 export default defineConfig({
   test: {
     reporters: ['default'],
@@ -33,6 +34,16 @@ export default defineConfig({
           include: ['test/crash/**/*.test.ts'],
           testTimeout: 300_000,
           hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'upstream',
+          include: ['test/upstream/**/*.test.ts'],
+          globalSetup: ['test/upstream/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
           fileParallelism: false,
         },
       },

@@ -1,0 +1,415 @@
+// A real Apache Kafka 4.x broker as a test peer (../shared/TESTING.md): one
+// JVM in combined KRaft mode (broker and controller, node 1) on free
+// 127.0.0.1 ports, a fresh temp dir for its data, config and log. The jars
+// come from test/kafka/pom.xml via scripts/install-kafka (Maven Central,
+// cached in .cache/). The handle can stop and restart the same broker on the
+// same ports and data (upstream outages) and freeze it with SIGSTOP (a peer
+// that accepts connections but never answers). Only this module's own child
+// process is ever signalled, by its pid.
+
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { closeSync, openSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Admin } from '@platformatic/kafka'
+import { REPO_ROOT } from './child.ts'
+import { tempDir } from './temp-dir.ts'
+
+const execFileAsync = promisify(execFile)
+
+/** Bounds on the broker's life cycle; generous, because two cores are shared. */
+const DEFAULT_START_TIMEOUT_MS = 90_000
+const DEFAULT_STOP_TIMEOUT_MS = 20_000
+const PROBE_INTERVAL_MS = 200
+
+/**
+ * Small heap, serial GC and C1 only: the broker starts in about 2 s instead
+ * of 4 and stays under 512 MB. Throughput is not what these tests measure.
+ */
+const JVM_FLAGS: readonly string[] = [
+  '-Xms64m',
+  '-Xmx384m',
+  '-XX:+UseSerialGC',
+  '-XX:TieredStopAtLevel=1',
+  '-XX:-UsePerfData',
+  '-Xshare:auto',
+  '-Djava.awt.headless=true',
+  '-Djava.net.preferIPv4Stack=true',
+]
+
+export interface KafkaOptions {
+  /** Extra or overriding server.properties entries. */
+  readonly properties?: Readonly<Record<string, string | number | boolean>>
+  readonly startTimeoutMs?: number
+}
+
+export interface KafkaBroker {
+  /** `127.0.0.1:PORT`, the one listener clients use. */
+  readonly bootstrap: string
+  readonly port: number
+  readonly controllerPort: number
+  /** The broker's log4j2 file (server, controller, request errors). */
+  readonly logFile: string
+  readonly dataDir: string
+  /** PID of the running JVM, undefined while halted. */
+  readonly pid: number | undefined
+  /** Milliseconds the last (re)start took from spawn to a client seeing the broker. */
+  readonly lastStartMs: number
+  /** Stops the JVM (SIGTERM, SIGKILL after a bound) and keeps ports and data for restart(). */
+  halt(options?: { signal?: 'SIGTERM' | 'SIGKILL' }): Promise<void>
+  /** Starts the JVM again on the same ports and data; resolves when a client can reach it. */
+  restart(): Promise<void>
+  /** SIGSTOP: the kernel still accepts connections, the broker never answers. */
+  pause(): void
+  /** SIGCONT after pause(). */
+  resume(): void
+  /** Stops the JVM and removes the temp dir. Idempotent. */
+  stop(): Promise<void>
+  /** The last lines of the broker's log, for failure messages. */
+  logTail(lines?: number): Promise<string>
+}
+
+/** The Kafka version test/kafka/pom.xml names: the one place it is set. */
+export async function kafkaVersion(): Promise<string> {
+  const pom = await readFile(join(REPO_ROOT, 'test', 'kafka', 'pom.xml'), 'utf8')
+  const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)?.[1]
+  if (version === undefined) throw new Error('test/kafka/pom.xml names no <kafka.version>')
+  return version
+}
+
+/** The broker's jars: runs scripts/install-kafka, which returns at once when they are cached. */
+export async function kafkaLibs(): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(join(REPO_ROOT, 'scripts', 'install-kafka'), [], {
+      cwd: REPO_ROOT,
+      timeout: 600_000,
+    })
+    return stdout.trim()
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? ''
+    throw new Error(`scripts/install-kafka failed: ${stderr.trim() || String(err)}`, { cause: err })
+  }
+}
+
+/** A port the kernel says is free on 127.0.0.1 now (the JVM binds it a moment later). */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  await once(server, 'close')
+  if (address === null || typeof address === 'string') throw new Error('no port from listen(0)')
+  return address.port
+}
+
+function serverProperties(
+  dataDir: string,
+  port: number,
+  controllerPort: number,
+  extra: KafkaOptions['properties'],
+): string {
+  const props: Record<string, string | number | boolean> = {
+    'process.roles': 'broker,controller',
+    'node.id': 1,
+    // A static voter set: one controller, this process. Formatted without
+    // --standalone, which belongs to the dynamic-quorum alternative.
+    'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'log.dirs': join(dataDir, 'kraft-logs'),
+    // The sink creates its topics explicitly; a topic that appears by itself
+    // would hide a missing createTopics.
+    'auto.create.topics.enable': false,
+    'num.partitions': 1,
+    'default.replication.factor': 1,
+    'min.insync.replicas': 1,
+    // One node: every internal topic has one replica, and one partition so
+    // the first transaction or group does not wait for 50 partitions.
+    'offsets.topic.replication.factor': 1,
+    'offsets.topic.num.partitions': 1,
+    'transaction.state.log.replication.factor': 1,
+    'transaction.state.log.min.isr': 1,
+    'transaction.state.log.num.partitions': 1,
+    'share.coordinator.state.topic.replication.factor': 1,
+    'share.coordinator.state.topic.min.isr': 1,
+    'group.initial.rebalance.delay.ms': 0,
+    // After a SIGKILL the controller refuses the restarted broker
+    // (DUPLICATE_BROKER_REGISTRATION) until the old session times out:
+    // 9 s by default, which made a restart take 11 s.
+    'broker.session.timeout.ms': 3000,
+    'broker.heartbeat.interval.ms': 500,
+    // Abort expired transactions within a second of their timeout, not up
+    // to 10 s later, so transaction-timeout tests wait seconds, not tens.
+    'transaction.abort.timed.out.transaction.cleanup.interval.ms': 1000,
+    // Fewer threads on a shared two-core machine.
+    'num.network.threads': 2,
+    'num.io.threads': 2,
+    'background.threads': 2,
+    'num.recovery.threads.per.data.dir': 1,
+    'log.cleaner.threads': 1,
+    ...extra,
+  }
+  return `${Object.entries(props)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n')}\n`
+}
+
+function log4jProperties(logFile: string): string {
+  return [
+    'status = warn',
+    'appender.file.type = File',
+    'appender.file.name = file',
+    `appender.file.fileName = ${logFile}`,
+    'appender.file.append = true',
+    'appender.file.layout.type = PatternLayout',
+    'appender.file.layout.pattern = [%d] %p %m (%c)%n',
+    'rootLogger.level = info',
+    'rootLogger.appenderRef.file.ref = file',
+    // The request log and the state change log are noise at INFO.
+    'logger.request.name = kafka.request.logger',
+    'logger.request.level = warn',
+    'logger.state.name = state.change.logger',
+    'logger.state.level = warn',
+    '',
+  ].join('\n')
+}
+
+async function tail(path: string, lines: number): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8'))
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n')
+  } catch {
+    return `(no ${path})`
+  }
+}
+
+/** Waits until an admin client sees node 1 in the cluster metadata, or the JVM exits, or time runs out. */
+async function waitReachable(
+  bootstrap: string,
+  child: ChildProcess,
+  deadline: number,
+  describe: () => Promise<string>,
+): Promise<void> {
+  let exited: string | undefined
+  const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+    exited = `exited with ${signal ?? `code ${code}`}`
+  }
+  child.once('exit', onExit)
+  let lastError: unknown
+  try {
+    while (Date.now() < deadline) {
+      if (exited !== undefined)
+        throw new Error(`Kafka ${exited} before it was reachable\n${await describe()}`)
+      const admin = new Admin({
+        clientId: 'tributary-test-probe',
+        bootstrapBrokers: [bootstrap],
+        connectTimeout: 1_000,
+        requestTimeout: 2_000,
+        retries: 0,
+      })
+      try {
+        const metadata = await admin.metadata({ topics: [] })
+        if (metadata.brokers.has(1)) return
+      } catch (err) {
+        lastError = err
+      } finally {
+        await admin.close().catch(() => {})
+      }
+      await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS))
+    }
+    throw new Error(
+      `Kafka at ${bootstrap} not reachable within the start bound (last error: ${String(lastError)})\n${await describe()}`,
+    )
+  } finally {
+    child.off('exit', onExit)
+  }
+}
+
+/**
+ * A `sh` that SIGKILLs the JVM when its stdin, a pipe from this process,
+ * reaches EOF: when this process dies however it dies (a SIGKILLed or
+ * timed-out test runner runs no exit hook), the kernel closes the pipe and
+ * the broker goes with it instead of living on as an orphan. A normal stop
+ * kills the watchdog first. Unref'd, so it keeps no process alive.
+ */
+function startWatchdog(javaPid: number): ChildProcess {
+  const watchdog = spawn(
+    'sh',
+    ['-c', 'read -r _; kill -KILL "$1" 2>/dev/null', 'kafka-watchdog', String(javaPid)],
+    {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    },
+  )
+  watchdog.once('error', () => {})
+  watchdog.unref()
+  ;(watchdog.stdin as { unref?: () => void } | null)?.unref?.()
+  return watchdog
+}
+
+/**
+ * Formats a fresh KRaft log dir and starts a single-node Kafka on free
+ * 127.0.0.1 ports; resolves once a client sees the broker in the metadata.
+ * Call stop() in teardown (it also runs if the test process exits).
+ */
+export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroker> {
+  const [libs, dir] = await Promise.all([kafkaLibs(), tempDir('tributary-kafka-')])
+  const classpath = join(libs, '*')
+  const port = await freePort()
+  let controllerPort = await freePort()
+  while (controllerPort === port) controllerPort = await freePort()
+  const bootstrap = `127.0.0.1:${port}`
+  const configFile = join(dir.path, 'server.properties')
+  const log4jFile = join(dir.path, 'log4j2.properties')
+  const logFile = join(dir.path, 'kafka.log')
+  const stdoutFile = join(dir.path, 'kafka.stdout')
+  const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
+  await writeFile(configFile, serverProperties(dir.path, port, controllerPort, options.properties))
+  await writeFile(log4jFile, log4jProperties(logFile))
+  const java = [...JVM_FLAGS, `-Dlog4j2.configurationFile=${log4jFile}`, '-cp', classpath]
+
+  const describe = async (): Promise<string> =>
+    `--- ${logFile} (tail) ---\n${await tail(logFile, 40)}\n--- ${stdoutFile} (tail) ---\n${await tail(stdoutFile, 20)}`
+
+  // A Kafka cluster id is a UUID in URL-safe base64 without padding.
+  const clusterId = randomBytes(16).toString('base64url')
+  try {
+    await execFileAsync(
+      'java',
+      [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile],
+      {
+        timeout: startTimeoutMs,
+      },
+    )
+  } catch (err) {
+    await dir.remove()
+    const out = err as { stdout?: string; stderr?: string }
+    throw new Error(`kafka-storage format failed: ${out.stderr ?? ''}${out.stdout ?? ''}`, { cause: err })
+  }
+
+  let child: ChildProcess | undefined
+  let watchdog: ChildProcess | undefined
+  let paused = false
+  let stopped = false
+  let lastStartMs = 0
+  const running = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null
+  const stopWatchdog = (): void => {
+    if (watchdog?.pid !== undefined && watchdog.exitCode === null && watchdog.signalCode === null) {
+      process.kill(watchdog.pid, 'SIGKILL')
+    }
+    watchdog = undefined
+  }
+  // If the test process exits without teardown, the JVM must not outlive it.
+  const killOnExit = (): void => {
+    stopWatchdog()
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+  }
+  process.once('exit', killOnExit)
+
+  const launch = async (): Promise<void> => {
+    const started = Date.now()
+    const out = openSync(stdoutFile, 'a')
+    try {
+      child = spawn('java', [...java, 'kafka.Kafka', configFile], {
+        cwd: dir.path,
+        stdio: ['ignore', out, out],
+      })
+    } finally {
+      closeSync(out)
+    }
+    const spawned = child
+    // The spawn error (java missing) is reported through the exit wait below.
+    spawned.once('error', () => {})
+    if (spawned.pid !== undefined) watchdog = startWatchdog(spawned.pid)
+    await waitReachable(bootstrap, spawned, started + startTimeoutMs, describe)
+    lastStartMs = Date.now() - started
+  }
+
+  const halt = async (opts: { signal?: 'SIGTERM' | 'SIGKILL' } = {}): Promise<void> => {
+    stopWatchdog()
+    const jvm = child
+    if (jvm?.pid === undefined || jvm.exitCode !== null || jvm.signalCode !== null) {
+      child = undefined
+      return
+    }
+    const exited = once(jvm, 'exit')
+    if (paused) {
+      process.kill(jvm.pid, 'SIGCONT')
+      paused = false
+    }
+    process.kill(jvm.pid, opts.signal ?? 'SIGTERM')
+    const timer = setTimeout(() => {
+      if (jvm.pid !== undefined && jvm.exitCode === null) process.kill(jvm.pid, 'SIGKILL')
+    }, DEFAULT_STOP_TIMEOUT_MS)
+    try {
+      await exited
+    } finally {
+      clearTimeout(timer)
+      child = undefined
+    }
+  }
+
+  const broker: KafkaBroker = {
+    bootstrap,
+    port,
+    controllerPort,
+    logFile,
+    dataDir: dir.path,
+    get pid() {
+      return child?.pid
+    },
+    get lastStartMs() {
+      return lastStartMs
+    },
+    halt,
+    async restart() {
+      if (stopped) throw new Error('restart() after stop()')
+      if (running()) throw new Error('restart() while the broker runs; halt() it first')
+      await launch()
+    },
+    pause() {
+      if (!running() || child?.pid === undefined) throw new Error('pause() while the broker is halted')
+      process.kill(child.pid, 'SIGSTOP')
+      paused = true
+    },
+    resume() {
+      if (!running() || child?.pid === undefined) throw new Error('resume() while the broker is halted')
+      process.kill(child.pid, 'SIGCONT')
+      paused = false
+    },
+    async stop() {
+      if (stopped) return
+      stopped = true
+      try {
+        await halt()
+      } finally {
+        process.off('exit', killOnExit)
+        await dir.remove()
+      }
+    },
+    logTail: (lines = 40) => tail(logFile, lines),
+  }
+
+  try {
+    await launch()
+  } catch (err) {
+    await broker.stop().catch(() => {})
+    throw err
+  }
+  return broker
+}
