@@ -21,15 +21,6 @@ export default defineConfig({
       },
       {
         test: {
-          name: 'upstream',
-          include: ['test/upstream/**/*.test.ts'],
-          testTimeout: 120_000,
-          hookTimeout: 60_000,
-          fileParallelism: false,
-        },
-      },
-      {
-        test: {
           name: 'crash',
           include: ['test/crash/**/*.test.ts'],
           testTimeout: 300_000,

@@ -30,6 +30,7 @@ import type { SinkConfig } from '../config/schema.ts'
 import { isTributaryError, TributaryError } from '../errors.ts'
 import type { PartitionRef } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
+import { readCommitted } from './kafka-committed.ts'
 import { fillTemplate, forwardHeaders, rejected, type Sink, type SinkBatch, unavailable } from './sink.ts'
 import { secret, tlsOptions } from './tls-files.ts'
 
@@ -39,7 +40,6 @@ type KafkaSinkConfig = Extract<SinkConfig, { type: 'kafka' }>
 const NEVER_ACCEPTED = ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']
 /** Another producer took over the transactional id. */
 const FENCED = ['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']
-const READ_COMMITTED = 1
 
 export interface KafkaSinkContext {
   readonly origin: string
@@ -102,12 +102,13 @@ export class KafkaSink implements Sink {
       timeout: c.requestTimeoutMs,
       requestTimeout: c.requestTimeoutMs,
       connectTimeout: Math.min(c.requestTimeoutMs, 10_000),
-      // The forwarder retries with its own backoff; the client's retries would only hide failures.
-      retries: 0,
-      // Some requests retry anyway (AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS while
-      // the previous commit's markers are written): the client's 1 s default made every
-      // exactly-once batch after the first wait a second.
-      retryDelay: (_client, _operation, attempt) => Math.min(1000, 20 * 2 ** attempt),
+      // A few quick retries inside the client (AddPartitionsToTxn answers
+      // CONCURRENT_TRANSACTIONS while the previous commit's markers are written);
+      // longer outages are the forwarder's backoff. Fewer than 2 makes an
+      // idempotent producer retry forever (docs/kafka-client-notes.md), and the
+      // client's 1 s default delay made every exactly-once batch wait a second.
+      retries: 3,
+      retryDelay: (_client, _operation, attempt) => Math.min(1000, 25 * 2 ** attempt),
     }
     const tls = tlsOptions(c.tls)
     if (tls !== undefined) options.tls = tls
@@ -308,37 +309,23 @@ export class KafkaSink implements Sink {
 
   /** Every committed position in the positions topic (read_committed, from the start to its end). */
   async #readPositions(): Promise<Map<string, number>> {
-    await this.#ensureTopics([{ name: this.#config.positionsTopic, partitions: 1, compacted: true }])
+    const topic = this.#config.positionsTopic
+    await this.#ensureTopics([{ name: topic, partitions: 1, compacted: true }])
     const positions = new Map<string, number>()
     const consumer = new Consumer({
       ...this.#connection(),
       groupId: `tributary-positions-${this.#context.origin}-${this.name}`,
     })
     try {
-      const topic = this.#config.positionsTopic
-      const ends = await consumer.listOffsets({ topics: [topic], isolationLevel: READ_COMMITTED })
-      const end = ends.get(topic)?.[0] ?? 0n
-      if (end === 0n) return positions
-      const stream = await consumer.consume({
-        topics: [topic],
-        mode: 'earliest',
-        autocommit: false,
-        isolationLevel: READ_COMMITTED,
-      })
-      try {
-        for await (const message of stream) {
-          const value =
-            message.value === undefined ? null : (JSON.parse(message.value.toString()) as { next?: unknown })
-          if (message.key !== undefined && typeof value?.next === 'number')
-            positions.set(message.key.toString(), value.next)
-          if (message.offset + 1n >= end) break
-        }
-      } finally {
-        await stream.close()
+      for (const record of await readCommitted(consumer, topic, 0)) {
+        const value =
+          record.value === null ? null : (JSON.parse(record.value.toString()) as { next?: unknown })
+        if (record.key !== null && typeof value?.next === 'number')
+          positions.set(record.key.toString(), value.next)
       }
       return positions
     } catch (err) {
-      throw unavailable(`reading Kafka positions topic: ${describe(err)}`, err)
+      throw unavailable(`reading Kafka positions topic ${topic}: ${describe(err)}`, err)
     } finally {
       await consumer.close(true)
     }

@@ -12,11 +12,11 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { closeSync, openSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Admin } from '@platformatic/kafka'
 import { REPO_ROOT } from './child.ts'
+import { freePort } from './free-port.ts'
 import { tempDir } from './temp-dir.ts'
 
 const execFileAsync = promisify(execFile)
@@ -93,18 +93,6 @@ export async function kafkaLibs(): Promise<string> {
     const stderr = (err as { stderr?: string }).stderr ?? ''
     throw new Error(`scripts/install-kafka failed: ${stderr.trim() || String(err)}`, { cause: err })
   }
-}
-
-/** A port the kernel says is free on 127.0.0.1 now (the JVM binds it a moment later). */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  server.close()
-  await once(server, 'close')
-  if (address === null || typeof address === 'string') throw new Error('no port from listen(0)')
-  return address.port
 }
 
 function serverProperties(
