@@ -7,7 +7,7 @@ import type { Command } from 'commander'
 import { type ConfigFlags, loadConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
-import { LmdbLogStore } from '../log/lmdb-log-store.ts'
+import { SegmentLogStore } from '../log/segment-log-store.ts'
 
 export interface StoreOptions {
   readonly config?: string
@@ -25,7 +25,7 @@ export function configFrom(options: ConfigFlags): Readonly<Config> {
 }
 
 /** Opens the store of a (possibly running) node without writing to it. */
-export async function openStoreReadOnly(config: Readonly<Config>): Promise<LmdbLogStore> {
+export async function openStoreReadOnly(config: Readonly<Config>): Promise<SegmentLogStore> {
   let origin: string
   try {
     origin = readFileSync(join(config.dataDir, 'node-id'), 'utf8').trim()
@@ -35,7 +35,7 @@ export async function openStoreReadOnly(config: Readonly<Config>): Promise<LmdbL
       `no tributary data in ${config.dataDir} (start the broker first)`,
     )
   }
-  const store = new LmdbLogStore({ dataDir: config.dataDir, origin, maxPendingAppends: 1, readOnly: true })
+  const store = new SegmentLogStore({ dataDir: config.dataDir, origin, maxPendingAppends: 1, readOnly: true })
   await store.open()
   return store
 }

@@ -5,7 +5,7 @@
 import { once } from 'node:events'
 import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
-import type { LmdbLogStore } from '../log/lmdb-log-store.ts'
+import type { SegmentLogStore } from '../log/segment-log-store.ts'
 import type { StoredRecord } from '../log/record.ts'
 import { bytesForHumans, configFrom, openStoreReadOnly, withStoreOptions } from './shared.ts'
 
@@ -66,7 +66,7 @@ function parseNonNegative(name: string): (v: string) => number {
 }
 
 function startOffset(
-  store: LmdbLogStore,
+  store: SegmentLogStore,
   stream: string,
   partition: number,
   options: TailOptions,

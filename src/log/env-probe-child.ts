@@ -5,7 +5,7 @@
 // Exit 0: healthy. Any other exit or a signal: damaged.
 
 import { open } from 'lmdb'
-import { LmdbLogStore } from './lmdb-log-store.ts'
+import { SegmentLogStore } from './segment-log-store.ts'
 
 const [dataDir, envPath] = process.argv.slice(2)
 if (dataDir === undefined || envPath === undefined) process.exit(2)
@@ -17,6 +17,6 @@ for (const name of names) {
   for (const entry of root.openDB({ name, encoding: 'binary', keyEncoding: 'binary' }).getRange()) void entry
 }
 await root.close()
-const store = new LmdbLogStore({ dataDir, origin: 'probe', maxPendingAppends: 1, readOnly: true })
+const store = new SegmentLogStore({ dataDir, origin: 'probe', maxPendingAppends: 1, readOnly: true })
 await store.open()
 await store.close()

@@ -1,0 +1,819 @@
+// The partitioned log: batches in append-only segment files, everything else
+// in one LMDB environment. Owns the group commit: every append that arrives
+// while a commit runs goes into the next one; a commit becomes one frame
+// (frame-codec.ts: each touched partition's batch plus the marker changes)
+// appended to the active segment, then ONE fdatasync before `durable`
+// appends resolve.
+//
+// On disk, under <dataDir>:
+//   segments/<seq>.seg  frames, one global sequence (segment-files.ts); rolled at `segmentBytes`
+//   log.mdb             LMDB, committed lazily (every `indexCommitMs` or `indexMaxPendingBatches`):
+//     log-index       [partition id u32][base offset u64] -> segment, position, length, count, max time
+//     log-meta        "partition:<stream>:<origin>:<n>" -> PartitionMeta; "next-partition-id";
+//                     "segment-position" -> { segment, position }: frames before it are indexed
+//     log-segments    segment seq -> { batches, bytes } still indexed (a file at 0 can go)
+//     log-markers     ingest's dedupe state
+//     log-quarantine  [partition id u32][base offset u64] -> { batch, error, atMs }
+// The index commit first syncs the segment, so LMDB is never ahead of the
+// segments; at open, frames after "segment-position" are replayed
+// (store-recovery.ts). Read-only openers replay them in memory.
+
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Database, open, type RootDatabase } from 'lmdb'
+import { TributaryError } from '../errors.ts'
+import { encodeBatch, type TimedRecord } from './batch-codec.ts'
+import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
+import { encodeFrame, type MarkerChange } from './frame-codec.ts'
+import type {
+  Appended,
+  AppendRequest,
+  CorruptBatch,
+  LogStore,
+  Marker,
+  PartitionRef,
+  PartitionStatus,
+  ReadLimits,
+  ReadResult,
+  RecoveryReport,
+  RetentionPolicy,
+  RetentionReport,
+  VerifyReport,
+} from './log-store.ts'
+import { MarkerOverlay } from './marker-overlay.ts'
+import { errorText, PartitionReads } from './partition-reads.ts'
+import {
+  ActiveSegment,
+  DEFAULT_SEGMENT_BYTES,
+  listSegments,
+  MAX_SEGMENT_BYTES,
+  SEGMENTS_DIR,
+  SegmentReader,
+} from './segment-files.ts'
+import {
+  commitErrorText,
+  moveForeignSegments,
+  NEXT_PARTITION_ID,
+  type PartitionMeta,
+  partitionKey,
+  type Quarantined,
+  replaySegments,
+  SEGMENT_POSITION,
+  type SegmentPosition,
+  type SegmentUse,
+} from './store-recovery.ts'
+
+export const LMDB_FILE = 'log.mdb'
+export const DEFAULT_TAIL_BATCHES_CHECKED = 8
+export const DEFAULT_INDEX_COMMIT_MS = 200
+export const DEFAULT_INDEX_MAX_PENDING_BATCHES = 4096
+
+export interface SegmentLogStoreOptions {
+  readonly dataDir: string
+  /** This node's id: the origin of every partition it appends to. */
+  readonly origin: string
+  /** Appends waiting for a commit; beyond it append() rejects with TRIB_APPEND_QUEUE_FULL. */
+  readonly maxPendingAppends: number
+  readonly readOnly?: boolean
+  readonly tailBatchesChecked?: number
+  /** A segment file is rolled once the next frame would take it past this size. */
+  readonly segmentBytes?: number
+  /** The index is committed to LMDB at most this long after a frame was written... */
+  readonly indexCommitMs?: number
+  /** ...or once this many batches wait for it. */
+  readonly indexMaxPendingBatches?: number
+  /**
+   * Called for every damaged batch found (log it, count it): `quarantined` at open
+   * (moved out of the log, unless read-only), `skipped` by a read.
+   */
+  readonly onCorrupt?: (batch: CorruptBatch, action: 'quarantined' | 'skipped') => void
+}
+
+type Queued =
+  | {
+      readonly kind: 'append'
+      readonly request: AppendRequest
+      readonly resolve: (appended: Appended[]) => void
+      readonly reject: (err: unknown) => void
+    }
+  | {
+      readonly kind: 'remove'
+      readonly prefix: string
+      readonly resolve: () => void
+      readonly reject: (err: unknown) => void
+    }
+
+/** LMDB work done in the next index commit (registry, retention, quarantine). */
+interface Maintenance {
+  readonly run: () => void
+  readonly resolve: () => void
+  readonly reject: (err: unknown) => void
+}
+
+export class SegmentLogStore implements LogStore {
+  readonly #options: SegmentLogStoreOptions
+  readonly #segmentsDir: string
+  readonly #reader: SegmentReader
+  #root: RootDatabase | null = null
+  #meta!: Database<PartitionMeta | SegmentPosition | number, string>
+  #quarantine!: Database<{ batch: Buffer; error: string; atMs: number }, Buffer>
+  #segmentUse!: Database<SegmentUse, number>
+  #index!: BatchIndex
+  #markers!: MarkerOverlay
+  #reads!: PartitionReads
+  #active: ActiveSegment | null = null
+  /** The next frame goes to a new segment (size reached, or the active one is suspect). */
+  #rollNext = false
+  #position: SegmentPosition = { segment: 1, position: 0 }
+  readonly #partitions = new Map<string, PartitionMeta>()
+  readonly #byId = new Map<number, PartitionMeta>()
+  /** This origin's partitions by stream and number: the append path's lookup. */
+  readonly #local = new Map<string, PartitionMeta[]>()
+  readonly #segments = new Map<number, SegmentUse>()
+  readonly #dirtyMetas = new Set<PartitionMeta>()
+  readonly #dirtySegments = new Set<number>()
+  readonly #floors = new Map<string, Map<string, number>>()
+  #nextPartitionId = 0
+  #queue: Queued[] = []
+  #maintenance: Maintenance[] = []
+  #running: Promise<void> | null = null
+  #indexTimer: NodeJS.Timeout | null = null
+  #indexDue = false
+  #syncTimer: NodeJS.Timeout | null = null
+  #syncDue = false
+  #unsyncedSinceMs: number | null = null
+  #opened: Promise<RecoveryReport> | null = null
+  #closing: Promise<void> | null = null
+
+  constructor(options: SegmentLogStoreOptions) {
+    this.#options = options
+    this.#segmentsDir = join(options.dataDir, SEGMENTS_DIR)
+    this.#reader = new SegmentReader(this.#segmentsDir)
+  }
+
+  open(): Promise<RecoveryReport> {
+    this.#opened ??= this.#open()
+    return this.#opened
+  }
+
+  async #open(): Promise<RecoveryReport> {
+    const readOnly = this.#options.readOnly === true
+    if (!readOnly) {
+      try {
+        mkdirSync(this.#options.dataDir, { recursive: true })
+      } catch (err) {
+        throw new TributaryError('TRIB_DATA_DIR_UNUSABLE', this.#options.dataDir, { cause: err })
+      }
+    }
+    const root = open({
+      path: join(this.#options.dataDir, LMDB_FILE),
+      maxDbs: 32,
+      readOnly,
+      overlappingSync: true,
+      separateFlushed: true,
+    })
+    this.#root = root
+    this.#meta = root.openDB({ name: 'log-meta' })
+    this.#quarantine = root.openDB({ name: 'log-quarantine', keyEncoding: 'binary' })
+    this.#segmentUse = root.openDB({ name: 'log-segments', keyEncoding: 'uint32' })
+    this.#index = new BatchIndex(
+      root.openDB({ name: 'log-index', keyEncoding: 'binary', encoding: 'binary' }),
+    )
+    this.#markers = new MarkerOverlay(root.openDB({ name: 'log-markers' }))
+    this.#reads = new PartitionReads(this.#index, this.#reader, (damage) =>
+      this.#options.onCorrupt?.(damage, 'skipped'),
+    )
+    const stored = this.#storedPosition()
+    if (stored === null && !readOnly) moveForeignSegments(this.#segmentsDir)
+    if (stored !== null) this.#position = stored
+    for (const { key, value } of this.#segmentUse.getRange()) this.#segments.set(key, { ...value })
+    const replay = this.#loadAndReplay()
+    for (const damage of replay.damaged)
+      this.#options.onCorrupt?.(damage, readOnly ? 'skipped' : 'quarantined')
+    if (readOnly)
+      return { partitions: this.#partitions.size, batchesChecked: replay.frames, quarantined: replay.damaged }
+
+    mkdirSync(this.#segmentsDir, { recursive: true })
+    const last = replay.last ?? this.#position
+    this.#active = await ActiveSegment.open(
+      this.#segmentsDir,
+      replay.appendable ? last.segment : last.segment + 1,
+      replay.appendable ? last.position : 0,
+    )
+    this.#use(this.#active.sequence)
+    this.#rollNext = this.#active.size >= this.#segmentBytes
+    await this.#commitIndex([this.#quarantineTask(replay.quarantine)])
+    const tails = this.#checkTails()
+    if (tails.damaged.length > 0) {
+      for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
+      await this.#commitIndex([this.#quarantineTask(tails.damaged)])
+    }
+    return {
+      partitions: this.#partitions.size,
+      batchesChecked: replay.frames + tails.checked,
+      quarantined: [...replay.damaged, ...tails.damaged.map((d) => d.damage)],
+    }
+  }
+
+  #storedPosition(): SegmentPosition | null {
+    const stored = this.#meta.get(SEGMENT_POSITION)
+    return typeof stored === 'object' && 'segment' in stored ? { ...stored } : null
+  }
+
+  get #segmentBytes(): number {
+    return Math.min(this.#options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+  }
+
+  /** Partitions from LMDB, then the frames past the index on top. */
+  #loadAndReplay(): ReturnType<typeof replaySegments> {
+    for (const { key, value } of this.#meta.getRange({ start: 'partition:', end: 'partition;' })) {
+      if (typeof value === 'object' && 'stream' in value) this.#register(key, { ...value })
+    }
+    const next = this.#meta.get(NEXT_PARTITION_ID)
+    this.#nextPartitionId = typeof next === 'number' ? next : 0
+    return replaySegments(
+      {
+        reader: this.#reader,
+        partition: (id) => this.#byId.get(id),
+        addEntry: (meta, entry) => this.#addEntry(meta, entry),
+        markerChange: (change) => this.#markers.apply(change),
+      },
+      this.#segmentsDir,
+      this.#position,
+    )
+  }
+
+  #register(key: string, meta: PartitionMeta): void {
+    this.#partitions.set(key, meta)
+    this.#byId.set(meta.id, meta)
+    if (meta.origin !== this.#options.origin) return
+    let list = this.#local.get(meta.stream)
+    if (list === undefined) {
+      list = []
+      this.#local.set(meta.stream, list)
+    }
+    list[meta.partition] = meta
+  }
+
+  /** Read-only opens: see what the writing process acknowledged since (for `tail --follow`). */
+  refresh(): void {
+    if (this.#options.readOnly !== true || this.#root === null) return
+    this.#root.resetReadTxn()
+    this.#index.committed()
+    this.#markers.committed()
+    this.#position = this.#storedPosition() ?? this.#position
+    this.#loadAndReplay()
+  }
+
+  /** The LMDB environment, for other modules that keep their state beside the log (MQTT sessions). */
+  get environment(): RootDatabase {
+    if (this.#root === null) throw new TributaryError('TRIB_STORE_CLOSED', 'open() the store first')
+    return this.#root
+  }
+
+  #use(seq: number): SegmentUse {
+    let use = this.#segments.get(seq)
+    if (use === undefined) {
+      use = { batches: 0, bytes: 0 }
+      this.#segments.set(seq, use)
+      this.#dirtySegments.add(seq)
+    }
+    return use
+  }
+
+  #addEntry(meta: PartitionMeta, entry: IndexEntry): void {
+    this.#index.add(meta.id, entry)
+    const use = this.#use(entry.segment)
+    use.batches++
+    use.bytes += entry.length
+    this.#dirtySegments.add(entry.segment)
+    meta.bytes += entry.length
+    this.#dirtyMetas.add(meta)
+  }
+
+  /** Removes a batch from the index; inside an LMDB write transaction. */
+  #dropEntry(meta: PartitionMeta, entry: IndexEntry): void {
+    this.#index.removeSync(meta.id, entry.baseOffset)
+    const use = this.#use(entry.segment)
+    use.batches = Math.max(0, use.batches - 1)
+    use.bytes = Math.max(0, use.bytes - entry.length)
+    this.#dirtySegments.add(entry.segment)
+    meta.bytes = Math.max(0, meta.bytes - entry.length)
+    this.#dirtyMetas.add(meta)
+  }
+
+  /** Checks the last batches of every partition (CRC32C, structure, offsets). */
+  #checkTails(): { checked: number; damaged: Array<Quarantined & { entry: IndexEntry }> } {
+    const limit = this.#options.tailBatchesChecked ?? DEFAULT_TAIL_BATCHES_CHECKED
+    const damaged: Array<Quarantined & { entry: IndexEntry }> = []
+    let checked = 0
+    for (const meta of this.#partitions.values()) {
+      for (const entry of this.#index.tail(meta.id, limit)) {
+        checked++
+        const { bytes, damage } = this.#reads.check(meta, entry)
+        if (damage !== null) damaged.push({ meta, entry, damage, batch: bytes ?? Buffer.alloc(0) })
+      }
+    }
+    return { checked, damaged }
+  }
+
+  /** Moves damaged batches out of the log into log-quarantine. */
+  #quarantineTask(items: ReadonlyArray<Quarantined & { entry?: IndexEntry }>): () => void {
+    return () => {
+      for (const { meta, damage, batch, entry } of items) {
+        this.#quarantine.putSync(indexKey(meta.id, damage.baseOffset), {
+          batch,
+          error: damage.error,
+          atMs: Date.now(),
+        })
+        if (entry === undefined) continue
+        this.#dropEntry(meta, entry)
+        if (damage.baseOffset === meta.firstOffset)
+          meta.firstOffset = this.#index.nextAfter(meta.id, damage.baseOffset) ?? meta.nextOffset
+      }
+    }
+  }
+
+  #partition(ref: PartitionRef): PartitionMeta {
+    const partitions = this.#local.get(ref.stream)
+    const meta = partitions?.[ref.partition]
+    if (meta === undefined) {
+      const known = partitions !== undefined
+      throw new TributaryError(
+        known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
+        known ? `${ref.stream} has no partition ${ref.partition}` : ref.stream,
+      )
+    }
+    return meta
+  }
+
+  #assertOpen(): void {
+    if (this.#root === null || this.#closing !== null) throw new TributaryError('TRIB_STORE_CLOSED')
+  }
+
+  /**
+   * New partitions are committed, and LMDB flushed, before this resolves: a
+   * frame that names a partition id must never outlive the id's registration.
+   */
+  async ensureStream(stream: string, partitions: number): Promise<void> {
+    this.#assertOpen()
+    const added: PartitionMeta[] = []
+    for (let p = 0; p < partitions; p++) {
+      const key = partitionKey(stream, this.#options.origin, p)
+      if (this.#partitions.has(key)) continue
+      const meta: PartitionMeta = {
+        id: this.#nextPartitionId++,
+        stream,
+        origin: this.#options.origin,
+        partition: p,
+        firstOffset: 0,
+        nextOffset: 0,
+        bytes: 0,
+        lastTimestampMs: null,
+      }
+      this.#register(key, meta)
+      this.#dirtyMetas.add(meta)
+      added.push(meta)
+    }
+    if (added.length === 0) return
+    const nextId = this.#nextPartitionId
+    await this.#inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
+    await this.#root?.flushed
+  }
+
+  append(request: AppendRequest): Promise<Appended[]> {
+    try {
+      this.#assertOpen()
+      for (const entry of request.entries) this.#partition(entry)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (this.#queue.length >= this.#options.maxPendingAppends) {
+      return Promise.reject(
+        new TributaryError('TRIB_APPEND_QUEUE_FULL', `${this.#queue.length} appends wait for the disk`),
+      )
+    }
+    return new Promise<Appended[]>((resolve, reject) => {
+      this.#queue.push({ kind: 'append', request, resolve, reject })
+      this.#kick()
+    })
+  }
+
+  /** Written in the next frame like an append, and durable when this resolves. */
+  removeMarkers(keyPrefix: string): Promise<void> {
+    try {
+      this.#assertOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ kind: 'remove', prefix: keyPrefix, resolve, reject })
+      this.#kick()
+    })
+  }
+
+  marker(key: string): Marker | undefined {
+    return this.#markers.get(key)
+  }
+
+  #inIndexCommit(run: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#maintenance.push({ run, resolve, reject })
+      this.#kick()
+    })
+  }
+
+  /** Starts the commit loop unless it runs; it runs until no work is left. */
+  #kick(): void {
+    if (this.#running !== null) return
+    this.#running = new Promise<void>((resolve) => {
+      // setImmediate, not a timer: gathers what this turn's socket reads produced.
+      setImmediate(() => {
+        this.#loop().then(resolve, resolve)
+      })
+    }).then(() => {
+      this.#running = null
+      if (this.#hasWork()) this.#kick()
+    })
+  }
+
+  #hasWork(): boolean {
+    return this.#queue.length > 0 || this.#maintenance.length > 0 || this.#indexDue || this.#syncDue
+  }
+
+  /** One step at a time, each kind of work in turn, so none starves the others. */
+  async #loop(): Promise<void> {
+    while (this.#hasWork() && this.#root !== null) {
+      if (this.#queue.length > 0) await this.#groupCommit()
+      if (this.#maintenance.length > 0 || this.#indexDue) {
+        const tasks = this.#maintenance
+        this.#maintenance = []
+        await this.#commitIndex(tasks)
+      }
+      if (this.#syncDue) {
+        this.#syncDue = false
+        // A failed background sync leaves the relaxed appends it covered as they
+        // are (already acknowledged); the segment is rolled by #sync.
+        await this.#sync().catch(() => undefined)
+      }
+    }
+  }
+
+  /** One group commit: every queued append and marker removal in one frame, one fdatasync. */
+  async #groupCommit(): Promise<void> {
+    const items = this.#queue
+    this.#queue = []
+    const nowMs = Date.now()
+    const snapshots = new Map<PartitionMeta, PartitionMeta>()
+    const grouped = new Map<PartitionMeta, TimedRecord[]>()
+    const changes: MarkerChange[] = []
+    const results = items.map((item): Appended[] => {
+      if (item.kind === 'remove') {
+        changes.push({ kind: 'remove', prefix: item.prefix })
+        return []
+      }
+      const appended = item.request.entries.map((entry) => {
+        const meta = this.#partition(entry)
+        if (!snapshots.has(meta)) snapshots.set(meta, { ...meta })
+        const timestampMs = Math.max(nowMs, meta.lastTimestampMs ?? 0)
+        meta.lastTimestampMs = timestampMs
+        let records = grouped.get(meta)
+        if (records === undefined) {
+          records = []
+          grouped.set(meta, records)
+        }
+        records.push({ ...entry.record, timestampMs })
+        return { stream: entry.stream, partition: entry.partition, offset: meta.nextOffset++, timestampMs }
+      })
+      const marker = item.request.marker
+      if (marker !== undefined) {
+        const offsets = appended.map((a) => [a.stream, a.partition, a.offset] as const)
+        changes.push({ kind: 'put', key: marker.key, marker: { digest: marker.digest, offsets } })
+      }
+      return appended
+    })
+    const batches = [...grouped].map(([meta, records]) => {
+      const baseOffset = meta.nextOffset - records.length
+      const maxTimestampMs = records[records.length - 1]?.timestampMs ?? nowMs
+      return {
+        meta,
+        baseOffset,
+        recordCount: records.length,
+        maxTimestampMs,
+        batch: encodeBatch(baseOffset, records),
+      }
+    })
+    const frame = encodeFrame({
+      batches: batches.map((b) => ({ partitionId: b.meta.id, batch: b.batch })),
+      markers: changes,
+    })
+
+    let active: ActiveSegment
+    let position: number
+    try {
+      active = await this.#activeFor(frame.bytes.length)
+      position = await active.append(frame.bytes)
+    } catch (err) {
+      // Nothing of this frame is readable: its offsets are given out again.
+      for (const [meta, before] of snapshots) Object.assign(meta, before)
+      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', errorText(err), { cause: err })
+      for (const item of items) item.reject(failure)
+      return
+    }
+    batches.forEach((b, i) => {
+      this.#addEntry(b.meta, {
+        baseOffset: b.baseOffset,
+        recordCount: b.recordCount,
+        maxTimestampMs: b.maxTimestampMs,
+        segment: active.sequence,
+        position: position + (frame.batchAt[i] ?? 0),
+        length: b.batch.length,
+      })
+    })
+    for (const change of changes) this.#markers.apply(change)
+    this.#armIndexCommit()
+
+    const writtenAtMs = Date.now()
+    this.#unsyncedSinceMs ??= writtenAtMs
+    const afterSync: number[] = []
+    let relaxedFlushMs = Number.POSITIVE_INFINITY
+    items.forEach((item, i) => {
+      if (item.kind === 'append' && item.request.durability === 'relaxed') {
+        const windowMs = item.request.relaxedFlushMs ?? 0
+        relaxedFlushMs = Math.min(relaxedFlushMs, windowMs)
+        if (writtenAtMs - (this.#unsyncedSinceMs ?? writtenAtMs) <= windowMs) {
+          item.resolve(results[i] ?? [])
+          return
+        }
+      }
+      afterSync.push(i)
+    })
+    if (afterSync.length === 0) {
+      this.#armSync(relaxedFlushMs)
+      return
+    }
+    try {
+      await this.#sync()
+    } catch (err) {
+      // Not acknowledged. The offsets stay used: the frame may still turn up at
+      // the next start (then it is read like any other), or not (a gap).
+      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', `fdatasync failed: ${errorText(err)}`, {
+        cause: err,
+      })
+      for (const i of afterSync) items[i]?.reject(failure)
+      return
+    }
+    for (const i of afterSync) {
+      const item = items[i]
+      if (item?.kind === 'append') item.resolve(results[i] ?? [])
+      else item?.resolve()
+    }
+  }
+
+  /** The segment the next frame goes to: the active one, or a new one when it is full or suspect. */
+  async #activeFor(frameBytes: number): Promise<ActiveSegment> {
+    const current = this.#active
+    if (current === null) throw new TributaryError('TRIB_STORE_CLOSED')
+    const full = current.size > 0 && current.size + frameBytes > this.#segmentBytes
+    if (!this.#rollNext && !full) return current
+    // Relaxed frames not yet synced must be before the roll: only the active segment is synced later.
+    if (!this.#rollNext) await this.#sync()
+    const next = await ActiveSegment.open(this.#segmentsDir, current.sequence + 1, 0)
+    this.#active = next
+    this.#rollNext = false
+    this.#use(next.sequence)
+    // The old segment is complete (or suspect and abandoned); a failed close changes nothing on disk.
+    await current.close().catch(() => undefined)
+    return next
+  }
+
+  /**
+   * fdatasync of the active segment. A failed one may have dropped the dirty
+   * pages (Linux), so a later "successful" sync proves nothing: the segment
+   * is suspect and the next frame starts a new one.
+   */
+  async #sync(): Promise<void> {
+    const active = this.#active
+    if (active === null) return
+    try {
+      await active.sync()
+    } catch (err) {
+      this.#rollNext = true
+      throw err
+    }
+    if (active.synced >= active.size) {
+      this.#unsyncedSinceMs = null
+      if (this.#syncTimer !== null) clearTimeout(this.#syncTimer)
+      this.#syncTimer = null
+    }
+  }
+
+  #armSync(windowMs: number): void {
+    if (this.#syncTimer !== null || this.#unsyncedSinceMs === null) return
+    const dueInMs = Math.max(0, this.#unsyncedSinceMs + windowMs - Date.now())
+    this.#syncTimer = setTimeout(() => {
+      this.#syncTimer = null
+      this.#syncDue = true
+      this.#kick()
+    }, dueInMs)
+  }
+
+  #armIndexCommit(): void {
+    const limit = this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES
+    if (this.#index.pendingCount >= limit) {
+      this.#indexDue = true
+      return
+    }
+    if (this.#indexTimer !== null) return
+    this.#indexTimer = setTimeout(() => {
+      this.#indexTimer = null
+      this.#indexDue = true
+      this.#kick()
+    }, this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS)
+    // close() commits the index itself; the timer must not keep a process alive.
+    this.#indexTimer.unref()
+  }
+
+  /**
+   * The lazy index commit, with `tasks` in the same LMDB transaction. Syncs the
+   * segment first: the index never points at frames that are not durable.
+   */
+  async #commitIndex(tasks: readonly Maintenance[] | ReadonlyArray<() => void>): Promise<void> {
+    this.#indexDue = false
+    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
+    this.#indexTimer = null
+    const root = this.#root
+    const active = this.#active
+    const runs = tasks.map((t) => (typeof t === 'function' ? t : t.run))
+    try {
+      if (root === null || active === null) throw new TributaryError('TRIB_STORE_CLOSED')
+      await this.#sync()
+      const position = { segment: active.sequence, position: active.size }
+      await root.transaction(() => {
+        this.#index.writePending()
+        this.#markers.writePending()
+        for (const run of runs) run()
+        for (const meta of this.#dirtyMetas)
+          this.#meta.putSync(partitionKey(meta.stream, meta.origin, meta.partition), meta)
+        for (const seq of this.#dirtySegments) {
+          const use = this.#segments.get(seq)
+          if (use === undefined) this.#segmentUse.removeSync(seq)
+          else this.#segmentUse.putSync(seq, use)
+        }
+        this.#meta.putSync(SEGMENT_POSITION, position)
+        return true
+      })
+      this.#position = position
+      this.#index.committed()
+      this.#markers.committed()
+      this.#dirtyMetas.clear()
+      this.#dirtySegments.clear()
+    } catch (err) {
+      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
+        cause: err,
+      })
+      for (const t of tasks) if (typeof t !== 'function') t.reject(failure)
+      // The index stays in memory and is tried again; replay covers a crash meanwhile.
+      if (this.#index.pendingCount > 0) this.#armIndexCommit()
+      if (tasks.length > 0 && typeof tasks[0] === 'function') throw failure
+      return
+    }
+    for (const t of tasks) if (typeof t !== 'function') t.resolve()
+  }
+
+  read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
+    return this.#reads.read(this.#partition(ref), fromOffset, limits)
+  }
+
+  offsetForTimestamp(ref: PartitionRef, timestampMs: number): number {
+    return this.#reads.offsetForTimestamp(this.#partition(ref), timestampMs)
+  }
+
+  partitions(): PartitionStatus[] {
+    return [...this.#partitions.values()]
+      .map((m) => ({
+        stream: m.stream,
+        partition: m.partition,
+        origin: m.origin,
+        firstOffset: m.firstOffset,
+        nextOffset: m.nextOffset,
+        bytes: m.bytes,
+        lastTimestampMs: m.lastTimestampMs,
+      }))
+      .sort((a, b) => a.stream.localeCompare(b.stream) || a.partition - b.partition)
+  }
+
+  setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void {
+    const key = partitionKey(ref.stream, this.#options.origin, ref.partition)
+    let holders = this.#floors.get(key)
+    if (holders === undefined) {
+      holders = new Map()
+      this.#floors.set(key, holders)
+    }
+    holders.set(holder, offset)
+  }
+
+  removeRetentionFloor(holder: string, ref: PartitionRef): void {
+    this.#floors.get(partitionKey(ref.stream, this.#options.origin, ref.partition))?.delete(holder)
+  }
+
+  #floor(meta: PartitionMeta): number {
+    const holders = this.#floors.get(partitionKey(meta.stream, meta.origin, meta.partition))
+    return holders === undefined || holders.size === 0
+      ? Number.POSITIVE_INFINITY
+      : Math.min(...holders.values())
+  }
+
+  /**
+   * Deletes index entries from the front of each partition, then every
+   * segment file no entry refers to any more (once LMDB has flushed the
+   * deletion: a crash must never bring back an index entry whose file is gone).
+   */
+  async applyRetention(
+    policyFor: (stream: string) => RetentionPolicy | undefined,
+    nowMs: number,
+    options: { force?: boolean } = {},
+  ): Promise<RetentionReport> {
+    this.#assertOpen()
+    const report = { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] as PartitionRef[] }
+    await this.#inIndexCommit(() => {
+      for (const meta of this.#partitions.values()) {
+        const policy = policyFor(meta.stream)
+        if (policy === undefined) continue
+        const floor = options.force === true ? Number.POSITIVE_INFINITY : this.#floor(meta)
+        let remaining = meta.bytes
+        const doomed: IndexEntry[] = []
+        for (const entry of this.#index.from(meta.id, meta.firstOffset)) {
+          const tooOld = policy.maxAgeMs !== null && entry.maxTimestampMs < nowMs - policy.maxAgeMs
+          const tooBig = policy.maxBytes !== null && remaining > policy.maxBytes
+          if (!tooOld && !tooBig) break
+          if (entry.baseOffset + entry.recordCount > floor) {
+            report.heldBack.push({ stream: meta.stream, partition: meta.partition })
+            break
+          }
+          doomed.push(entry)
+          remaining -= entry.length
+        }
+        for (const entry of doomed) {
+          this.#dropEntry(meta, entry)
+          meta.firstOffset = Math.max(meta.firstOffset, entry.baseOffset + entry.recordCount)
+          report.batchesDeleted++
+          report.recordsDeleted += entry.recordCount
+          report.bytesDeleted += entry.length
+        }
+      }
+      for (const [seq, use] of this.#segments) {
+        if (use.batches > 0 || seq >= (this.#active?.sequence ?? 0)) continue
+        this.#segments.delete(seq)
+        this.#dirtySegments.add(seq)
+      }
+    })
+    await this.#root?.flushed
+    this.#removeUnusedSegments()
+    return report
+  }
+
+  #removeUnusedSegments(): void {
+    const active = this.#active?.sequence ?? 0
+    for (const seq of listSegments(this.#segmentsDir)) {
+      if (seq >= active || this.#segments.has(seq)) continue
+      try {
+        this.#reader.remove(seq)
+      } catch {
+        // Already gone, or not removable now: the next retention run tries again.
+      }
+    }
+  }
+
+  verify(): VerifyReport {
+    let quarantined = 0
+    for (const _ of this.#quarantine.getKeys()) quarantined++
+    return { ...this.#reads.verify(this.#partitions.values()), quarantined }
+  }
+
+  async idle(): Promise<void> {
+    while (this.#running !== null) await this.#running
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    if (this.#opened !== null) await this.#opened.catch(() => undefined)
+    await this.idle()
+    for (const timer of [this.#indexTimer, this.#syncTimer]) if (timer !== null) clearTimeout(timer)
+    this.#indexTimer = null
+    this.#syncTimer = null
+    // What the index misses is replayed at the next open, so a failure here loses nothing.
+    if (this.#active !== null) await this.#commitIndex([]).catch(() => undefined)
+    await this.#active?.close().catch(() => undefined)
+    this.#active = null
+    this.#reader.close()
+    const root = this.#root
+    if (root === null) return
+    await root.close()
+    this.#root = null
+  }
+}
