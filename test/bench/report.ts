@@ -295,7 +295,7 @@ function restartTables(restart: RestartResult): Table[] {
       ],
       rows: [
         [
-          'LmdbLogStore.read (in-process, 1000 per call)',
+          'SegmentLogStore.read (in-process, 1000 per call)',
           int(restart.readInProcess.records),
           num(restart.readInProcess.seconds, 2),
           int(restart.readInProcess.recordsPerS),

@@ -3,7 +3,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isTributaryError } from '../../src/errors.ts'
-import { LmdbLogStore } from '../../src/log/lmdb-log-store.ts'
+import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 import type { AppendEntry, Durability, LogStore } from '../../src/log/log-store.ts'
 import type { RecordInput } from '../../src/log/record.ts'
 import { tempDir } from '../helpers/temp-dir.ts'
@@ -16,9 +16,9 @@ interface Factory {
 
 const implementations: Factory[] = [
   {
-    name: 'LmdbLogStore',
+    name: 'SegmentLogStore',
     create: (dir, maxPendingAppends = 10_000) =>
-      new LmdbLogStore({ dataDir: dir, origin: 'node-a', maxPendingAppends }),
+      new SegmentLogStore({ dataDir: dir, origin: 'node-a', maxPendingAppends }),
   },
 ]
 
