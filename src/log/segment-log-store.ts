@@ -22,9 +22,9 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Database, open, type RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
-import { encodeBatch, type TimedRecord } from './batch-codec.ts'
 import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
-import { encodeFrame, type MarkerChange } from './frame-codec.ts'
+import { buildCommit } from './commit-frame.ts'
+import { LogState } from './log-state.ts'
 import type {
   Appended,
   AppendRequest,
@@ -42,8 +42,8 @@ import type {
 } from './log-store.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
 import { errorText, PartitionReads } from './partition-reads.ts'
+import { SegmentAppender } from './segment-appender.ts'
 import {
-  ActiveSegment,
   DEFAULT_SEGMENT_BYTES,
   listSegments,
   MAX_SEGMENT_BYTES,
@@ -55,7 +55,6 @@ import {
   moveForeignSegments,
   NEXT_PARTITION_ID,
   type PartitionMeta,
-  partitionKey,
   type Quarantined,
   replaySegments,
   SEGMENT_POSITION,
@@ -121,18 +120,9 @@ export class SegmentLogStore implements LogStore {
   #index!: BatchIndex
   #markers!: MarkerOverlay
   #reads!: PartitionReads
-  #active: ActiveSegment | null = null
-  /** The next frame goes to a new segment (size reached, or the active one is suspect). */
-  #rollNext = false
+  #appender: SegmentAppender | null = null
   #position: SegmentPosition = { segment: 1, position: 0 }
-  readonly #partitions = new Map<string, PartitionMeta>()
-  readonly #byId = new Map<number, PartitionMeta>()
-  /** This origin's partitions by stream and number: the append path's lookup. */
-  readonly #local = new Map<string, PartitionMeta[]>()
-  readonly #segments = new Map<number, SegmentUse>()
-  readonly #dirtyMetas = new Set<PartitionMeta>()
-  readonly #dirtySegments = new Set<number>()
-  readonly #floors = new Map<string, Map<string, number>>()
+  #state!: LogState
   #nextPartitionId = 0
   #queue: Queued[] = []
   #maintenance: Maintenance[] = []
@@ -141,7 +131,12 @@ export class SegmentLogStore implements LogStore {
   #indexDue = false
   #syncTimer: NodeJS.Timeout | null = null
   #syncDue = false
-  #unsyncedSinceMs: number | null = null
+  #syncChain: { readonly done: Promise<void>; readonly segment: number } = {
+    done: Promise.resolve(),
+    segment: -1,
+  }
+  /** Settles when the acks of the last frame written are resolved or rejected. */
+  #settled: Promise<void> = Promise.resolve()
   #opened: Promise<RecoveryReport> | null = null
   #closing: Promise<void> | null = null
 
@@ -179,6 +174,7 @@ export class SegmentLogStore implements LogStore {
     this.#index = new BatchIndex(
       root.openDB({ name: 'log-index', keyEncoding: 'binary', encoding: 'binary' }),
     )
+    this.#state = new LogState(this.#options.origin, this.#index)
     this.#markers = new MarkerOverlay(root.openDB({ name: 'log-markers' }))
     this.#reads = new PartitionReads(this.#index, this.#reader, (damage) =>
       this.#options.onCorrupt?.(damage, 'skipped'),
@@ -186,22 +182,22 @@ export class SegmentLogStore implements LogStore {
     const stored = this.#storedPosition()
     if (stored === null && !readOnly) moveForeignSegments(this.#segmentsDir)
     if (stored !== null) this.#position = stored
-    for (const { key, value } of this.#segmentUse.getRange()) this.#segments.set(key, { ...value })
+    for (const { key, value } of this.#segmentUse.getRange()) this.#state.segments.set(key, { ...value })
     const replay = this.#loadAndReplay()
     for (const damage of replay.damaged)
       this.#options.onCorrupt?.(damage, readOnly ? 'skipped' : 'quarantined')
     if (readOnly)
-      return { partitions: this.#partitions.size, batchesChecked: replay.frames, quarantined: replay.damaged }
+      return { partitions: this.#state.size, batchesChecked: replay.frames, quarantined: replay.damaged }
 
     mkdirSync(this.#segmentsDir, { recursive: true })
     const last = replay.last ?? this.#position
-    this.#active = await ActiveSegment.open(
+    this.#appender = await SegmentAppender.open(
       this.#segmentsDir,
+      this.#segmentBytes,
       replay.appendable ? last.segment : last.segment + 1,
       replay.appendable ? last.position : 0,
+      (sequence) => this.#state.use(sequence),
     )
-    this.#use(this.#active.sequence)
-    this.#rollNext = this.#active.size >= this.#segmentBytes
     await this.#commitIndex([this.#quarantineTask(replay.quarantine)])
     const tails = this.#checkTails()
     if (tails.damaged.length > 0) {
@@ -209,7 +205,7 @@ export class SegmentLogStore implements LogStore {
       await this.#commitIndex([this.#quarantineTask(tails.damaged)])
     }
     return {
-      partitions: this.#partitions.size,
+      partitions: this.#state.size,
       batchesChecked: replay.frames + tails.checked,
       quarantined: [...replay.damaged, ...tails.damaged.map((d) => d.damage)],
     }
@@ -226,33 +222,19 @@ export class SegmentLogStore implements LogStore {
 
   /** Partitions from LMDB, then the frames past the index on top. */
   #loadAndReplay(): ReturnType<typeof replaySegments> {
-    for (const { key, value } of this.#meta.getRange({ start: 'partition:', end: 'partition;' })) {
-      if (typeof value === 'object' && 'stream' in value) this.#register(key, { ...value })
-    }
+    this.#state.load(this.#meta)
     const next = this.#meta.get(NEXT_PARTITION_ID)
     this.#nextPartitionId = typeof next === 'number' ? next : 0
     return replaySegments(
       {
         reader: this.#reader,
-        partition: (id) => this.#byId.get(id),
-        addEntry: (meta, entry) => this.#addEntry(meta, entry),
+        partition: (id) => this.#state.byId(id),
+        addEntry: (meta, entry) => this.#state.addEntry(meta, entry),
         markerChange: (change) => this.#markers.apply(change),
       },
       this.#segmentsDir,
       this.#position,
     )
-  }
-
-  #register(key: string, meta: PartitionMeta): void {
-    this.#partitions.set(key, meta)
-    this.#byId.set(meta.id, meta)
-    if (meta.origin !== this.#options.origin) return
-    let list = this.#local.get(meta.stream)
-    if (list === undefined) {
-      list = []
-      this.#local.set(meta.stream, list)
-    }
-    list[meta.partition] = meta
   }
 
   /** Read-only opens: see what the writing process acknowledged since (for `tail --follow`). */
@@ -271,43 +253,12 @@ export class SegmentLogStore implements LogStore {
     return this.#root
   }
 
-  #use(seq: number): SegmentUse {
-    let use = this.#segments.get(seq)
-    if (use === undefined) {
-      use = { batches: 0, bytes: 0 }
-      this.#segments.set(seq, use)
-      this.#dirtySegments.add(seq)
-    }
-    return use
-  }
-
-  #addEntry(meta: PartitionMeta, entry: IndexEntry): void {
-    this.#index.add(meta.id, entry)
-    const use = this.#use(entry.segment)
-    use.batches++
-    use.bytes += entry.length
-    this.#dirtySegments.add(entry.segment)
-    meta.bytes += entry.length
-    this.#dirtyMetas.add(meta)
-  }
-
-  /** Removes a batch from the index; inside an LMDB write transaction. */
-  #dropEntry(meta: PartitionMeta, entry: IndexEntry): void {
-    this.#index.removeSync(meta.id, entry.baseOffset)
-    const use = this.#use(entry.segment)
-    use.batches = Math.max(0, use.batches - 1)
-    use.bytes = Math.max(0, use.bytes - entry.length)
-    this.#dirtySegments.add(entry.segment)
-    meta.bytes = Math.max(0, meta.bytes - entry.length)
-    this.#dirtyMetas.add(meta)
-  }
-
   /** Checks the last batches of every partition (CRC32C, structure, offsets). */
   #checkTails(): { checked: number; damaged: Array<Quarantined & { entry: IndexEntry }> } {
     const limit = this.#options.tailBatchesChecked ?? DEFAULT_TAIL_BATCHES_CHECKED
     const damaged: Array<Quarantined & { entry: IndexEntry }> = []
     let checked = 0
-    for (const meta of this.#partitions.values()) {
+    for (const meta of this.#state.all()) {
       for (const entry of this.#index.tail(meta.id, limit)) {
         checked++
         const { bytes, damage } = this.#reads.check(meta, entry)
@@ -327,24 +278,11 @@ export class SegmentLogStore implements LogStore {
           atMs: Date.now(),
         })
         if (entry === undefined) continue
-        this.#dropEntry(meta, entry)
+        this.#state.dropEntry(meta, entry)
         if (damage.baseOffset === meta.firstOffset)
           meta.firstOffset = this.#index.nextAfter(meta.id, damage.baseOffset) ?? meta.nextOffset
       }
     }
-  }
-
-  #partition(ref: PartitionRef): PartitionMeta {
-    const partitions = this.#local.get(ref.stream)
-    const meta = partitions?.[ref.partition]
-    if (meta === undefined) {
-      const known = partitions !== undefined
-      throw new TributaryError(
-        known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
-        known ? `${ref.stream} has no partition ${ref.partition}` : ref.stream,
-      )
-    }
-    return meta
   }
 
   #assertOpen(): void {
@@ -357,10 +295,9 @@ export class SegmentLogStore implements LogStore {
    */
   async ensureStream(stream: string, partitions: number): Promise<void> {
     this.#assertOpen()
-    const added: PartitionMeta[] = []
+    let added = 0
     for (let p = 0; p < partitions; p++) {
-      const key = partitionKey(stream, this.#options.origin, p)
-      if (this.#partitions.has(key)) continue
+      if (this.#state.has(stream, p)) continue
       const meta: PartitionMeta = {
         id: this.#nextPartitionId++,
         stream,
@@ -371,11 +308,11 @@ export class SegmentLogStore implements LogStore {
         bytes: 0,
         lastTimestampMs: null,
       }
-      this.#register(key, meta)
-      this.#dirtyMetas.add(meta)
-      added.push(meta)
+      this.#state.register(meta)
+      this.#state.changed(meta)
+      added++
     }
-    if (added.length === 0) return
+    if (added === 0) return
     const nextId = this.#nextPartitionId
     await this.#inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
     await this.#root?.flushed
@@ -384,7 +321,7 @@ export class SegmentLogStore implements LogStore {
   append(request: AppendRequest): Promise<Appended[]> {
     try {
       this.#assertOpen()
-      for (const entry of request.entries) this.#partition(entry)
+      for (const entry of request.entries) this.#state.local(entry)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -444,7 +381,7 @@ export class SegmentLogStore implements LogStore {
   /** One step at a time, each kind of work in turn, so none starves the others. */
   async #loop(): Promise<void> {
     while (this.#hasWork() && this.#root !== null) {
-      if (this.#queue.length > 0) await this.#groupCommit()
+      if (this.#queue.length > 0 && this.#appender !== null) await this.#groupCommit(this.#appender)
       if (this.#maintenance.length > 0 || this.#indexDue) {
         const tasks = this.#maintenance
         this.#maintenance = []
@@ -454,79 +391,40 @@ export class SegmentLogStore implements LogStore {
         this.#syncDue = false
         // A failed background sync leaves the relaxed appends it covered as they
         // are (already acknowledged); the segment is rolled by #sync.
+        await this.#syncChain.done.catch(() => undefined)
         await this.#sync().catch(() => undefined)
       }
     }
   }
 
   /** One group commit: every queued append and marker removal in one frame, one fdatasync. */
-  async #groupCommit(): Promise<void> {
+  async #groupCommit(appender: SegmentAppender): Promise<void> {
     const items = this.#queue
     this.#queue = []
-    const nowMs = Date.now()
-    const snapshots = new Map<PartitionMeta, PartitionMeta>()
-    const grouped = new Map<PartitionMeta, TimedRecord[]>()
-    const changes: MarkerChange[] = []
-    const results = items.map((item): Appended[] => {
-      if (item.kind === 'remove') {
-        changes.push({ kind: 'remove', prefix: item.prefix })
-        return []
-      }
-      const appended = item.request.entries.map((entry) => {
-        const meta = this.#partition(entry)
-        if (!snapshots.has(meta)) snapshots.set(meta, { ...meta })
-        const timestampMs = Math.max(nowMs, meta.lastTimestampMs ?? 0)
-        meta.lastTimestampMs = timestampMs
-        let records = grouped.get(meta)
-        if (records === undefined) {
-          records = []
-          grouped.set(meta, records)
-        }
-        records.push({ ...entry.record, timestampMs })
-        return { stream: entry.stream, partition: entry.partition, offset: meta.nextOffset++, timestampMs }
-      })
-      const marker = item.request.marker
-      if (marker !== undefined) {
-        const offsets = appended.map((a) => [a.stream, a.partition, a.offset] as const)
-        changes.push({ kind: 'put', key: marker.key, marker: { digest: marker.digest, offsets } })
-      }
-      return appended
-    })
-    const batches = [...grouped].map(([meta, records]) => {
-      const baseOffset = meta.nextOffset - records.length
-      const maxTimestampMs = records[records.length - 1]?.timestampMs ?? nowMs
-      return {
-        meta,
-        baseOffset,
-        recordCount: records.length,
-        maxTimestampMs,
-        batch: encodeBatch(baseOffset, records),
-      }
-    })
-    const frame = encodeFrame({
-      batches: batches.map((b) => ({ partitionId: b.meta.id, batch: b.batch })),
-      markers: changes,
-    })
-
-    let active: ActiveSegment
-    let position: number
+    const { frame, batches, changes, results, restore } = buildCommit(
+      items,
+      (ref) => this.#state.local(ref),
+      Date.now(),
+    )
+    // Rolls happen only with no sync in flight: every sync then covers the segment its frames are in.
+    if (appender.rollsFor(frame.bytes.length)) await this.#syncChain.done.catch(() => undefined)
+    let at: { segment: number; position: number }
     try {
-      active = await this.#activeFor(frame.bytes.length)
-      position = await active.append(frame.bytes)
+      at = await appender.append(frame.bytes)
     } catch (err) {
       // Nothing of this frame is readable: its offsets are given out again.
-      for (const [meta, before] of snapshots) Object.assign(meta, before)
+      restore()
       const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', errorText(err), { cause: err })
       for (const item of items) item.reject(failure)
       return
     }
     batches.forEach((b, i) => {
-      this.#addEntry(b.meta, {
+      this.#state.addEntry(b.meta, {
         baseOffset: b.baseOffset,
         recordCount: b.recordCount,
         maxTimestampMs: b.maxTimestampMs,
-        segment: active.sequence,
-        position: position + (frame.batchAt[i] ?? 0),
+        segment: at.segment,
+        position: at.position + (frame.batchAt[i] ?? 0),
         length: b.batch.length,
       })
     })
@@ -534,14 +432,14 @@ export class SegmentLogStore implements LogStore {
     this.#armIndexCommit()
 
     const writtenAtMs = Date.now()
-    this.#unsyncedSinceMs ??= writtenAtMs
+    const unsyncedSinceMs = appender.unsyncedSinceMs ?? writtenAtMs
     const afterSync: number[] = []
     let relaxedFlushMs = Number.POSITIVE_INFINITY
     items.forEach((item, i) => {
       if (item.kind === 'append' && item.request.durability === 'relaxed') {
         const windowMs = item.request.relaxedFlushMs ?? 0
         relaxedFlushMs = Math.min(relaxedFlushMs, windowMs)
-        if (writtenAtMs - (this.#unsyncedSinceMs ?? writtenAtMs) <= windowMs) {
+        if (writtenAtMs - unsyncedSinceMs <= windowMs) {
           item.resolve(results[i] ?? [])
           return
         }
@@ -552,65 +450,60 @@ export class SegmentLogStore implements LogStore {
       this.#armSync(relaxedFlushMs)
       return
     }
-    try {
-      await this.#sync()
-    } catch (err) {
-      // Not acknowledged. The offsets stay used: the frame may still turn up at
-      // the next start (then it is read like any other), or not (a gap).
-      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', `fdatasync failed: ${errorText(err)}`, {
-        cause: err,
-      })
-      for (const i of afterSync) items[i]?.reject(failure)
-      return
-    }
-    for (const i of afterSync) {
-      const item = items[i]
-      if (item?.kind === 'append') item.resolve(results[i] ?? [])
-      else item?.resolve()
-    }
-  }
-
-  /** The segment the next frame goes to: the active one, or a new one when it is full or suspect. */
-  async #activeFor(frameBytes: number): Promise<ActiveSegment> {
-    const current = this.#active
-    if (current === null) throw new TributaryError('TRIB_STORE_CLOSED')
-    const full = current.size > 0 && current.size + frameBytes > this.#segmentBytes
-    if (!this.#rollNext && !full) return current
-    // Relaxed frames not yet synced must be before the roll: only the active segment is synced later.
-    if (!this.#rollNext) await this.#sync()
-    const next = await ActiveSegment.open(this.#segmentsDir, current.sequence + 1, 0)
-    this.#active = next
-    this.#rollNext = false
-    this.#use(next.sequence)
-    // The old segment is complete (or suspect and abandoned); a failed close changes nothing on disk.
-    await current.close().catch(() => undefined)
-    return next
+    const previous = this.#settled
+    this.#settled = this.#chainSync(at.segment).then(
+      () => {
+        for (const i of afterSync) {
+          const item = items[i]
+          if (item?.kind === 'append') item.resolve(results[i] ?? [])
+          else item?.resolve()
+        }
+      },
+      (err: unknown) => {
+        // Not acknowledged. The offsets stay used: the frame may still turn up at
+        // the next start (then it is read like any other), or not (a gap).
+        const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', `fdatasync failed: ${errorText(err)}`, {
+          cause: err,
+        })
+        for (const i of afterSync) items[i]?.reject(failure)
+      },
+    )
+    // Pipelining, one deep: the next frame is written while this one syncs, but
+    // not before the sync of the frame before this one is done.
+    await previous
   }
 
   /**
-   * fdatasync of the active segment. A failed one may have dropped the dirty
-   * pages (Linux), so a later "successful" sync proves nothing: the segment
-   * is suspect and the next frame starts a new one.
+   * The sync that covers a frame just written, after the syncs of the frames
+   * before it, so acks leave in frame order. A failed sync fails the syncs of
+   * every later frame in the same (now suspect) segment too.
    */
+  #chainSync(segment: number): Promise<void> {
+    const before = this.#syncChain
+    const done = before.done.then(
+      () => this.#sync(),
+      (err: unknown) => {
+        if (before.segment === segment) throw err
+        return this.#sync()
+      },
+    )
+    this.#syncChain = { done, segment }
+    return done
+  }
+
   async #sync(): Promise<void> {
-    const active = this.#active
-    if (active === null) return
-    try {
-      await active.sync()
-    } catch (err) {
-      this.#rollNext = true
-      throw err
-    }
-    if (active.synced >= active.size) {
-      this.#unsyncedSinceMs = null
-      if (this.#syncTimer !== null) clearTimeout(this.#syncTimer)
+    if (this.#appender === null) return
+    await this.#appender.sync()
+    if (this.#appender.synced && this.#syncTimer !== null) {
+      clearTimeout(this.#syncTimer)
       this.#syncTimer = null
     }
   }
 
   #armSync(windowMs: number): void {
-    if (this.#syncTimer !== null || this.#unsyncedSinceMs === null) return
-    const dueInMs = Math.max(0, this.#unsyncedSinceMs + windowMs - Date.now())
+    const since = this.#appender?.unsyncedSinceMs ?? null
+    if (this.#syncTimer !== null || since === null) return
+    const dueInMs = Math.max(0, since + windowMs - Date.now())
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = null
       this.#syncDue = true
@@ -643,31 +536,25 @@ export class SegmentLogStore implements LogStore {
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
     this.#indexTimer = null
     const root = this.#root
-    const active = this.#active
+    const appender = this.#appender
     const runs = tasks.map((t) => (typeof t === 'function' ? t : t.run))
     try {
-      if (root === null || active === null) throw new TributaryError('TRIB_STORE_CLOSED')
+      if (root === null || appender === null) throw new TributaryError('TRIB_STORE_CLOSED')
+      await this.#syncChain.done.catch(() => undefined)
       await this.#sync()
-      const position = { segment: active.sequence, position: active.size }
+      const position = appender.position
       await root.transaction(() => {
         this.#index.writePending()
         this.#markers.writePending()
         for (const run of runs) run()
-        for (const meta of this.#dirtyMetas)
-          this.#meta.putSync(partitionKey(meta.stream, meta.origin, meta.partition), meta)
-        for (const seq of this.#dirtySegments) {
-          const use = this.#segments.get(seq)
-          if (use === undefined) this.#segmentUse.removeSync(seq)
-          else this.#segmentUse.putSync(seq, use)
-        }
+        this.#state.writeChanges(this.#meta, this.#segmentUse)
         this.#meta.putSync(SEGMENT_POSITION, position)
         return true
       })
       this.#position = position
       this.#index.committed()
       this.#markers.committed()
-      this.#dirtyMetas.clear()
-      this.#dirtySegments.clear()
+      this.#state.committed()
     } catch (err) {
       const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
         cause: err,
@@ -682,46 +569,23 @@ export class SegmentLogStore implements LogStore {
   }
 
   read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
-    return this.#reads.read(this.#partition(ref), fromOffset, limits)
+    return this.#reads.read(this.#state.local(ref), fromOffset, limits)
   }
 
   offsetForTimestamp(ref: PartitionRef, timestampMs: number): number {
-    return this.#reads.offsetForTimestamp(this.#partition(ref), timestampMs)
+    return this.#reads.offsetForTimestamp(this.#state.local(ref), timestampMs)
   }
 
   partitions(): PartitionStatus[] {
-    return [...this.#partitions.values()]
-      .map((m) => ({
-        stream: m.stream,
-        partition: m.partition,
-        origin: m.origin,
-        firstOffset: m.firstOffset,
-        nextOffset: m.nextOffset,
-        bytes: m.bytes,
-        lastTimestampMs: m.lastTimestampMs,
-      }))
-      .sort((a, b) => a.stream.localeCompare(b.stream) || a.partition - b.partition)
+    return this.#state.statuses()
   }
 
   setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void {
-    const key = partitionKey(ref.stream, this.#options.origin, ref.partition)
-    let holders = this.#floors.get(key)
-    if (holders === undefined) {
-      holders = new Map()
-      this.#floors.set(key, holders)
-    }
-    holders.set(holder, offset)
+    this.#state.setFloor(holder, ref, offset)
   }
 
   removeRetentionFloor(holder: string, ref: PartitionRef): void {
-    this.#floors.get(partitionKey(ref.stream, this.#options.origin, ref.partition))?.delete(holder)
-  }
-
-  #floor(meta: PartitionMeta): number {
-    const holders = this.#floors.get(partitionKey(meta.stream, meta.origin, meta.partition))
-    return holders === undefined || holders.size === 0
-      ? Number.POSITIVE_INFINITY
-      : Math.min(...holders.values())
+    this.#state.removeFloor(holder, ref)
   }
 
   /**
@@ -735,48 +599,20 @@ export class SegmentLogStore implements LogStore {
     options: { force?: boolean } = {},
   ): Promise<RetentionReport> {
     this.#assertOpen()
-    const report = { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] as PartitionRef[] }
+    let report: RetentionReport | null = null
     await this.#inIndexCommit(() => {
-      for (const meta of this.#partitions.values()) {
-        const policy = policyFor(meta.stream)
-        if (policy === undefined) continue
-        const floor = options.force === true ? Number.POSITIVE_INFINITY : this.#floor(meta)
-        let remaining = meta.bytes
-        const doomed: IndexEntry[] = []
-        for (const entry of this.#index.from(meta.id, meta.firstOffset)) {
-          const tooOld = policy.maxAgeMs !== null && entry.maxTimestampMs < nowMs - policy.maxAgeMs
-          const tooBig = policy.maxBytes !== null && remaining > policy.maxBytes
-          if (!tooOld && !tooBig) break
-          if (entry.baseOffset + entry.recordCount > floor) {
-            report.heldBack.push({ stream: meta.stream, partition: meta.partition })
-            break
-          }
-          doomed.push(entry)
-          remaining -= entry.length
-        }
-        for (const entry of doomed) {
-          this.#dropEntry(meta, entry)
-          meta.firstOffset = Math.max(meta.firstOffset, entry.baseOffset + entry.recordCount)
-          report.batchesDeleted++
-          report.recordsDeleted += entry.recordCount
-          report.bytesDeleted += entry.length
-        }
-      }
-      for (const [seq, use] of this.#segments) {
-        if (use.batches > 0 || seq >= (this.#active?.sequence ?? 0)) continue
-        this.#segments.delete(seq)
-        this.#dirtySegments.add(seq)
-      }
+      report = this.#state.retain(policyFor, nowMs, options.force === true)
+      this.#state.dropUnused(this.#appender?.position.segment ?? 0)
     })
     await this.#root?.flushed
     this.#removeUnusedSegments()
-    return report
+    return report ?? { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] }
   }
 
   #removeUnusedSegments(): void {
-    const active = this.#active?.sequence ?? 0
+    const active = this.#appender?.position.segment ?? 0
     for (const seq of listSegments(this.#segmentsDir)) {
-      if (seq >= active || this.#segments.has(seq)) continue
+      if (seq >= active || this.#state.segments.has(seq)) continue
       try {
         this.#reader.remove(seq)
       } catch {
@@ -788,11 +624,15 @@ export class SegmentLogStore implements LogStore {
   verify(): VerifyReport {
     let quarantined = 0
     for (const _ of this.#quarantine.getKeys()) quarantined++
-    return { ...this.#reads.verify(this.#partitions.values()), quarantined }
+    return { ...this.#reads.verify(this.#state.all()), quarantined }
   }
 
   async idle(): Promise<void> {
-    while (this.#running !== null) await this.#running
+    while (this.#running !== null) {
+      await this.#running
+      await this.#settled
+    }
+    await this.#settled
   }
 
   close(): Promise<void> {
@@ -807,9 +647,9 @@ export class SegmentLogStore implements LogStore {
     this.#indexTimer = null
     this.#syncTimer = null
     // What the index misses is replayed at the next open, so a failure here loses nothing.
-    if (this.#active !== null) await this.#commitIndex([]).catch(() => undefined)
-    await this.#active?.close().catch(() => undefined)
-    this.#active = null
+    if (this.#appender !== null) await this.#commitIndex([]).catch(() => undefined)
+    await this.#appender?.close().catch(() => undefined)
+    this.#appender = null
     this.#reader.close()
     const root = this.#root
     if (root === null) return
