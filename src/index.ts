@@ -14,8 +14,8 @@ import { Ingest } from './ingest/ingest.ts'
 import { Router } from './ingest/router.ts'
 import { acquirePidLock } from './lib/pid-lock.ts'
 import { probeEnvironment } from './log/env-probe.ts'
-import { LMDB_FILE, SegmentLogStore, type SegmentLogStoreOptions } from './log/segment-log-store.ts'
 import type { RecoveryReport } from './log/log-store.ts'
+import { LMDB_FILE, SegmentLogStore, type SegmentLogStoreOptions } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 
 export interface NodeAddresses {

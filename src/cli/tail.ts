@@ -5,8 +5,8 @@
 import { once } from 'node:events'
 import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
-import type { SegmentLogStore } from '../log/segment-log-store.ts'
 import type { StoredRecord } from '../log/record.ts'
+import type { SegmentLogStore } from '../log/segment-log-store.ts'
 import { bytesForHumans, configFrom, openStoreReadOnly, withStoreOptions } from './shared.ts'
 
 const DEFAULT_LIMIT = 10

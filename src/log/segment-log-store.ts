@@ -109,6 +109,11 @@ interface Maintenance {
   readonly reject: (err: unknown) => void
 }
 
+/** Index-commit work whose outcome nobody waits for (start-up quarantine: the damage is reported either way). */
+function unobserved(run: () => void): Maintenance {
+  return { run, resolve: () => undefined, reject: () => undefined }
+}
+
 export class SegmentLogStore implements LogStore {
   readonly #options: SegmentLogStoreOptions
   readonly #segmentsDir: string
@@ -198,11 +203,12 @@ export class SegmentLogStore implements LogStore {
       replay.appendable ? last.position : 0,
       (sequence) => this.#state.use(sequence),
     )
-    await this.#commitIndex([this.#quarantineTask(replay.quarantine)])
+    // A failed commit here (full disk) does not stop the start: the index is tried again later.
+    await this.#commitIndex([unobserved(this.#quarantineTask(replay.quarantine))])
     const tails = this.#checkTails()
     if (tails.damaged.length > 0) {
       for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
-      await this.#commitIndex([this.#quarantineTask(tails.damaged)])
+      await this.#commitIndex([unobserved(this.#quarantineTask(tails.damaged))])
     }
     return {
       partitions: this.#state.size,
@@ -381,7 +387,11 @@ export class SegmentLogStore implements LogStore {
   /** One step at a time, each kind of work in turn, so none starves the others. */
   async #loop(): Promise<void> {
     while (this.#hasWork() && this.#root !== null) {
-      if (this.#queue.length > 0 && this.#appender !== null) await this.#groupCommit(this.#appender)
+      if (this.#queue.length > 0 && this.#appender !== null) {
+        // Let this turn's socket reads add to the queue first: bigger frames, fewer syncs.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+        await this.#groupCommit(this.#appender)
+      }
       if (this.#maintenance.length > 0 || this.#indexDue) {
         const tasks = this.#maintenance
         this.#maintenance = []
@@ -531,13 +541,12 @@ export class SegmentLogStore implements LogStore {
    * The lazy index commit, with `tasks` in the same LMDB transaction. Syncs the
    * segment first: the index never points at frames that are not durable.
    */
-  async #commitIndex(tasks: readonly Maintenance[] | ReadonlyArray<() => void>): Promise<void> {
+  async #commitIndex(tasks: readonly Maintenance[]): Promise<void> {
     this.#indexDue = false
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
     this.#indexTimer = null
     const root = this.#root
     const appender = this.#appender
-    const runs = tasks.map((t) => (typeof t === 'function' ? t : t.run))
     try {
       if (root === null || appender === null) throw new TributaryError('TRIB_STORE_CLOSED')
       await this.#syncChain.done.catch(() => undefined)
@@ -546,7 +555,7 @@ export class SegmentLogStore implements LogStore {
       await root.transaction(() => {
         this.#index.writePending()
         this.#markers.writePending()
-        for (const run of runs) run()
+        for (const task of tasks) task.run()
         this.#state.writeChanges(this.#meta, this.#segmentUse)
         this.#meta.putSync(SEGMENT_POSITION, position)
         return true
@@ -559,13 +568,12 @@ export class SegmentLogStore implements LogStore {
       const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
         cause: err,
       })
-      for (const t of tasks) if (typeof t !== 'function') t.reject(failure)
+      for (const task of tasks) task.reject(failure)
       // The index stays in memory and is tried again; replay covers a crash meanwhile.
       if (this.#index.pendingCount > 0) this.#armIndexCommit()
-      if (tasks.length > 0 && typeof tasks[0] === 'function') throw failure
       return
     }
-    for (const t of tasks) if (typeof t !== 'function') t.resolve()
+    for (const task of tasks) task.resolve()
   }
 
   read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
@@ -647,7 +655,7 @@ export class SegmentLogStore implements LogStore {
     this.#indexTimer = null
     this.#syncTimer = null
     // What the index misses is replayed at the next open, so a failure here loses nothing.
-    if (this.#appender !== null) await this.#commitIndex([]).catch(() => undefined)
+    if (this.#appender !== null) await this.#commitIndex([])
     await this.#appender?.close().catch(() => undefined)
     this.#appender = null
     this.#reader.close()

@@ -16,8 +16,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 import type { AppendEntry } from '../../src/log/log-store.ts'
+import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 
 export const FILL_STREAM = 'default'
 const CLIENTS = 8

@@ -17,7 +17,7 @@
 //    bounded in time (page cache warm: the data was just written).
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { CLI, REPO_ROOT } from '../helpers/child.ts'
@@ -30,6 +30,22 @@ import { median } from './stats.ts'
 import { launchTributary, TRIBUTARY_ENTRIES, tributaryConfig, watchTributaryLog } from './systems.ts'
 
 const FILL_SCRIPT = join(import.meta.dirname, 'fill-store.ts')
+
+/** The store on disk: log.mdb and every segment file. */
+function storeSize(dataDir: string): { fileBytes: number; diskBytes: number } {
+  const segments = join(dataDir, 'segments')
+  const files = [join(dataDir, 'log.mdb')]
+  if (existsSync(segments)) for (const name of readdirSync(segments)) files.push(join(segments, name))
+  let fileBytes = 0
+  let diskBytes = 0
+  for (const file of files) {
+    if (!existsSync(file)) continue
+    const stat = statSync(file)
+    fileBytes += stat.size
+    diskBytes += stat.blocks * 512
+  }
+  return { fileBytes, diskBytes }
+}
 
 export interface RestartOptions {
   readonly records: number
@@ -254,8 +270,7 @@ export async function runRestart(
       'fill',
     )
     log(`  restart: filled ${fill.records.toLocaleString('en')} records in ${fill.seconds.toFixed(1)} s`)
-    const storeFile = join(dataDir, 'log.mdb')
-    const stat = existsSync(storeFile) ? statSync(storeFile) : null
+    const store = storeSize(dataDir)
 
     const entries: Array<['src' | 'dist', string]> = [['src', CLI]]
     if (options.withDist) entries.push(['dist', TRIBUTARY_ENTRIES.dist])
@@ -296,8 +311,8 @@ export async function runRestart(
         ...fill,
         method: `SegmentLogStore.append from a helper process (test/bench/fill-store.ts), ${fill.batchRecords} records per append, relaxed`,
       },
-      storeFileBytes: stat?.size ?? 0,
-      storeDiskBytes: stat === null ? 0 : stat.blocks * 512,
+      storeFileBytes: store.fileBytes,
+      storeDiskBytes: store.diskBytes,
       restarts,
       medianMs: { src: of('src'), dist: of('dist') },
       readInProcess,
