@@ -1,9 +1,10 @@
 // The partitioned log: batches in append-only segment files, everything else
-// in one LMDB environment. Owns the group commit: every append that arrives
-// while a commit runs goes into the next one; a commit becomes one frame
+// in one LMDB environment. Group commit: every append that arrives while a
+// commit runs goes into the next one; a commit becomes one frame
 // (frame-codec.ts: each touched partition's batch plus the marker changes)
 // appended to the active segment, then ONE fdatasync before `durable`
-// appends resolve.
+// appends resolve (log-writer.ts runs it). This file owns the lifecycle
+// (open, replay, quarantine, close) and the read-side API.
 //
 // On disk, under <dataDir>:
 //   segments/<seq>.seg  frames, one global sequence (segment-files.ts); rolled at `segmentBytes`
@@ -23,7 +24,6 @@ import { join } from 'node:path'
 import { type Database, open, type RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
-import { buildCommit } from './commit-frame.ts'
 import { LogState } from './log-state.ts'
 import type {
   Appended,
@@ -40,8 +40,9 @@ import type {
   RetentionReport,
   VerifyReport,
 } from './log-store.ts'
+import { LogWriter, unobserved } from './log-writer.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
-import { errorText, PartitionReads } from './partition-reads.ts'
+import { PartitionReads } from './partition-reads.ts'
 import { SegmentAppender } from './segment-appender.ts'
 import {
   DEFAULT_SEGMENT_BYTES,
@@ -51,7 +52,6 @@ import {
   SegmentReader,
 } from './segment-files.ts'
 import {
-  commitErrorText,
   moveForeignSegments,
   NEXT_PARTITION_ID,
   type PartitionMeta,
@@ -88,32 +88,6 @@ export interface SegmentLogStoreOptions {
   readonly onCorrupt?: (batch: CorruptBatch, action: 'quarantined' | 'skipped') => void
 }
 
-type Queued =
-  | {
-      readonly kind: 'append'
-      readonly request: AppendRequest
-      readonly resolve: (appended: Appended[]) => void
-      readonly reject: (err: unknown) => void
-    }
-  | {
-      readonly kind: 'remove'
-      readonly prefix: string
-      readonly resolve: () => void
-      readonly reject: (err: unknown) => void
-    }
-
-/** LMDB work done in the next index commit (registry, retention, quarantine). */
-interface Maintenance {
-  readonly run: () => void
-  readonly resolve: () => void
-  readonly reject: (err: unknown) => void
-}
-
-/** Index-commit work whose outcome nobody waits for (start-up quarantine: the damage is reported either way). */
-function unobserved(run: () => void): Maintenance {
-  return { run, resolve: () => undefined, reject: () => undefined }
-}
-
 export class SegmentLogStore implements LogStore {
   readonly #options: SegmentLogStoreOptions
   readonly #segmentsDir: string
@@ -125,23 +99,10 @@ export class SegmentLogStore implements LogStore {
   #index!: BatchIndex
   #markers!: MarkerOverlay
   #reads!: PartitionReads
-  #appender: SegmentAppender | null = null
+  #writer: LogWriter | null = null
   #position: SegmentPosition = { segment: 1, position: 0 }
   #state!: LogState
   #nextPartitionId = 0
-  #queue: Queued[] = []
-  #maintenance: Maintenance[] = []
-  #running: Promise<void> | null = null
-  #indexTimer: NodeJS.Timeout | null = null
-  #indexDue = false
-  #syncTimer: NodeJS.Timeout | null = null
-  #syncDue = false
-  #syncChain: { readonly done: Promise<void>; readonly segment: number } = {
-    done: Promise.resolve(),
-    segment: -1,
-  }
-  /** Settles when the acks of the last frame written are resolved or rejected. */
-  #settled: Promise<void> = Promise.resolve()
   #opened: Promise<RecoveryReport> | null = null
   #closing: Promise<void> | null = null
 
@@ -196,19 +157,31 @@ export class SegmentLogStore implements LogStore {
 
     mkdirSync(this.#segmentsDir, { recursive: true })
     const last = replay.last ?? this.#position
-    this.#appender = await SegmentAppender.open(
+    const appender = await SegmentAppender.open(
       this.#segmentsDir,
       this.#segmentBytes,
       replay.appendable ? last.segment : last.segment + 1,
       replay.appendable ? last.position : 0,
       (sequence) => this.#state.use(sequence),
     )
+    const writer = new LogWriter({
+      root,
+      meta: this.#meta,
+      segmentUse: this.#segmentUse,
+      index: this.#index,
+      markers: this.#markers,
+      state: this.#state,
+      appender,
+      indexCommitMs: this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS,
+      indexMaxPendingBatches: this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES,
+    })
+    this.#writer = writer
     // A failed commit here (full disk) does not stop the start: the index is tried again later.
-    await this.#commitIndex([unobserved(this.#quarantineTask(replay.quarantine))])
+    await writer.commitIndex([unobserved(this.#quarantineTask(replay.quarantine))])
     const tails = this.#checkTails()
     if (tails.damaged.length > 0) {
       for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
-      await this.#commitIndex([unobserved(this.#quarantineTask(tails.damaged))])
+      await writer.commitIndex([unobserved(this.#quarantineTask(tails.damaged))])
     }
     return {
       partitions: this.#state.size,
@@ -291,6 +264,13 @@ export class SegmentLogStore implements LogStore {
     }
   }
 
+  /** The write side; TRIB_STORE_CLOSED for read-only opens and before open(). */
+  #writable(): LogWriter {
+    if (this.#writer === null)
+      throw new TributaryError('TRIB_STORE_CLOSED', 'the store is not open for writing')
+    return this.#writer
+  }
+
   #assertOpen(): void {
     if (this.#root === null || this.#closing !== null) throw new TributaryError('TRIB_STORE_CLOSED')
   }
@@ -320,7 +300,7 @@ export class SegmentLogStore implements LogStore {
     }
     if (added === 0) return
     const nextId = this.#nextPartitionId
-    await this.#inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
+    await this.#writable().inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
     await this.#root?.flushed
   }
 
@@ -331,249 +311,33 @@ export class SegmentLogStore implements LogStore {
     } catch (err) {
       return Promise.reject(err)
     }
-    if (this.#queue.length >= this.#options.maxPendingAppends) {
+    const writer = this.#writable()
+    if (writer.queued >= this.#options.maxPendingAppends) {
       return Promise.reject(
-        new TributaryError('TRIB_APPEND_QUEUE_FULL', `${this.#queue.length} appends wait for the disk`),
+        new TributaryError('TRIB_APPEND_QUEUE_FULL', `${writer.queued} appends wait for the disk`),
       )
     }
     return new Promise<Appended[]>((resolve, reject) => {
-      this.#queue.push({ kind: 'append', request, resolve, reject })
-      this.#kick()
+      writer.enqueue({ kind: 'append', request, resolve, reject })
     })
   }
 
   /** Written in the next frame like an append, and durable when this resolves. */
   removeMarkers(keyPrefix: string): Promise<void> {
+    let writer: LogWriter
     try {
       this.#assertOpen()
+      writer = this.#writable()
     } catch (err) {
       return Promise.reject(err)
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ kind: 'remove', prefix: keyPrefix, resolve, reject })
-      this.#kick()
+      writer.enqueue({ kind: 'remove', prefix: keyPrefix, resolve, reject })
     })
   }
 
   marker(key: string): Marker | undefined {
     return this.#markers.get(key)
-  }
-
-  #inIndexCommit(run: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#maintenance.push({ run, resolve, reject })
-      this.#kick()
-    })
-  }
-
-  /** Starts the commit loop unless it runs; it runs until no work is left. */
-  #kick(): void {
-    if (this.#running !== null) return
-    this.#running = new Promise<void>((resolve) => {
-      // setImmediate, not a timer: gathers what this turn's socket reads produced.
-      setImmediate(() => {
-        this.#loop().then(resolve, resolve)
-      })
-    }).then(() => {
-      this.#running = null
-      if (this.#hasWork()) this.#kick()
-    })
-  }
-
-  #hasWork(): boolean {
-    return this.#queue.length > 0 || this.#maintenance.length > 0 || this.#indexDue || this.#syncDue
-  }
-
-  /** One step at a time, each kind of work in turn, so none starves the others. */
-  async #loop(): Promise<void> {
-    while (this.#hasWork() && this.#root !== null) {
-      if (this.#queue.length > 0 && this.#appender !== null) {
-        // Let this turn's socket reads add to the queue first: bigger frames, fewer syncs.
-        await new Promise<void>((resolve) => setImmediate(resolve))
-        await this.#groupCommit(this.#appender)
-      }
-      if (this.#maintenance.length > 0 || this.#indexDue) {
-        const tasks = this.#maintenance
-        this.#maintenance = []
-        await this.#commitIndex(tasks)
-      }
-      if (this.#syncDue) {
-        this.#syncDue = false
-        // A failed background sync leaves the relaxed appends it covered as they
-        // are (already acknowledged); the segment is rolled by #sync.
-        await this.#syncChain.done.catch(() => undefined)
-        await this.#sync().catch(() => undefined)
-      }
-    }
-  }
-
-  /** One group commit: every queued append and marker removal in one frame, one fdatasync. */
-  async #groupCommit(appender: SegmentAppender): Promise<void> {
-    const items = this.#queue
-    this.#queue = []
-    const { frame, batches, changes, results, restore } = buildCommit(
-      items,
-      (ref) => this.#state.local(ref),
-      Date.now(),
-    )
-    // Rolls happen only with no sync in flight: every sync then covers the segment its frames are in.
-    if (appender.rollsFor(frame.bytes.length)) await this.#syncChain.done.catch(() => undefined)
-    let at: { segment: number; position: number }
-    try {
-      at = await appender.append(frame.bytes)
-    } catch (err) {
-      // Nothing of this frame is readable: its offsets are given out again.
-      restore()
-      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', errorText(err), { cause: err })
-      for (const item of items) item.reject(failure)
-      return
-    }
-    batches.forEach((b, i) => {
-      this.#state.addEntry(b.meta, {
-        baseOffset: b.baseOffset,
-        recordCount: b.recordCount,
-        maxTimestampMs: b.maxTimestampMs,
-        segment: at.segment,
-        position: at.position + (frame.batchAt[i] ?? 0),
-        length: b.batch.length,
-      })
-    })
-    for (const change of changes) this.#markers.apply(change)
-    this.#armIndexCommit()
-
-    const writtenAtMs = Date.now()
-    const unsyncedSinceMs = appender.unsyncedSinceMs ?? writtenAtMs
-    const afterSync: number[] = []
-    let relaxedFlushMs = Number.POSITIVE_INFINITY
-    items.forEach((item, i) => {
-      if (item.kind === 'append' && item.request.durability === 'relaxed') {
-        const windowMs = item.request.relaxedFlushMs ?? 0
-        relaxedFlushMs = Math.min(relaxedFlushMs, windowMs)
-        if (writtenAtMs - unsyncedSinceMs <= windowMs) {
-          item.resolve(results[i] ?? [])
-          return
-        }
-      }
-      afterSync.push(i)
-    })
-    if (afterSync.length === 0) {
-      this.#armSync(relaxedFlushMs)
-      return
-    }
-    const previous = this.#settled
-    this.#settled = this.#chainSync(at.segment).then(
-      () => {
-        for (const i of afterSync) {
-          const item = items[i]
-          if (item?.kind === 'append') item.resolve(results[i] ?? [])
-          else item?.resolve()
-        }
-      },
-      (err: unknown) => {
-        // Not acknowledged. The offsets stay used: the frame may still turn up at
-        // the next start (then it is read like any other), or not (a gap).
-        const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', `fdatasync failed: ${errorText(err)}`, {
-          cause: err,
-        })
-        for (const i of afterSync) items[i]?.reject(failure)
-      },
-    )
-    // Pipelining, one deep: the next frame is written while this one syncs, but
-    // not before the sync of the frame before this one is done.
-    await previous
-  }
-
-  /**
-   * The sync that covers a frame just written, after the syncs of the frames
-   * before it, so acks leave in frame order. A failed sync fails the syncs of
-   * every later frame in the same (now suspect) segment too.
-   */
-  #chainSync(segment: number): Promise<void> {
-    const before = this.#syncChain
-    const done = before.done.then(
-      () => this.#sync(),
-      (err: unknown) => {
-        if (before.segment === segment) throw err
-        return this.#sync()
-      },
-    )
-    this.#syncChain = { done, segment }
-    return done
-  }
-
-  async #sync(): Promise<void> {
-    if (this.#appender === null) return
-    await this.#appender.sync()
-    if (this.#appender.synced && this.#syncTimer !== null) {
-      clearTimeout(this.#syncTimer)
-      this.#syncTimer = null
-    }
-  }
-
-  #armSync(windowMs: number): void {
-    const since = this.#appender?.unsyncedSinceMs ?? null
-    if (this.#syncTimer !== null || since === null) return
-    const dueInMs = Math.max(0, since + windowMs - Date.now())
-    this.#syncTimer = setTimeout(() => {
-      this.#syncTimer = null
-      this.#syncDue = true
-      this.#kick()
-    }, dueInMs)
-  }
-
-  #armIndexCommit(): void {
-    const limit = this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES
-    if (this.#index.pendingCount >= limit) {
-      this.#indexDue = true
-      return
-    }
-    if (this.#indexTimer !== null) return
-    this.#indexTimer = setTimeout(() => {
-      this.#indexTimer = null
-      this.#indexDue = true
-      this.#kick()
-    }, this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS)
-    // close() commits the index itself; the timer must not keep a process alive.
-    this.#indexTimer.unref()
-  }
-
-  /**
-   * The lazy index commit, with `tasks` in the same LMDB transaction. Syncs the
-   * segment first: the index never points at frames that are not durable.
-   */
-  async #commitIndex(tasks: readonly Maintenance[]): Promise<void> {
-    this.#indexDue = false
-    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
-    this.#indexTimer = null
-    const root = this.#root
-    const appender = this.#appender
-    try {
-      if (root === null || appender === null) throw new TributaryError('TRIB_STORE_CLOSED')
-      await this.#syncChain.done.catch(() => undefined)
-      await this.#sync()
-      const position = appender.position
-      await root.transaction(() => {
-        this.#index.writePending()
-        this.#markers.writePending()
-        for (const task of tasks) task.run()
-        this.#state.writeChanges(this.#meta, this.#segmentUse)
-        this.#meta.putSync(SEGMENT_POSITION, position)
-        return true
-      })
-      this.#position = position
-      this.#index.committed()
-      this.#markers.committed()
-      this.#state.committed()
-    } catch (err) {
-      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
-        cause: err,
-      })
-      for (const task of tasks) task.reject(failure)
-      // The index stays in memory and is tried again; replay covers a crash meanwhile.
-      if (this.#index.pendingCount > 0) this.#armIndexCommit()
-      return
-    }
-    for (const task of tasks) task.resolve()
   }
 
   read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
@@ -608,9 +372,10 @@ export class SegmentLogStore implements LogStore {
   ): Promise<RetentionReport> {
     this.#assertOpen()
     let report: RetentionReport | null = null
-    await this.#inIndexCommit(() => {
+    const writer = this.#writable()
+    await writer.inIndexCommit(() => {
       report = this.#state.retain(policyFor, nowMs, options.force === true)
-      this.#state.dropUnused(this.#appender?.position.segment ?? 0)
+      this.#state.dropUnused(writer.activeSegment)
     })
     await this.#root?.flushed
     this.#removeUnusedSegments()
@@ -618,7 +383,7 @@ export class SegmentLogStore implements LogStore {
   }
 
   #removeUnusedSegments(): void {
-    const active = this.#appender?.position.segment ?? 0
+    const active = this.#writer?.activeSegment ?? 0
     for (const seq of listSegments(this.#segmentsDir)) {
       if (seq >= active || this.#state.segments.has(seq)) continue
       try {
@@ -636,11 +401,7 @@ export class SegmentLogStore implements LogStore {
   }
 
   async idle(): Promise<void> {
-    while (this.#running !== null) {
-      await this.#running
-      await this.#settled
-    }
-    await this.#settled
+    await this.#writer?.idle()
   }
 
   close(): Promise<void> {
@@ -650,14 +411,8 @@ export class SegmentLogStore implements LogStore {
 
   async #close(): Promise<void> {
     if (this.#opened !== null) await this.#opened.catch(() => undefined)
-    await this.idle()
-    for (const timer of [this.#indexTimer, this.#syncTimer]) if (timer !== null) clearTimeout(timer)
-    this.#indexTimer = null
-    this.#syncTimer = null
-    // What the index misses is replayed at the next open, so a failure here loses nothing.
-    if (this.#appender !== null) await this.#commitIndex([])
-    await this.#appender?.close().catch(() => undefined)
-    this.#appender = null
+    await this.#writer?.close()
+    this.#writer = null
     this.#reader.close()
     const root = this.#root
     if (root === null) return
