@@ -222,6 +222,7 @@ export class SegmentLogStore implements LogStore {
     this.#root.resetReadTxn()
     this.#index.committed()
     this.#markers.committed()
+    this.#state.committed()
     this.#position = this.#storedPosition() ?? this.#position
     this.#loadAndReplay()
   }

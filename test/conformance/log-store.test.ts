@@ -306,6 +306,33 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
       expect(store.verify()).toMatchObject({ corrupt: [], gaps: [], records: 4 })
     })
 
+    it('keeps marker puts and removals in call order, before and after replay', async () => {
+      const live = await liveStore()
+      const put = (key: string, digest: number) =>
+        live.append({ entries: [entry('s', 0, key)], durability, marker: { key, digest } })
+      await put('q2\u0000c1\u00001\u0000', 1)
+      await put('q2\u0000c1\u00002\u0000', 2)
+      await put('q2\u0000c2\u00001\u0000', 4)
+      await live.removeMarkers('q2\u0000c1\u0000')
+      await put('q2\u0000c1\u00002\u0000', 3)
+      const check = (store: LogStore) => {
+        expect(store.marker('q2\u0000c1\u00001\u0000')).toBeUndefined()
+        expect(store.marker('q2\u0000c1\u00002\u0000')?.digest).toBe(3)
+        expect(store.marker('q2\u0000c2\u00001\u0000')?.digest).toBe(4)
+      }
+      check(live)
+      const image = await crashImage(live)
+      const store = create(image)
+      await store.open()
+      check(store)
+      await store.close()
+      const again = create(image)
+      await again.open()
+      check(again)
+      await again.removeMarkers('q2\u0000c2\u0000')
+      expect(again.marker('q2\u0000c2\u00001\u0000')).toBeUndefined()
+    })
+
     it('cuts off a torn frame at the end of the last segment, unreported', async () => {
       const live = await liveStore()
       await append(live, entry('s', 0, 'kept'))
