@@ -68,6 +68,7 @@ export class LogWriter {
   #closed = false
   #indexTimer: NodeJS.Timeout | null = null
   #indexDue = false
+  #indexFailed = false
   #syncTimer: NodeJS.Timeout | null = null
   #syncDue = false
   #syncChain: { readonly done: Promise<void>; readonly segment: number } = {
@@ -270,7 +271,8 @@ export class LogWriter {
 
   #armIndexCommit(): void {
     const limit = this.#options.indexMaxPendingBatches
-    if (this.#index.pendingCount >= limit) {
+    // After a failed commit the retry waits for its timer; the count alone does not start one.
+    if (this.#index.pendingCount >= limit && !this.#indexFailed) {
       this.#indexDue = true
       return
     }
@@ -309,13 +311,21 @@ export class LogWriter {
       this.#index.committed()
       this.#markers.committed()
       this.#state.committed()
+      this.#indexFailed = false
     } catch (err) {
       const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
         cause: err,
       })
       for (const task of tasks) task.reject(failure)
-      // The index stays in memory and is tried again; replay covers a crash meanwhile.
-      if (this.#index.pendingCount > 0) this.#armIndexCommit()
+      // The index stays in memory and is tried again after the interval (not at
+      // once: a full disk would make that a busy loop); replay covers a crash meanwhile.
+      this.#indexFailed = true
+      this.#indexTimer = setTimeout(() => {
+        this.#indexTimer = null
+        this.#indexDue = true
+        this.#kick()
+      }, this.#options.indexCommitMs)
+      this.#indexTimer.unref()
       return
     }
     for (const task of tasks) task.resolve()

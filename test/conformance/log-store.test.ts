@@ -2,6 +2,7 @@
 // durability mode (aedes-persistence's abstract.js is the model).
 
 import { appendFileSync, cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { open as openHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isTributaryError } from '../../src/errors.ts'
@@ -331,6 +332,30 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
       check(again)
       await again.removeMarkers('q2\u0000c2\u0000')
       expect(again.marker('q2\u0000c2\u00001\u0000')).toBeUndefined()
+    })
+
+    it('does not ack a frame whose fdatasync failed, and moves on to a new segment', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'a'))
+      const probe = await openHandle(join(dir.path, 'probe'), 'w')
+      const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+      await probe.close()
+      const datasync = proto.datasync
+      proto.datasync = () =>
+        Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))
+      try {
+        await expect(live.append({ entries: [entry('s', 0, 'b')], durability: 'durable' })).rejects.toSatisfy(
+          (e) => isTributaryError(e, 'TRIB_STORE_WRITE_FAILED'),
+        )
+      } finally {
+        proto.datasync = datasync
+      }
+      const [c] = await live.append({ entries: [entry('s', 0, 'c')], durability: 'durable' })
+      expect(c?.offset, 'the unacknowledged offset is not given out again').toBe(2)
+      expect(segmentFiles(join(dir.path, 'live'))).toHaveLength(2)
+      const payloadsRead = payloads(live)
+      expect(payloadsRead[0]).toBe('a')
+      expect(payloadsRead.at(-1)).toBe('c')
     })
 
     it('cuts off a torn frame at the end of the last segment, unreported', async () => {
