@@ -150,10 +150,17 @@ export class SegmentLogStore implements LogStore {
     if (stored !== null) this.#position = stored
     for (const { key, value } of this.#segmentUse.getRange()) this.#state.segments.set(key, { ...value })
     const replay = this.#loadAndReplay()
-    for (const damage of replay.damaged)
-      this.#options.onCorrupt?.(damage, readOnly ? 'skipped' : 'quarantined')
-    if (readOnly)
-      return { partitions: this.#state.size, batchesChecked: replay.frames, quarantined: replay.damaged }
+    for (const damage of replay.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
+    if (readOnly) {
+      // Reported like at a writable open (the interface's `quarantined`), but nothing is moved.
+      const tails = this.#checkTails()
+      for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
+      return {
+        partitions: this.#state.size,
+        batchesChecked: replay.frames + tails.checked,
+        quarantined: [...replay.damaged, ...tails.damaged.map((d) => d.damage)],
+      }
+    }
 
     mkdirSync(this.#segmentsDir, { recursive: true })
     const last = replay.last ?? this.#position
