@@ -36,6 +36,9 @@ export interface Maintenance {
   readonly reject: (err: unknown) => void
 }
 
+/** Above this much unsynced data the index commit syncs it off the loop first (#presync). */
+const PRESYNC_BYTES = 1024 * 1024
+
 /** Index-commit work whose outcome nobody waits for (start-up quarantine: the damage is reported either way). */
 export function unobserved(run: () => void): Maintenance {
   return { run, resolve: () => undefined, reject: () => undefined }
@@ -68,6 +71,8 @@ export class LogWriter {
   #closed = false
   #indexTimer: NodeJS.Timeout | null = null
   #indexDue = false
+  #presyncing = false
+  #presynced = false
   #indexFailed = false
   #syncTimer: NodeJS.Timeout | null = null
   #syncDue = false
@@ -130,7 +135,11 @@ export class LogWriter {
   }
 
   #hasWork(): boolean {
-    return this.#queue.length > 0 || this.#maintenance.length > 0 || this.#indexDue || this.#syncDue
+    return this.#queue.length > 0 || this.#syncDue || this.#indexWork()
+  }
+
+  #indexWork(): boolean {
+    return !this.#presyncing && (this.#maintenance.length > 0 || this.#indexDue)
   }
 
   /** One step at a time, each kind of work in turn, so none starves the others. */
@@ -141,17 +150,21 @@ export class LogWriter {
         await new Promise<void>((resolve) => setImmediate(resolve))
         await this.#groupCommit(this.#appender)
       }
-      if (this.#maintenance.length > 0 || this.#indexDue) {
-        const tasks = this.#maintenance
-        this.#maintenance = []
-        await this.commitIndex(tasks)
+      if (this.#indexWork()) {
+        if (!this.#presynced && this.#appender.unsyncedBytes > PRESYNC_BYTES) {
+          this.#presync()
+        } else {
+          this.#presynced = false
+          const tasks = this.#maintenance
+          this.#maintenance = []
+          await this.commitIndex(tasks)
+        }
       }
       if (this.#syncDue) {
         this.#syncDue = false
-        // A failed background sync leaves the relaxed appends it covered as they
-        // are (already acknowledged); the segment is rolled by #sync.
-        await this.#syncChain.done.catch(() => undefined)
-        await this.#sync().catch(() => undefined)
+        // Beside the loop, in the sync chain. A failure leaves the relaxed appends
+        // it covered as they are (already acknowledged); the segment is rolled.
+        this.#chainSync(this.#appender.position.segment).catch(() => undefined)
       }
     }
   }
@@ -230,6 +243,26 @@ export class LogWriter {
     // Pipelining, one deep: the next frame is written while this one syncs, but
     // not before the sync of the frame before this one is done.
     await previous
+  }
+
+  /**
+   * Many unsynced bytes (relaxed and QoS 0 traffic) would make the index
+   * commit's own sync hold up the loop: sync them in the background first,
+   * while frames go on being written, and commit the index after that, when
+   * only what came meanwhile is left to sync.
+   */
+  #presync(): void {
+    this.#presyncing = true
+    const done = this.#chainSync(this.#appender.position.segment)
+    // A failure here is the next commit's (its sync fails or rolls); the index commit follows either way.
+    done
+      .catch(() => undefined)
+      .then(() => {
+        this.#presyncing = false
+        // One presync per index commit: under a steady stream there is always more.
+        this.#presynced = true
+        this.#kick()
+      })
   }
 
   /**

@@ -45,6 +45,11 @@ export class SegmentAppender {
     return { segment: this.#active.sequence, position: this.#active.size }
   }
 
+  /** Bytes of the active segment not yet covered by an fdatasync. */
+  get unsyncedBytes(): number {
+    return this.#active.size - this.#active.synced
+  }
+
   get synced(): boolean {
     return this.#active.synced >= this.#active.size
   }
