@@ -101,11 +101,6 @@ export class BatchIndex {
     this.#pendingCount = 0
   }
 
-  /** Forgets the pending entries (a read-only opener rescanning the segments). */
-  clearPending(): void {
-    this.committed()
-  }
-
   /** Removes a committed entry; inside an LMDB write transaction. */
   removeSync(partitionId: number, baseOffset: number): void {
     this.#db.removeSync(indexKey(partitionId, baseOffset))

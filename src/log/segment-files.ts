@@ -15,7 +15,7 @@ export const MAX_SEGMENT_BYTES = 2 ** 32 - 1
 const MAX_OPEN_READERS = 32
 const NAME = /^(\d{10})\.seg$/
 
-export function segmentPath(dir: string, sequence: number): string {
+function segmentPath(dir: string, sequence: number): string {
   return join(dir, `${String(sequence).padStart(10, '0')}.seg`)
 }
 

@@ -64,8 +64,8 @@ import {
 
 export const LMDB_FILE = 'log.mdb'
 export const DEFAULT_TAIL_BATCHES_CHECKED = 8
-export const DEFAULT_INDEX_COMMIT_MS = 200
-export const DEFAULT_INDEX_MAX_PENDING_BATCHES = 4096
+const DEFAULT_INDEX_COMMIT_MS = 200
+const DEFAULT_INDEX_MAX_PENDING_BATCHES = 4096
 
 export interface SegmentLogStoreOptions {
   readonly dataDir: string

@@ -25,10 +25,8 @@ export interface ScannedFrame {
 }
 
 export interface ScanResult {
-  /** Where the readable frames end: the next frame goes here. */
+  /** Where the readable frames end: the next frame goes here; anything after it is torn. */
   readonly end: number
-  /** Bytes after `end` that hold no intact frame. */
-  readonly tornBytes: number
 }
 
 const SEARCH_CHUNK = 1024 * 1024
@@ -52,15 +50,14 @@ function nextIntactFrame(reader: SegmentReader, sequence: number, from: number, 
 
 /**
  * Calls `onFrame` for every frame from `position` to the end of the file, in
- * order, and `onUnreadable` for ranges that hold no parseable frame but have
- * intact frames after them.
+ * order. Ranges that hold no parseable frame but have intact frames after
+ * them are skipped: their records show up as a gap before the next batch.
  */
 export function scanSegment(
   reader: SegmentReader,
   sequence: number,
   position: number,
   onFrame: (scanned: ScannedFrame) => void,
-  onUnreadable: (from: number, to: number) => void,
 ): ScanResult {
   const size = reader.size(sequence)
   let at = position
@@ -74,7 +71,7 @@ export function scanSegment(
       continue
     }
     const next = nextIntactFrame(reader, sequence, at + 1, size)
-    if (next === null) return { end: at, tornBytes: size - at }
+    if (next === null) return { end: at }
     let frame: DecodedFrame | null = null
     if (bytes !== null && at + bytes.length <= next) {
       try {
@@ -84,8 +81,7 @@ export function scanSegment(
       }
     }
     if (frame !== null) onFrame({ position: at, length: bytes?.length ?? 0, frame, intact: false })
-    else onUnreadable(at, next)
     at = next
   }
-  return { end: at, tornBytes: 0 }
+  return { end: at }
 }

@@ -55,13 +55,10 @@ export interface Quarantined {
 }
 
 export interface ReplayResult {
-  /** Every segment file seen, ascending. */
-  readonly segments: number[]
   /** The last segment and where its readable frames end (the next frame goes there). */
   readonly last: SegmentPosition | null
   /** False when the last segment could not be read: appends go to a new one. */
   readonly appendable: boolean
-  readonly tornBytes: number
   readonly frames: number
   readonly damaged: CorruptBatch[]
   readonly quarantine: Quarantined[]
@@ -161,12 +158,11 @@ export function replaySegments(target: ReplayTarget, dir: string, from: SegmentP
   const segments = listSegments(dir)
   const out = { damaged: [] as CorruptBatch[], quarantine: [] as Quarantined[] }
   let last: SegmentPosition | null = null
-  let tornBytes = 0
   let frames = 0
   let appendable = true
   for (const segment of segments) {
     if (segment < from.segment) continue
-    let result: { end: number; tornBytes: number }
+    let result: { end: number }
     try {
       result = scanSegment(
         target.reader,
@@ -176,17 +172,15 @@ export function replaySegments(target: ReplayTarget, dir: string, from: SegmentP
           frames++
           applyFrame(target, segment, scanned, out)
         },
-        () => undefined,
       )
       appendable = true
     } catch {
       // The file cannot be read (I/O error): what it held shows up as gaps, and
       // it is never truncated or appended to.
-      result = { end: 0, tornBytes: 0 }
+      result = { end: 0 }
       appendable = false
     }
     last = { segment, position: result.end }
-    tornBytes = result.tornBytes
   }
-  return { segments, last, appendable, tornBytes, frames, ...out }
+  return { last, appendable, frames, ...out }
 }
