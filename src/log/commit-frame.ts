@@ -34,6 +34,7 @@ export function buildCommit(
   items: readonly CommitItem[],
   partition: (ref: { stream: string; partition: number }) => PartitionMeta,
   nowMs: number,
+  segment: number,
 ): BuiltCommit {
   const snapshots = new Map<PartitionMeta, PartitionMeta>()
   const grouped = new Map<PartitionMeta, TimedRecord[]>()
@@ -73,10 +74,10 @@ export function buildCommit(
       batch: encodeBatch(baseOffset, records),
     }
   })
-  const frame = encodeFrame({
-    batches: batches.map((b) => ({ partitionId: b.meta.id, batch: b.batch })),
-    markers: changes,
-  })
+  const frame = encodeFrame(
+    { batches: batches.map((b) => ({ partitionId: b.meta.id, batch: b.batch })), markers: changes },
+    segment,
+  )
   const restore = (): void => {
     for (const [meta, before] of snapshots) Object.assign(meta, before)
   }

@@ -7,8 +7,11 @@
 //   0  u32  magic 0x54524652 ("TRFR"): lets a scan find the next frame after damage
 //   4  u8   format version (1)
 //   5  u32  CRC32C (Castagnoli) of bytes [9, end)
-//   9  u32  body length (bytes after this field)
-//  13  body:
+//   9  u32  body length (bytes after the header)
+//  13  u32  segment sequence: the file the frame was written to, so a frame
+//           left over from an earlier use of the file (or a misplaced file)
+//           is never taken for one of this segment's
+//  17  body:
 //        u16 batch count, then per batch: u32 partition id, u32 batch length, batch bytes
 //        u16 marker change count, then per change a u8 kind:
 //          1 (put):    u16 key length + UTF-8 key, u32 digest,
@@ -21,7 +24,7 @@ import type { Marker } from './log-store.ts'
 
 export const FRAME_MAGIC = 0x54524652
 export const FRAME_FORMAT_VERSION = 1
-export const FRAME_HEADER_BYTES = 13
+export const FRAME_HEADER_BYTES = 17
 
 export interface FrameBatch {
   readonly partitionId: number
@@ -69,7 +72,8 @@ export interface EncodedFrame {
   readonly batchAt: number[]
 }
 
-export function encodeFrame(frame: Frame): EncodedFrame {
+/** Encodes a frame for segment `segment` (`stampSegment` changes it once the segment is known). */
+export function encodeFrame(frame: Frame, segment: number): EncodedFrame {
   let size = FRAME_HEADER_BYTES + 2 + 2
   for (const b of frame.batches) size += 8 + b.batch.length
   for (const m of frame.markers) size += changeBytes(m)
@@ -77,6 +81,7 @@ export function encodeFrame(frame: Frame): EncodedFrame {
   buf.writeUInt32BE(FRAME_MAGIC, 0)
   buf.writeUInt8(FRAME_FORMAT_VERSION, 4)
   buf.writeUInt32BE(size - FRAME_HEADER_BYTES, 9)
+  buf.writeUInt32BE(segment, 13)
   const batchAt: number[] = []
   let pos = buf.writeUInt16BE(frame.batches.length, FRAME_HEADER_BYTES)
   for (const b of frame.batches) {
@@ -104,6 +109,18 @@ export function encodeFrame(frame: Frame): EncodedFrame {
   }
   buf.writeUInt32BE(crc32c(buf.subarray(9)), 5)
   return { bytes: buf, batchAt }
+}
+
+/** Sets the segment sequence of an encoded frame, in place, and its CRC32C with it. */
+export function stampSegment(buf: Buffer, segment: number): void {
+  if (buf.readUInt32BE(13) === segment) return
+  buf.writeUInt32BE(segment, 13)
+  buf.writeUInt32BE(crc32c(buf.subarray(9)), 5)
+}
+
+/** The segment sequence in a frame's header (check `frameIntact` first). */
+export function frameSegment(buf: Buffer): number {
+  return buf.readUInt32BE(13)
 }
 
 /**

@@ -177,6 +177,7 @@ export class LogWriter {
       items,
       (ref) => this.#state.local(ref),
       Date.now(),
+      appender.position.segment,
     )
     // Rolls happen only with no sync in flight: every sync then covers the segment its frames are in.
     if (appender.rollsFor(frame.bytes.length)) await this.#syncChain.done.catch(() => undefined)

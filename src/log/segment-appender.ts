@@ -3,6 +3,7 @@
 // because an fdatasync failed (on Linux a failed fsync may drop the dirty
 // pages, so a later "successful" one proves nothing about them).
 
+import { stampSegment } from './frame-codec.ts'
 import { ActiveSegment } from './segment-files.ts'
 
 export class SegmentAppender {
@@ -74,6 +75,8 @@ export class SegmentAppender {
       await current.close().catch(() => undefined)
     }
     const active = this.#active
+    // Encoded for the segment that was active then; a roll just now changes it.
+    stampSegment(frame, active.sequence)
     const position = await active.append(frame)
     this.unsyncedSinceMs ??= Date.now()
     return { segment: active.sequence, position }

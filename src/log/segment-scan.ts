@@ -12,6 +12,7 @@ import {
   FRAME_MAGIC,
   frameIntact,
   frameLength,
+  frameSegment,
   parseFrame,
 } from './frame-codec.ts'
 import type { SegmentReader } from './segment-files.ts'
@@ -31,7 +32,12 @@ export interface ScanResult {
 
 const SEARCH_CHUNK = 1024 * 1024
 
-/** The position of the next intact frame at or after `from`, or null. */
+/** An intact frame written to this segment (not one left over from an earlier use of the file). */
+function ours(bytes: Buffer, sequence: number): boolean {
+  return frameIntact(bytes) && frameSegment(bytes) === sequence
+}
+
+/** The position of the next intact frame of this segment at or after `from`, or null. */
 function nextIntactFrame(reader: SegmentReader, sequence: number, from: number, size: number): number | null {
   const magic = Buffer.allocUnsafe(4)
   magic.writeUInt32BE(FRAME_MAGIC, 0)
@@ -42,7 +48,7 @@ function nextIntactFrame(reader: SegmentReader, sequence: number, from: number, 
       const header = reader.readSome(sequence, at, FRAME_HEADER_BYTES)
       const length = frameLength(header)
       if (length === null || at + length > size) continue
-      if (frameIntact(reader.read(sequence, at, length))) return at
+      if (ours(reader.read(sequence, at, length), sequence)) return at
     }
   }
   return null
@@ -65,7 +71,7 @@ export function scanSegment(
     const length = frameLength(reader.readSome(sequence, at, FRAME_HEADER_BYTES))
     const fits = length !== null && at + length <= size
     const bytes = fits ? reader.read(sequence, at, length) : null
-    if (bytes !== null && frameIntact(bytes)) {
+    if (bytes !== null && ours(bytes, sequence)) {
       onFrame({ position: at, length: bytes.length, frame: parseFrame(bytes), intact: true })
       at += bytes.length
       continue
@@ -73,7 +79,8 @@ export function scanSegment(
     const next = nextIntactFrame(reader, sequence, at + 1, size)
     if (next === null) return { end: at }
     let frame: DecodedFrame | null = null
-    if (bytes !== null && at + bytes.length <= next) {
+    // Salvage only a damaged frame: an intact one of another segment is not ours to read.
+    if (bytes !== null && at + bytes.length <= next && !frameIntact(bytes)) {
       try {
         frame = parseFrame(bytes)
       } catch {

@@ -6,6 +6,7 @@ import { open as openHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isTributaryError } from '../../src/errors.ts'
+import { frameIntact, frameLength, stampSegment } from '../../src/log/frame-codec.ts'
 import type { AppendEntry, CorruptBatch, Durability, LogStore } from '../../src/log/log-store.ts'
 import type { RecordInput } from '../../src/log/record.ts'
 import { SegmentLogStore, type SegmentLogStoreOptions } from '../../src/log/segment-log-store.ts'
@@ -372,6 +373,23 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
       expect(damage).toEqual([])
       await append(store, entry('s', 0, 'after'))
       expect(payloads(store)).toEqual(['kept', 'after'])
+    })
+
+    it('never replays an intact frame written for another segment (a file used before)', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'ours'))
+      const image = await crashImage(live)
+      const [file] = segmentFiles(image)
+      const bytes = readFileSync(file ?? '')
+      const stale = Buffer.from(bytes.subarray(0, frameLength(bytes) ?? 0))
+      stampSegment(stale, 99)
+      expect(frameIntact(stale)).toBe(true)
+      appendFileSync(file ?? '', stale)
+      const store = create(image)
+      await store.open()
+      expect(damage).toEqual([])
+      expect(payloads(store)).toEqual(['ours'])
+      expect(statSync(file ?? '').size).toBe(bytes.length)
     })
 
     it('quarantines a damaged batch followed by good frames, reports it and starts', async () => {

@@ -9,7 +9,9 @@ import {
   type Frame,
   frameIntact,
   frameLength,
+  frameSegment,
   parseFrame,
+  stampSegment,
 } from '../../src/log/frame-codec.ts'
 
 // The segment frame's golden bytes: test/fixtures/frame-v1.bin was written by
@@ -19,6 +21,7 @@ import {
 const GOLDEN = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frame-v1.bin'))
 const BATCH_A = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'batch-v1.bin'))
 const BATCH_B = Buffer.from('opaque batch bytes')
+const SEGMENT = 0x01020304
 
 const FRAME: Frame = {
   batches: [
@@ -43,7 +46,7 @@ const FRAME: Frame = {
 
 describe('segment frame codec v1', () => {
   it('encodes the golden bytes', () => {
-    expect(encodeFrame(FRAME).bytes.equals(GOLDEN)).toBe(true)
+    expect(encodeFrame(FRAME, SEGMENT).bytes.equals(GOLDEN)).toBe(true)
   })
 
   it('decodes the golden bytes, batches located inside the frame', () => {
@@ -55,7 +58,7 @@ describe('segment frame codec v1', () => {
     ])
     for (const b of decoded.batches)
       expect(GOLDEN.subarray(b.at, b.at + b.batch.length).equals(b.batch)).toBe(true)
-    expect(encodeFrame(FRAME).batchAt).toEqual(decoded.batches.map((b) => b.at))
+    expect(encodeFrame(FRAME, SEGMENT).batchAt).toEqual(decoded.batches.map((b) => b.at))
   })
 
   it('starts with magic, version, CRC32C and length', () => {
@@ -63,7 +66,8 @@ describe('segment frame codec v1', () => {
       `54524652${FRAME_FORMAT_VERSION.toString(16).padStart(2, '0')}`,
     )
     expect(frameLength(GOLDEN)).toBe(GOLDEN.length)
-    expect(GOLDEN.readUInt32BE(9)).toBe(GOLDEN.length - 13)
+    expect(GOLDEN.readUInt32BE(9)).toBe(GOLDEN.length - 17)
+    expect(frameSegment(GOLDEN)).toBe(SEGMENT)
     expect(frameIntact(GOLDEN)).toBe(true)
   })
 
@@ -97,8 +101,15 @@ describe('segment frame codec v1', () => {
     expect(frameLength(future)).toBeNull()
   })
 
+  it('restamps the segment sequence with a CRC32C that still holds', () => {
+    const frame = encodeFrame(FRAME, 1).bytes
+    expect(frameIntact(frame)).toBe(true)
+    stampSegment(frame, SEGMENT)
+    expect(frame.equals(GOLDEN)).toBe(true)
+  })
+
   it('encodes a frame with no batches (only marker changes)', () => {
-    const frame = encodeFrame({ batches: [], markers: [{ kind: 'remove', prefix: 'x' }] })
+    const frame = encodeFrame({ batches: [], markers: [{ kind: 'remove', prefix: 'x' }] }, 1)
     expect(decodeFrame(frame.bytes)).toEqual({ batches: [], markers: [{ kind: 'remove', prefix: 'x' }] })
   })
 })
