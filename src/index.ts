@@ -14,8 +14,8 @@ import { Ingest } from './ingest/ingest.ts'
 import { Router } from './ingest/router.ts'
 import { acquirePidLock } from './lib/pid-lock.ts'
 import { probeEnvironment } from './log/env-probe.ts'
-import { LMDB_FILE, LmdbLogStore, type LmdbLogStoreOptions } from './log/lmdb-log-store.ts'
 import type { RecoveryReport } from './log/log-store.ts'
+import { LMDB_FILE, SegmentLogStore, type SegmentLogStoreOptions } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import { Upstream } from './upstream/upstream.ts'
 
@@ -25,7 +25,7 @@ export interface NodeAddresses {
 
 export interface TributaryNode {
   readonly nodeId: string
-  readonly store: LmdbLogStore
+  readonly store: SegmentLogStore
   readonly ingest: Ingest
   /** Null until started. */
   readonly upstream: Upstream | null
@@ -45,14 +45,14 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   if ('heldBy' in lock)
     throw new TributaryError('TRIB_DATA_DIR_LOCKED', `${config.dataDir} (pid ${lock.heldBy})`)
   let nodeId = loadOrCreateNodeId(config.dataDir)
-  const storeOptions = (): LmdbLogStoreOptions => ({
+  const storeOptions = (): SegmentLogStoreOptions => ({
     dataDir: config.dataDir,
     origin: nodeId,
     maxPendingAppends: config.limits.maxPendingAppends,
     onCorrupt: (damage, action) =>
       log.error({ code: 'TRIB_BATCH_CORRUPT', damage, action }, `damaged batch ${action}`),
   })
-  let store = new LmdbLogStore(storeOptions())
+  let store = new SegmentLogStore(storeOptions())
   const ingest = (): Ingest => new Ingest(store, new Router(config.streams, config.unmatched), config.limits)
   let currentIngest = ingest()
   let broker: Broker | null = null
@@ -83,7 +83,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
         },
         'log store damaged; moved aside and started anew',
       )
-      store = new LmdbLogStore(storeOptions())
+      store = new SegmentLogStore(storeOptions())
       currentIngest = ingest()
     }
     return store.open()

@@ -7,7 +7,7 @@ import type { Command } from 'commander'
 import { type ConfigFlags, loadConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
-import { LmdbLogStore } from '../log/lmdb-log-store.ts'
+import { SegmentLogStore } from '../log/segment-log-store.ts'
 
 export interface StoreOptions {
   readonly config?: string
@@ -37,9 +37,9 @@ export function nodeIdOf(config: Readonly<Config>): string {
 }
 
 /** Opens the store of a (possibly running) node without writing to it. */
-export async function openStoreReadOnly(config: Readonly<Config>): Promise<LmdbLogStore> {
+export async function openStoreReadOnly(config: Readonly<Config>): Promise<SegmentLogStore> {
   const origin = nodeIdOf(config)
-  const store = new LmdbLogStore({ dataDir: config.dataDir, origin, maxPendingAppends: 1, readOnly: true })
+  const store = new SegmentLogStore({ dataDir: config.dataDir, origin, maxPendingAppends: 1, readOnly: true })
   await store.open()
   return store
 }

@@ -5,9 +5,9 @@
 import { once } from 'node:events'
 import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
-import type { LmdbLogStore } from '../log/lmdb-log-store.ts'
 import type { StoredRecord } from '../log/record.ts'
 import { bytesForHumans, recordJson } from '../log/record-json.ts'
+import type { SegmentLogStore } from '../log/segment-log-store.ts'
 import { configFrom, openStoreReadOnly, withStoreOptions } from './shared.ts'
 
 const DEFAULT_LIMIT = 10
@@ -50,7 +50,7 @@ function parseNonNegative(name: string): (v: string) => number {
 }
 
 function startOffset(
-  store: LmdbLogStore,
+  store: SegmentLogStore,
   stream: string,
   partition: number,
   options: TailOptions,

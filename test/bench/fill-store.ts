@@ -1,5 +1,5 @@
 // A helper process for the restart and read benchmarks, working directly on
-// a stopped node's data dir through the project's LmdbLogStore:
+// a stopped node's data dir through the project's SegmentLogStore:
 //
 //   fill --data-dir D --records N --payload-bytes B --batch K --max-seconds S
 //     appends N records to partition 0 of the `default` stream, K records per
@@ -7,7 +7,7 @@
 //     append: batches of K records, like the broker's group commits under the
 //     8 x 16 load), with the node's own origin so the broker sees them as its own.
 //   read --data-dir D --max-seconds S
-//     reads partition 0 from its first offset with LmdbLogStore.read and
+//     reads partition 0 from its first offset with SegmentLogStore.read and
 //     reports records/s.
 //
 // Prints progress and a final JSON line {"result": ...} on stdout. Bounded by
@@ -16,8 +16,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { LmdbLogStore } from '../../src/log/lmdb-log-store.ts'
 import type { AppendEntry } from '../../src/log/log-store.ts'
+import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 
 export const FILL_STREAM = 'default'
 const CLIENTS = 8
@@ -44,9 +44,9 @@ function payloadOf(bytes: number): Buffer {
   return out
 }
 
-function openStore(dataDir: string, readOnly: boolean): LmdbLogStore {
+function openStore(dataDir: string, readOnly: boolean): SegmentLogStore {
   const origin = readFileSync(join(dataDir, 'node-id'), 'utf8').trim()
-  return new LmdbLogStore({ dataDir, origin, maxPendingAppends: 1000, readOnly })
+  return new SegmentLogStore({ dataDir, origin, maxPendingAppends: 1000, readOnly })
 }
 
 async function fill(

@@ -274,7 +274,7 @@ function restartTables(restart: RestartResult): Table[] {
   ])
   return [
     {
-      title: `Restart after kill -9 with ${int(restart.records)} records stored (${num(restart.storeFileBytes / 2 ** 30, 2)} GiB log.mdb)`,
+      title: `Restart after kill -9 with ${int(restart.records)} records stored (${num(restart.storeFileBytes / 2 ** 30, 2)} GiB: log.mdb and segments)`,
       headers: ['entry', 'round', 'spawn -> first CONNACK ms', 'spawn -> "accepting" log line ms'],
       rows: timings,
       notes: [
@@ -295,7 +295,7 @@ function restartTables(restart: RestartResult): Table[] {
       ],
       rows: [
         [
-          'LmdbLogStore.read (in-process, 1000 per call)',
+          'SegmentLogStore.read (in-process, 1000 per call)',
           int(restart.readInProcess.records),
           num(restart.readInProcess.seconds, 2),
           int(restart.readInProcess.recordsPerS),

@@ -4,7 +4,7 @@
 // 1. Start tributary once on a fresh data dir (creates its node id and the
 //    `default` stream, with retention off), stop it.
 // 2. Fill: test/bench/fill-store.ts appends N records of 128 B through
-//    LmdbLogStore (the project's own store code and on-disk format; batches of
+//    SegmentLogStore (the project's own store code and on-disk format; batches of
 //    128 records, like the broker's group commits under the 8 x 16 load; no
 //    MQTT and no dedupe markers, so it is fast).
 // 3. Rounds: start the broker, put it under a short 8 x 16 QoS 1 load, kill -9
@@ -12,12 +12,12 @@
 //    (and to its "accepting" log line). Both entry points are timed: src/
 //    (Node type stripping, as the rest of the benchmark runs it) and dist/
 //    (what bin/tributary runs).
-// 4. Read: LmdbLogStore.read in a helper process, then
+// 4. Read: SegmentLogStore.read in a helper process, then
 //    `tributary tail default --from-beginning --json --partition 0`, each
 //    bounded in time (page cache warm: the data was just written).
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { CLI, REPO_ROOT } from '../helpers/child.ts'
@@ -31,6 +31,22 @@ import { median } from './stats.ts'
 import { launchTributary, TRIBUTARY_ENTRIES, tributaryConfig, watchTributaryLog } from './systems.ts'
 
 const FILL_SCRIPT = join(import.meta.dirname, 'fill-store.ts')
+
+/** The store on disk: log.mdb and every segment file. */
+function storeSize(dataDir: string): { fileBytes: number; diskBytes: number } {
+  const segments = join(dataDir, 'segments')
+  const files = [join(dataDir, 'log.mdb')]
+  if (existsSync(segments)) for (const name of readdirSync(segments)) files.push(join(segments, name))
+  let fileBytes = 0
+  let diskBytes = 0
+  for (const file of files) {
+    if (!existsSync(file)) continue
+    const stat = statSync(file)
+    fileBytes += stat.size
+    diskBytes += stat.blocks * 512
+  }
+  return { fileBytes, diskBytes }
+}
 
 export interface RestartOptions {
   readonly records: number
@@ -236,7 +252,7 @@ export async function runRestart(
     const first = await startTimed(CLI, dataDir, configFile, dir, problems)
     if (first.child.pid !== undefined) await stopChild(first.child, first.child.pid, 'SIGTERM', 15_000)
 
-    log(`  restart: filling ${options.records.toLocaleString('en')} records through LmdbLogStore`)
+    log(`  restart: filling ${options.records.toLocaleString('en')} records through SegmentLogStore`)
     const fill = await runHelper<FillResult>(
       [
         'fill',
@@ -255,8 +271,7 @@ export async function runRestart(
       'fill',
     )
     log(`  restart: filled ${fill.records.toLocaleString('en')} records in ${fill.seconds.toFixed(1)} s`)
-    const storeFile = join(dataDir, 'log.mdb')
-    const stat = existsSync(storeFile) ? statSync(storeFile) : null
+    const store = storeSize(dataDir)
 
     const entries: Array<['src' | 'dist', string]> = [['src', CLI]]
     if (options.withDist) entries.push(['dist', TRIBUTARY_ENTRIES.dist])
@@ -279,7 +294,7 @@ export async function runRestart(
       }
     }
 
-    log('  read: LmdbLogStore.read in-process')
+    log('  read: SegmentLogStore.read in-process')
     const readInProcess = await runHelper<ReadResult>(
       ['read', '--data-dir', dataDir, '--max-seconds', String(options.readMaxSeconds)],
       options.readMaxSeconds,
@@ -295,10 +310,10 @@ export async function runRestart(
       records: fill.records,
       fill: {
         ...fill,
-        method: `LmdbLogStore.append from a helper process (test/bench/fill-store.ts), ${fill.batchRecords} records per append, relaxed`,
+        method: `SegmentLogStore.append from a helper process (test/bench/fill-store.ts), ${fill.batchRecords} records per append, relaxed`,
       },
-      storeFileBytes: stat?.size ?? 0,
-      storeDiskBytes: stat === null ? 0 : stat.blocks * 512,
+      storeFileBytes: store.fileBytes,
+      storeDiskBytes: store.diskBytes,
       restarts,
       medianMs: { src: of('src'), dist: of('dist') },
       readInProcess,

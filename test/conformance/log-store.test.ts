@@ -1,11 +1,15 @@
 // The LogStore conformance suite: every implementation runs it, in every
 // durability mode (aedes-persistence's abstract.js is the model).
 
+import { appendFileSync, cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { open as openHandle } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isTributaryError } from '../../src/errors.ts'
-import { LmdbLogStore } from '../../src/log/lmdb-log-store.ts'
-import type { AppendEntry, Durability, LogStore } from '../../src/log/log-store.ts'
+import { frameIntact, frameLength, stampSegment } from '../../src/log/frame-codec.ts'
+import type { AppendEntry, CorruptBatch, Durability, LogStore } from '../../src/log/log-store.ts'
 import type { RecordInput } from '../../src/log/record.ts'
+import { SegmentLogStore, type SegmentLogStoreOptions } from '../../src/log/segment-log-store.ts'
 import { tempDir } from '../helpers/temp-dir.ts'
 
 interface Factory {
@@ -16,9 +20,9 @@ interface Factory {
 
 const implementations: Factory[] = [
   {
-    name: 'LmdbLogStore',
+    name: 'SegmentLogStore',
     create: (dir, maxPendingAppends = 10_000) =>
-      new LmdbLogStore({ dataDir: dir, origin: 'node-a', maxPendingAppends }),
+      new SegmentLogStore({ dataDir: dir, origin: 'node-a', maxPendingAppends }),
   },
 ]
 
@@ -218,4 +222,270 @@ for (const impl of implementations) {
       })
     })
   }
+}
+
+// Segment files with a lazily committed index: what a crash leaves behind.
+// A "crash image" is a copy of the data dir taken while the store runs, after
+// appends resolved but before the index was committed (the commit interval is
+// an hour): the segments hold the frames, LMDB does not index them yet.
+for (const durability of ['durable', 'relaxed'] as Durability[]) {
+  describe(`SegmentLogStore segments and replay (${durability})`, () => {
+    let dir: Awaited<ReturnType<typeof tempDir>>
+    const open: SegmentLogStore[] = []
+    const damage: Array<[CorruptBatch, string]> = []
+
+    function create(path: string, options: Partial<SegmentLogStoreOptions> = {}): SegmentLogStore {
+      const store = new SegmentLogStore({
+        dataDir: path,
+        origin: 'node-a',
+        maxPendingAppends: 10_000,
+        indexCommitMs: 3_600_000,
+        indexMaxPendingBatches: 1_000_000,
+        onCorrupt: (batch, action) => damage.push([batch, action]),
+        ...options,
+      })
+      open.push(store)
+      return store
+    }
+
+    const append = (store: LogStore, ...entries: AppendEntry[]) =>
+      store.append({ entries, durability, relaxedFlushMs: 1000 })
+
+    /** Waits for durability of everything appended, then copies the data dir as a crash would leave it. */
+    async function crashImage(store: SegmentLogStore): Promise<string> {
+      // A durable append syncs the segment, and with it every frame before it.
+      await store.append({ entries: [], durability: 'durable' })
+      const image = join(dir.path, `image-${open.length}`)
+      cpSync(join(dir.path, 'live'), image, { recursive: true, filter: (src) => !src.endsWith('-lock') })
+      return image
+    }
+
+    function segmentFiles(path: string): string[] {
+      return readdirSync(join(path, 'segments'))
+        .filter((f) => f.endsWith('.seg'))
+        .map((f) => join(path, 'segments', f))
+    }
+
+    const payloads = (store: LogStore, partition = 0) =>
+      store
+        .read({ stream: 's', partition }, 0, { maxRecords: 10_000 })
+        .records.map((r) => r.payload.toString())
+
+    beforeEach(async () => {
+      dir = await tempDir()
+      damage.length = 0
+    })
+
+    afterEach(async () => {
+      for (const store of open.splice(0)) await store.close()
+      await dir.remove()
+    })
+
+    async function liveStore(options: Partial<SegmentLogStoreOptions> = {}): Promise<SegmentLogStore> {
+      const store = create(join(dir.path, 'live'), options)
+      await store.open()
+      await store.ensureStream('s', 2)
+      return store
+    }
+
+    it('replays frames the index does not hold yet: records, offsets and markers', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'a'), entry('s', 1, 'b'))
+      await live.append({ entries: [entry('s', 0, 'c')], durability, marker: { key: 'q2:c1:1', digest: 7 } })
+      const image = await crashImage(live)
+      const store = create(image)
+      const report = await store.open()
+      expect(report.quarantined).toEqual([])
+      expect(payloads(store)).toEqual(['a', 'c'])
+      expect(payloads(store, 1)).toEqual(['b'])
+      expect(store.marker('q2:c1:1')).toEqual({ digest: 7, offsets: [['s', 0, 1]] })
+      expect(store.partitions().find((p) => p.partition === 0)).toMatchObject({
+        firstOffset: 0,
+        nextOffset: 2,
+      })
+      const [next] = await append(store, entry('s', 0, 'd'))
+      expect(next?.offset).toBe(2)
+      expect(store.verify()).toMatchObject({ corrupt: [], gaps: [], records: 4 })
+    })
+
+    it('keeps marker puts and removals in call order, before and after replay', async () => {
+      const live = await liveStore()
+      const put = (key: string, digest: number) =>
+        live.append({ entries: [entry('s', 0, key)], durability, marker: { key, digest } })
+      await put('q2\u0000c1\u00001\u0000', 1)
+      await put('q2\u0000c1\u00002\u0000', 2)
+      await put('q2\u0000c2\u00001\u0000', 4)
+      await live.removeMarkers('q2\u0000c1\u0000')
+      await put('q2\u0000c1\u00002\u0000', 3)
+      const check = (store: LogStore) => {
+        expect(store.marker('q2\u0000c1\u00001\u0000')).toBeUndefined()
+        expect(store.marker('q2\u0000c1\u00002\u0000')?.digest).toBe(3)
+        expect(store.marker('q2\u0000c2\u00001\u0000')?.digest).toBe(4)
+      }
+      check(live)
+      const image = await crashImage(live)
+      const store = create(image)
+      await store.open()
+      check(store)
+      await store.close()
+      const again = create(image)
+      await again.open()
+      check(again)
+      await again.removeMarkers('q2\u0000c2\u0000')
+      expect(again.marker('q2\u0000c2\u00001\u0000')).toBeUndefined()
+    })
+
+    it('does not ack a frame whose fdatasync failed, and moves on to a new segment', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'a'))
+      const probe = await openHandle(join(dir.path, 'probe'), 'w')
+      const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+      await probe.close()
+      const datasync = proto.datasync
+      proto.datasync = () =>
+        Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))
+      try {
+        await expect(live.append({ entries: [entry('s', 0, 'b')], durability: 'durable' })).rejects.toSatisfy(
+          (e) => isTributaryError(e, 'TRIB_STORE_WRITE_FAILED'),
+        )
+      } finally {
+        proto.datasync = datasync
+      }
+      const [c] = await live.append({ entries: [entry('s', 0, 'c')], durability: 'durable' })
+      expect(c?.offset, 'the unacknowledged offset is not given out again').toBe(2)
+      expect(segmentFiles(join(dir.path, 'live'))).toHaveLength(2)
+      const payloadsRead = payloads(live)
+      expect(payloadsRead[0]).toBe('a')
+      expect(payloadsRead.at(-1)).toBe('c')
+    })
+
+    it('cuts off a torn frame at the end of the last segment, unreported', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'kept'))
+      const image = await crashImage(live)
+      const [file] = segmentFiles(image)
+      const goodSize = statSync(file ?? '').size
+      // The start of a frame (its magic and version) whose rest never reached the disk.
+      appendFileSync(file ?? '', Buffer.from('5452465201000000', 'hex'))
+      const store = create(image)
+      await store.open()
+      expect(statSync(file ?? '').size).toBe(goodSize)
+      expect(damage).toEqual([])
+      await append(store, entry('s', 0, 'after'))
+      expect(payloads(store)).toEqual(['kept', 'after'])
+    })
+
+    it('never replays an intact frame written for another segment (a file used before)', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'ours'))
+      const image = await crashImage(live)
+      const [file] = segmentFiles(image)
+      const bytes = readFileSync(file ?? '')
+      const stale = Buffer.from(bytes.subarray(0, frameLength(bytes) ?? 0))
+      stampSegment(stale, 99)
+      expect(frameIntact(stale)).toBe(true)
+      appendFileSync(file ?? '', stale)
+      const store = create(image)
+      await store.open()
+      expect(damage).toEqual([])
+      expect(payloads(store)).toEqual(['ours'])
+      expect(statSync(file ?? '').size).toBe(bytes.length)
+    })
+
+    it('quarantines a damaged batch followed by good frames, reports it and starts', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'first'))
+      await append(live, entry('s', 0, 'VICTIM-payload'))
+      await append(live, entry('s', 0, 'third'))
+      const image = await crashImage(live)
+      const [file] = segmentFiles(image)
+      const bytes = readFileSync(file ?? '')
+      const at = bytes.indexOf('VICTIM')
+      bytes[at] = (bytes[at] ?? 0) ^ 0xff
+      writeFileSync(file ?? '', bytes)
+      const store = create(image)
+      const report = await store.open()
+      expect(report.quarantined).toEqual([
+        expect.objectContaining({ stream: 's', partition: 0, baseOffset: 1, recordCount: 1 }),
+      ])
+      expect(damage.map(([d, action]) => [d.baseOffset, action])).toEqual([[1, 'quarantined']])
+      expect(payloads(store)).toEqual(['first', 'third'])
+      expect(store.verify()).toMatchObject({
+        corrupt: [],
+        quarantined: 1,
+        gaps: [{ stream: 's', partition: 0, from: 1, to: 1 }],
+      })
+    })
+
+    it('reports records lost with an unreadable frame as the gap before the next good batch', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'first'))
+      await append(live, entry('s', 0, 'lost'))
+      await append(live, entry('s', 0, 'third'))
+      const image = await crashImage(live)
+      const [file] = segmentFiles(image)
+      const bytes = readFileSync(file ?? '')
+      const second = bytes.indexOf(Buffer.from('TRFR'), bytes.indexOf(Buffer.from('TRFR')) + 1)
+      bytes.fill(0, second, second + 13)
+      writeFileSync(file ?? '', bytes)
+      const store = create(image)
+      await store.open()
+      expect(damage.map(([d, action]) => [d.baseOffset, d.recordCount, action])).toEqual([
+        [1, 1, 'quarantined'],
+      ])
+      expect(payloads(store)).toEqual(['first', 'third'])
+    })
+
+    it('rolls segments at the configured size and reads across them, also after reopen', async () => {
+      const live = await liveStore({ segmentBytes: 1024 })
+      for (let i = 0; i < 40; i++) await append(live, entry('s', i % 2, `m${i}-${'x'.repeat(60)}`))
+      const files = segmentFiles(join(dir.path, 'live'))
+      expect(files.length).toBeGreaterThan(3)
+      for (const f of files) expect(statSync(f).size).toBeLessThanOrEqual(1024)
+      const image = await crashImage(live)
+      const store = create(image, { segmentBytes: 1024 })
+      await store.open()
+      const expected = Array.from({ length: 20 }, (_, i) => `m${i * 2}-${'x'.repeat(60)}`)
+      expect(payloads(store)).toEqual(expected)
+      expect(payloads(live)).toEqual(expected)
+      expect(store.verify()).toMatchObject({ corrupt: [], gaps: [], records: 40 })
+    })
+
+    it('deletes whole segment files once retention removed every batch in them', async () => {
+      const live = await liveStore({ segmentBytes: 1024 })
+      for (let i = 0; i < 40; i++) await append(live, entry('s', 0, `m${i}-${'x'.repeat(60)}`))
+      const before = segmentFiles(join(dir.path, 'live')).length
+      const status = live.partitions().find((p) => p.partition === 0)
+      const report = await live.applyRetention(
+        () => ({ maxAgeMs: null, maxBytes: Math.floor((status?.bytes ?? 0) / 4) }),
+        Date.now(),
+      )
+      expect(report.recordsDeleted).toBeGreaterThan(20)
+      expect(report.bytesDeleted).toBeGreaterThan(0)
+      const after = segmentFiles(join(dir.path, 'live')).length
+      expect(after).toBeLessThan(before)
+      const first = live.partitions().find((p) => p.partition === 0)?.firstOffset ?? 0
+      expect(first).toBe(report.recordsDeleted)
+      const left = live.read({ stream: 's', partition: 0 }, 0, { maxRecords: 100 })
+      expect(left.records[0]?.offset).toBe(first)
+      expect(left.corrupt).toEqual([])
+      await live.close()
+      const reopened = create(join(dir.path, 'live'), { segmentBytes: 1024 })
+      await reopened.open()
+      expect(reopened.verify()).toMatchObject({ corrupt: [], gaps: [], records: 40 - report.recordsDeleted })
+    })
+
+    it('lets a read-only opener see acknowledged records the index does not hold yet', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'one'))
+      const reader = create(join(dir.path, 'live'), { readOnly: true })
+      await reader.open()
+      expect(payloads(reader)).toEqual(['one'])
+      await append(live, entry('s', 0, 'two'))
+      await live.append({ entries: [], durability: 'durable' })
+      reader.refresh()
+      expect(payloads(reader)).toEqual(['one', 'two'])
+      expect(reader.partitions().find((p) => p.partition === 0)?.nextOffset).toBe(2)
+    })
+  })
 }

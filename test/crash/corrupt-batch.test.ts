@@ -1,15 +1,15 @@
-// Damaged record bytes on disk (bit rot inside one batch's payload, LMDB's
-// pages otherwise intact): the broker still starts and accepts publishes;
+// Damaged record bytes on disk (bit rot inside one batch's payload in its
+// segment file, everything around it intact): the broker still starts and accepts publishes;
 // damage among the tail batches checked at start is logged as
 // TRIB_BATCH_CORRUPT and quarantined; older damage is found by
 // `tributary log verify` (exit 1, naming the batch) and skipped with a
 // warning by `tributary tail`, and every other record reads back intact.
 
-import { writeFileSync } from 'node:fs'
+import { readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
-import { DEFAULT_TAIL_BATCHES_CHECKED } from '../../src/log/lmdb-log-store.ts'
+import { DEFAULT_TAIL_BATCHES_CHECKED } from '../../src/log/segment-log-store.ts'
 import { type ChildBroker, spawnBroker } from '../helpers/child.ts'
 import { invertAfterMarker } from '../helpers/damage-file.ts'
 import { runTributary } from '../helpers/run-bounded.ts'
@@ -107,11 +107,15 @@ describe('a damaged batch on disk', () => {
       Array.from({ length: count }, (_, i) => payloadOf(tag, i)),
     )
     await stop()
-    const damage = invertAfterMarker(join(dir.path, 'log.mdb'), marker(tag, victim), 8, 6)
+    const segments = join(dir.path, 'segments')
+    const files = readdirSync(segments).filter((f) => f.endsWith('.seg'))
+    const damage = {
+      offsets: files.flatMap((f) => invertAfterMarker(join(segments, f), marker(tag, victim), 8, 6).offsets),
+    }
     console.log(
       `damaged record ${victim} of ${count}: marker found at file offsets ${damage.offsets.join(', ')}`,
     )
-    expect(damage.offsets.length, 'the victim record is in log.mdb').toBeGreaterThan(0)
+    expect(damage.offsets.length, 'the victim record is in a segment file').toBeGreaterThan(0)
     return { config, tag }
   }
 

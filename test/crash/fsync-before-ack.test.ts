@@ -1,7 +1,7 @@
 // The durability half a kill -9 test cannot show (SIGKILL keeps the page
 // cache): in `durable` mode, every PUBACK leaves the broker only after the
-// message's record was written to <dataDir>/log.mdb and a sync of that file
-// (fdatasync/fsync, as lmdb-js issues it on a libuv worker thread) completed.
+// message's record was written to its segment file under <dataDir>/segments/
+// and a sync of that file (fdatasync, issued on a libuv worker thread) completed.
 // Proven from the broker's own syscalls, traced with strace; the checker is
 // then shown to flag the same trace with the syncs removed or with each
 // PUBACK moved ahead of its sync, so it cannot pass vacuously.
@@ -30,7 +30,7 @@ const TRACED =
   'fdatasync,fsync,msync,sync_file_range,pwrite64,pwritev,pwritev2,write,writev,sendto,sendmsg,read,readv,recvfrom,recvmsg'
 
 function straceWrapper(output: string): string[] {
-  // -s 16384: LMDB writes 4 KiB pages; every byte of them must be in the trace.
+  // -s 16384: every byte of each frame written must be in the trace.
   return ['strace', '-f', '-ttt', '-xx', '-yy', '-s', '16384', '-e', `trace=${TRACED}`, '-o', output]
 }
 
@@ -91,7 +91,7 @@ describe('durable acks wait for the sync', () => {
     dir = null
   })
 
-  it(`writes each of ${MESSAGES} PUBACKs only after an fdatasync of log.mdb that covers the message`, async () => {
+  it(`writes each of ${MESSAGES} PUBACKs only after an fdatasync of the segment file that covers the message`, async () => {
     requireStrace()
     dir = await tempDir('tributary-crash-fsync-')
     const dataDir = join(dir.path, 'data')
@@ -152,7 +152,10 @@ describe('durable acks wait for the sync', () => {
     )
 
     const events = parseStrace(readFileSync(traceFile, 'utf8'))
-    const dataFile = join(dataDir, 'log.mdb')
+    // Every record of this short run is in the first segment.
+    const segments = readdirSync(join(dataDir, 'segments')).filter((f) => f.endsWith('.seg'))
+    expect(segments).toHaveLength(1)
+    const dataFile = join(dataDir, 'segments', segments[0] ?? '')
     const options = { clientPort, dataFile, messages }
     const analysis = checkAcksAfterSync(events, options)
     report(analysis)
@@ -198,7 +201,7 @@ function report(analysis: AckAnalysis): void {
     `data file synced by thread(s) ${summary.syncThreads.join(', ')}; MQTT socket served by thread ${summary.mainThread}`,
   )
   const ok = orders.filter((o) => o.problem === null).length
-  console.log(`${ok}/${orders.length} PUBACKs written after write + completed sync of log.mdb`)
+  console.log(`${ok}/${orders.length} PUBACKs written after write + completed sync of the segment file`)
   const first = orders[0]
   if (first !== undefined) console.log(`e.g. ${describeOrder(first)}`)
 }

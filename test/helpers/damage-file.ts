@@ -1,7 +1,8 @@
 // Bit rot on demand: finds a unique marker inside a file (a record's payload
-// inside log.mdb) and inverts bytes right after it, inside the same payload,
-// so LMDB's own page structure stays intact and only the record's bytes (and
-// so its batch's CRC32C) go wrong. For crash tests of damage detection.
+// inside a segment file) and inverts bytes right after it, inside the same
+// payload, so the file's structure stays intact and only the record's bytes
+// (and so its batch's and frame's CRC32C) go wrong. For crash tests of damage
+// detection.
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs'
 
@@ -12,8 +13,7 @@ export interface Damage {
 
 /**
  * Inverts `length` bytes starting `skip` bytes after the end of every copy of
- * `marker`. LMDB is copy-on-write, so stale copies of a page may also hold the
- * marker; they are free pages, so damaging them too changes nothing a reader sees.
+ * `marker` (a file holds each record once; none is fine: the caller checks).
  */
 export function invertAfterMarker(path: string, marker: string, skip: number, length: number): Damage {
   const bytes = readFileSync(path)

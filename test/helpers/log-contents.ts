@@ -1,13 +1,13 @@
 // Reads a stopped (or killed) node's whole log back, the way an operator's
-// tools do: LmdbLogStore opened read-only with the node's origin from
+// tools do: SegmentLogStore opened read-only with the node's origin from
 // <dataDir>/node-id. For crash tests that compare what was acknowledged with
 // what is on disk.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { LmdbLogStore } from '../../src/log/lmdb-log-store.ts'
 import type { CorruptBatch, VerifyReport } from '../../src/log/log-store.ts'
 import type { StoredRecord } from '../../src/log/record.ts'
+import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 
 export interface LocatedRecord {
   readonly stream: string
@@ -28,7 +28,7 @@ const MAX_READS_PER_PARTITION = 10_000
 
 export async function readLogContents(dataDir: string, streams?: readonly string[]): Promise<LogContents> {
   const origin = readFileSync(join(dataDir, 'node-id'), 'utf8').trim()
-  const store = new LmdbLogStore({ dataDir, origin, maxPendingAppends: 1, readOnly: true })
+  const store = new SegmentLogStore({ dataDir, origin, maxPendingAppends: 1, readOnly: true })
   await store.open()
   try {
     const records: LocatedRecord[] = []

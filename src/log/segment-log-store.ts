@@ -1,0 +1,430 @@
+// The partitioned log: batches in append-only segment files, everything else
+// in one LMDB environment. Group commit: every append that arrives while a
+// commit runs goes into the next one; a commit becomes one frame
+// (frame-codec.ts: each touched partition's batch plus the marker changes)
+// appended to the active segment, then ONE fdatasync before `durable`
+// appends resolve (log-writer.ts runs it). This file owns the lifecycle
+// (open, replay, quarantine, close) and the read-side API.
+//
+// On disk, under <dataDir>:
+//   segments/<seq>.seg  frames, one global sequence (segment-files.ts); rolled at `segmentBytes`
+//   log.mdb             LMDB, committed lazily (every `indexCommitMs` or `indexMaxPendingBatches`):
+//     log-index       [partition id u32][base offset u64] -> segment, position, length, count, max time
+//     log-meta        "partition:<stream>:<origin>:<n>" -> PartitionMeta; "next-partition-id";
+//                     "segment-position" -> { segment, position }: frames before it are indexed
+//     log-segments    segment seq -> { batches, bytes } still indexed (a file at 0 can go)
+//     log-markers     ingest's dedupe state
+//     log-quarantine  [partition id u32][base offset u64] -> { batch, error, atMs }
+// The index commit first syncs the segment, so LMDB is never ahead of the
+// segments; at open, frames after "segment-position" are replayed
+// (store-recovery.ts). Read-only openers replay them in memory.
+
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Database, open, type RootDatabase } from 'lmdb'
+import { TributaryError } from '../errors.ts'
+import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
+import { LogState } from './log-state.ts'
+import type {
+  Appended,
+  AppendRequest,
+  CorruptBatch,
+  LogStore,
+  Marker,
+  PartitionRef,
+  PartitionStatus,
+  ReadLimits,
+  ReadResult,
+  RecoveryReport,
+  RetentionPolicy,
+  RetentionReport,
+  VerifyReport,
+} from './log-store.ts'
+import { LogWriter, unobserved } from './log-writer.ts'
+import { MarkerOverlay } from './marker-overlay.ts'
+import { PartitionReads } from './partition-reads.ts'
+import { SegmentAppender } from './segment-appender.ts'
+import {
+  DEFAULT_SEGMENT_BYTES,
+  listSegments,
+  MAX_SEGMENT_BYTES,
+  SEGMENTS_DIR,
+  SegmentReader,
+} from './segment-files.ts'
+import {
+  moveForeignSegments,
+  NEXT_PARTITION_ID,
+  type PartitionMeta,
+  type Quarantined,
+  replaySegments,
+  SEGMENT_POSITION,
+  type SegmentPosition,
+  type SegmentUse,
+} from './store-recovery.ts'
+
+export const LMDB_FILE = 'log.mdb'
+export const DEFAULT_TAIL_BATCHES_CHECKED = 8
+const DEFAULT_INDEX_COMMIT_MS = 200
+const DEFAULT_INDEX_MAX_PENDING_BATCHES = 4096
+
+export interface SegmentLogStoreOptions {
+  readonly dataDir: string
+  /** This node's id: the origin of every partition it appends to. */
+  readonly origin: string
+  /** Appends waiting for a commit; beyond it append() rejects with TRIB_APPEND_QUEUE_FULL. */
+  readonly maxPendingAppends: number
+  readonly readOnly?: boolean
+  readonly tailBatchesChecked?: number
+  /** A segment file is rolled once the next frame would take it past this size. */
+  readonly segmentBytes?: number
+  /** The index is committed to LMDB at most this long after a frame was written... */
+  readonly indexCommitMs?: number
+  /** ...or once this many batches wait for it. */
+  readonly indexMaxPendingBatches?: number
+  /**
+   * Called for every damaged batch found (log it, count it): `quarantined` at open
+   * (moved out of the log, unless read-only), `skipped` by a read.
+   */
+  readonly onCorrupt?: (batch: CorruptBatch, action: 'quarantined' | 'skipped') => void
+}
+
+export class SegmentLogStore implements LogStore {
+  readonly #options: SegmentLogStoreOptions
+  readonly #segmentsDir: string
+  readonly #reader: SegmentReader
+  #root: RootDatabase | null = null
+  #meta!: Database<PartitionMeta | SegmentPosition | number, string>
+  #quarantine!: Database<{ batch: Buffer; error: string; atMs: number }, Buffer>
+  #segmentUse!: Database<SegmentUse, number>
+  #index!: BatchIndex
+  #markers!: MarkerOverlay
+  #reads!: PartitionReads
+  #writer: LogWriter | null = null
+  #position: SegmentPosition = { segment: 1, position: 0 }
+  #state!: LogState
+  #nextPartitionId = 0
+  #opened: Promise<RecoveryReport> | null = null
+  #closing: Promise<void> | null = null
+
+  constructor(options: SegmentLogStoreOptions) {
+    this.#options = options
+    this.#segmentsDir = join(options.dataDir, SEGMENTS_DIR)
+    this.#reader = new SegmentReader(this.#segmentsDir)
+  }
+
+  open(): Promise<RecoveryReport> {
+    this.#opened ??= this.#open()
+    return this.#opened
+  }
+
+  async #open(): Promise<RecoveryReport> {
+    const readOnly = this.#options.readOnly === true
+    if (!readOnly) {
+      try {
+        mkdirSync(this.#options.dataDir, { recursive: true })
+      } catch (err) {
+        throw new TributaryError('TRIB_DATA_DIR_UNUSABLE', this.#options.dataDir, { cause: err })
+      }
+    }
+    const root = open({
+      path: join(this.#options.dataDir, LMDB_FILE),
+      maxDbs: 32,
+      readOnly,
+      overlappingSync: true,
+      separateFlushed: true,
+    })
+    this.#root = root
+    this.#meta = root.openDB({ name: 'log-meta' })
+    this.#quarantine = root.openDB({ name: 'log-quarantine', keyEncoding: 'binary' })
+    this.#segmentUse = root.openDB({ name: 'log-segments', keyEncoding: 'uint32' })
+    this.#index = new BatchIndex(
+      root.openDB({ name: 'log-index', keyEncoding: 'binary', encoding: 'binary' }),
+    )
+    this.#state = new LogState(this.#options.origin, this.#index)
+    this.#markers = new MarkerOverlay(root.openDB({ name: 'log-markers' }))
+    this.#reads = new PartitionReads(this.#index, this.#reader, (damage) =>
+      this.#options.onCorrupt?.(damage, 'skipped'),
+    )
+    const stored = this.#storedPosition()
+    if (stored === null && !readOnly) moveForeignSegments(this.#segmentsDir)
+    if (stored !== null) this.#position = stored
+    for (const { key, value } of this.#segmentUse.getRange()) this.#state.segments.set(key, { ...value })
+    const replay = this.#loadAndReplay()
+    for (const damage of replay.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
+    if (readOnly) {
+      // Reported like at a writable open (the interface's `quarantined`), but nothing is moved.
+      const tails = this.#checkTails()
+      for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
+      return {
+        partitions: this.#state.size,
+        batchesChecked: replay.frames + tails.checked,
+        quarantined: [...replay.damaged, ...tails.damaged.map((d) => d.damage)],
+      }
+    }
+
+    mkdirSync(this.#segmentsDir, { recursive: true })
+    const last = replay.last ?? this.#position
+    const appender = await SegmentAppender.open(
+      this.#segmentsDir,
+      this.#segmentBytes,
+      replay.appendable ? last.segment : last.segment + 1,
+      replay.appendable ? last.position : 0,
+      (sequence) => this.#state.use(sequence),
+    )
+    const writer = new LogWriter({
+      root,
+      meta: this.#meta,
+      segmentUse: this.#segmentUse,
+      index: this.#index,
+      markers: this.#markers,
+      state: this.#state,
+      appender,
+      indexCommitMs: this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS,
+      indexMaxPendingBatches: this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES,
+    })
+    this.#writer = writer
+    // A failed commit here (full disk) does not stop the start: the index is tried again later.
+    await writer.commitIndex([unobserved(this.#quarantineTask(replay.quarantine))])
+    const tails = this.#checkTails()
+    if (tails.damaged.length > 0) {
+      for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
+      await writer.commitIndex([unobserved(this.#quarantineTask(tails.damaged))])
+    }
+    return {
+      partitions: this.#state.size,
+      batchesChecked: replay.frames + tails.checked,
+      quarantined: [...replay.damaged, ...tails.damaged.map((d) => d.damage)],
+    }
+  }
+
+  #storedPosition(): SegmentPosition | null {
+    const stored = this.#meta.get(SEGMENT_POSITION)
+    return typeof stored === 'object' && 'segment' in stored ? { ...stored } : null
+  }
+
+  get #segmentBytes(): number {
+    return Math.min(this.#options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+  }
+
+  /** Partitions from LMDB, then the frames past the index on top. */
+  #loadAndReplay(): ReturnType<typeof replaySegments> {
+    this.#state.load(this.#meta)
+    const next = this.#meta.get(NEXT_PARTITION_ID)
+    this.#nextPartitionId = typeof next === 'number' ? next : 0
+    return replaySegments(
+      {
+        reader: this.#reader,
+        partition: (id) => this.#state.byId(id),
+        addEntry: (meta, entry) => this.#state.addEntry(meta, entry),
+        markerChange: (change) => this.#markers.apply(change),
+      },
+      this.#segmentsDir,
+      this.#position,
+    )
+  }
+
+  /** Read-only opens: see what the writing process acknowledged since (for `tail --follow`). */
+  refresh(): void {
+    if (this.#options.readOnly !== true || this.#root === null) return
+    this.#root.resetReadTxn()
+    this.#index.committed()
+    this.#markers.committed()
+    this.#state.committed()
+    this.#position = this.#storedPosition() ?? this.#position
+    this.#loadAndReplay()
+  }
+
+  /** The LMDB environment, for other modules that keep their state beside the log (MQTT sessions). */
+  get environment(): RootDatabase {
+    if (this.#root === null) throw new TributaryError('TRIB_STORE_CLOSED', 'open() the store first')
+    return this.#root
+  }
+
+  /** Checks the last batches of every partition (CRC32C, structure, offsets). */
+  #checkTails(): { checked: number; damaged: Array<Quarantined & { entry: IndexEntry }> } {
+    const limit = this.#options.tailBatchesChecked ?? DEFAULT_TAIL_BATCHES_CHECKED
+    const damaged: Array<Quarantined & { entry: IndexEntry }> = []
+    let checked = 0
+    for (const meta of this.#state.all()) {
+      for (const entry of this.#index.tail(meta.id, limit)) {
+        checked++
+        const { bytes, damage } = this.#reads.check(meta, entry)
+        if (damage !== null) damaged.push({ meta, entry, damage, batch: bytes ?? Buffer.alloc(0) })
+      }
+    }
+    return { checked, damaged }
+  }
+
+  /** Moves damaged batches out of the log into log-quarantine. */
+  #quarantineTask(items: ReadonlyArray<Quarantined & { entry?: IndexEntry }>): () => void {
+    return () => {
+      for (const { meta, damage, batch, entry } of items) {
+        this.#quarantine.putSync(indexKey(meta.id, damage.baseOffset), {
+          batch,
+          error: damage.error,
+          atMs: Date.now(),
+        })
+        if (entry === undefined) continue
+        this.#state.dropEntry(meta, entry)
+        if (damage.baseOffset === meta.firstOffset)
+          meta.firstOffset = this.#index.nextAfter(meta.id, damage.baseOffset) ?? meta.nextOffset
+      }
+    }
+  }
+
+  /** The write side; TRIB_STORE_CLOSED for read-only opens and before open(). */
+  #writable(): LogWriter {
+    if (this.#writer === null)
+      throw new TributaryError('TRIB_STORE_CLOSED', 'the store is not open for writing')
+    return this.#writer
+  }
+
+  #assertOpen(): void {
+    if (this.#root === null || this.#closing !== null) throw new TributaryError('TRIB_STORE_CLOSED')
+  }
+
+  /**
+   * New partitions are committed, and LMDB flushed, before this resolves: a
+   * frame that names a partition id must never outlive the id's registration.
+   */
+  async ensureStream(stream: string, partitions: number): Promise<void> {
+    this.#assertOpen()
+    let added = 0
+    for (let p = 0; p < partitions; p++) {
+      if (this.#state.has(stream, p)) continue
+      const meta: PartitionMeta = {
+        id: this.#nextPartitionId++,
+        stream,
+        origin: this.#options.origin,
+        partition: p,
+        firstOffset: 0,
+        nextOffset: 0,
+        bytes: 0,
+        lastTimestampMs: null,
+      }
+      this.#state.register(meta)
+      this.#state.changed(meta)
+      added++
+    }
+    if (added === 0) return
+    const nextId = this.#nextPartitionId
+    await this.#writable().inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
+    await this.#root?.flushed
+  }
+
+  append(request: AppendRequest): Promise<Appended[]> {
+    try {
+      this.#assertOpen()
+      for (const entry of request.entries) this.#state.local(entry)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const writer = this.#writable()
+    if (writer.queued >= this.#options.maxPendingAppends) {
+      return Promise.reject(
+        new TributaryError('TRIB_APPEND_QUEUE_FULL', `${writer.queued} appends wait for the disk`),
+      )
+    }
+    return new Promise<Appended[]>((resolve, reject) => {
+      writer.enqueue({ kind: 'append', request, resolve, reject })
+    })
+  }
+
+  /** Written in the next frame like an append, and durable when this resolves. */
+  removeMarkers(keyPrefix: string): Promise<void> {
+    let writer: LogWriter
+    try {
+      this.#assertOpen()
+      writer = this.#writable()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise<void>((resolve, reject) => {
+      writer.enqueue({ kind: 'remove', prefix: keyPrefix, resolve, reject })
+    })
+  }
+
+  marker(key: string): Marker | undefined {
+    return this.#markers.get(key)
+  }
+
+  read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
+    return this.#reads.read(this.#state.local(ref), fromOffset, limits)
+  }
+
+  offsetForTimestamp(ref: PartitionRef, timestampMs: number): number {
+    return this.#reads.offsetForTimestamp(this.#state.local(ref), timestampMs)
+  }
+
+  partitions(): PartitionStatus[] {
+    return this.#state.statuses()
+  }
+
+  setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void {
+    this.#state.setFloor(holder, ref, offset)
+  }
+
+  removeRetentionFloor(holder: string, ref: PartitionRef): void {
+    this.#state.removeFloor(holder, ref)
+  }
+
+  /**
+   * Deletes index entries from the front of each partition, then every
+   * segment file no entry refers to any more (once LMDB has flushed the
+   * deletion: a crash must never bring back an index entry whose file is gone).
+   */
+  async applyRetention(
+    policyFor: (stream: string) => RetentionPolicy | undefined,
+    nowMs: number,
+    options: { force?: boolean } = {},
+  ): Promise<RetentionReport> {
+    this.#assertOpen()
+    let report: RetentionReport | null = null
+    const writer = this.#writable()
+    await writer.inIndexCommit(() => {
+      report = this.#state.retain(policyFor, nowMs, options.force === true)
+      this.#state.dropUnused(writer.activeSegment)
+    })
+    await this.#root?.flushed
+    this.#removeUnusedSegments()
+    return report ?? { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] }
+  }
+
+  #removeUnusedSegments(): void {
+    const active = this.#writer?.activeSegment ?? 0
+    for (const seq of listSegments(this.#segmentsDir)) {
+      if (seq >= active || this.#state.segments.has(seq)) continue
+      try {
+        this.#reader.remove(seq)
+      } catch {
+        // Already gone, or not removable now: the next retention run tries again.
+      }
+    }
+  }
+
+  verify(): VerifyReport {
+    let quarantined = 0
+    for (const _ of this.#quarantine.getKeys()) quarantined++
+    return { ...this.#reads.verify(this.#state.all()), quarantined }
+  }
+
+  async idle(): Promise<void> {
+    await this.#writer?.idle()
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    if (this.#opened !== null) await this.#opened.catch(() => undefined)
+    await this.#writer?.close()
+    this.#writer = null
+    this.#reader.close()
+    const root = this.#root
+    if (root === null) return
+    await root.close()
+    this.#root = null
+  }
+}
