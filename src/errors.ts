@@ -38,6 +38,11 @@ export const errorCodes = {
     message: 'The log store could not commit the write (disk full or I/O error); the record was not stored',
     retriable: true,
   },
+  TRIB_DISK_FULL: {
+    message:
+      'The data disk is above limits.diskHighWaterPercent and the stream refuses new records (onFull: reject); retry later',
+    retriable: true,
+  },
   TRIB_APPEND_QUEUE_FULL: {
     message: 'Too many appends are waiting for the disk; the record was not stored, retry later',
     retriable: true,

@@ -13,6 +13,7 @@ import { TributaryError } from './errors.ts'
 import { Ingest } from './ingest/ingest.ts'
 import { Router } from './ingest/router.ts'
 import { acquirePidLock } from './lib/pid-lock.ts'
+import { DiskGuard } from './log/disk-guard.ts'
 import { probeEnvironment } from './log/env-probe.ts'
 import type { RecoveryReport } from './log/log-store.ts'
 import { LMDB_FILE, SegmentLogStore, type SegmentLogStoreOptions } from './log/segment-log-store.ts'
@@ -29,6 +30,8 @@ export interface TributaryNode {
   readonly ingest: Ingest
   /** Null until started. */
   readonly upstream: Upstream | null
+  /** The data disk as the guard last saw it (usedPercent null until started). */
+  readonly disk: { readonly full: boolean; readonly usedPercent: number | null }
   start(): Promise<NodeAddresses>
   /** Stops accepting and lets in-flight appends and acks finish. */
   drain(): Promise<void>
@@ -49,15 +52,24 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     dataDir: config.dataDir,
     origin: nodeId,
     maxPendingAppends: config.limits.maxPendingAppends,
+    segmentBytes: config.limits.segmentBytes,
     onCorrupt: (damage, action) =>
       log.error({ code: 'TRIB_BATCH_CORRUPT', damage, action }, `damaged batch ${action}`),
   })
   let store = new SegmentLogStore(storeOptions())
-  const ingest = (): Ingest => new Ingest(store, new Router(config.streams, config.unmatched), config.limits)
+  let diskGuard: DiskGuard | null = null
+  const ingest = (): Ingest =>
+    new Ingest(
+      store,
+      new Router(config.streams, config.unmatched),
+      config.limits,
+      () => diskGuard?.full === true,
+    )
   let currentIngest = ingest()
   let broker: Broker | null = null
   let upstream: Upstream | null = null
   let retentionTimer: NodeJS.Timeout | null = null
+  let diskTimer: NodeJS.Timeout | null = null
   let started: Promise<NodeAddresses> | null = null
   let drained: Promise<void> | null = null
   let closed: Promise<void> | null = null
@@ -101,6 +113,22 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     const recovery = await openStore()
     log.info({ nodeId, dataDir: config.dataDir, recovery }, 'log store open')
     await currentIngest.prepare(config.streams)
+    upstream = new Upstream({ config, store, env: store.environment, origin: nodeId, log })
+    upstream.start()
+    const guard = new DiskGuard({
+      dataDir: config.dataDir,
+      highWaterPercent: config.limits.diskHighWaterPercent,
+      streams: config.streams,
+      store,
+      log,
+      neededFrom: (ref) => upstream?.neededFrom(ref) ?? null,
+    })
+    diskGuard = guard
+    const checkDisk = (): void => {
+      // A failed check is logged and retried on the next tick; the last verdict stands meanwhile.
+      guard.check().catch((err: unknown) => log.error({ err }, 'disk check failed'))
+    }
+    await guard.check()
     broker = new Broker(
       {
         host: config.mqtt.host,
@@ -114,19 +142,20 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
       log,
     )
     const address = await broker.listen()
-    upstream = new Upstream({ config, store, env: store.environment, origin: nodeId, log })
-    upstream.start()
     retentionTimer = setInterval(() => {
       // Retention failures are logged and retried on the next tick; ingest is unaffected.
       runRetention().catch((err: unknown) => log.error({ err }, 'retention run failed'))
     }, config.retentionCheckMs)
     retentionTimer.unref()
+    diskTimer = setInterval(checkDisk, config.limits.diskCheckMs)
+    diskTimer.unref()
     log.info({ mqtt: `${address.address}:${address.port}` }, 'tributary accepting MQTT connections')
     return { mqtt: { host: address.address, port: address.port } }
   }
 
   async function drain(): Promise<void> {
     if (retentionTimer !== null) clearInterval(retentionTimer)
+    if (diskTimer !== null) clearInterval(diskTimer)
     // Stop new connections; publishes already read keep flowing into the store, and
     // their acks are written when their commits are durable.
     // stopAccepting() resolves only once every connection has ended; close() awaits
@@ -160,6 +189,9 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     },
     get upstream() {
       return upstream
+    },
+    get disk() {
+      return { full: diskGuard?.full === true, usedPercent: diskGuard?.usedPercent ?? null }
     },
     start: () => {
       started ??= start()

@@ -13,6 +13,9 @@ export const DEFAULT_DEDUPE_IDS_PER_CLIENT = 64
 export const DEFAULT_DEDUPE_CLIENTS = 10_000
 export const DEFAULT_RETENTION_CHECK_MS = 60_000
 export const DEFAULT_STREAM_NAME = 'default'
+export const DEFAULT_DISK_HIGH_WATER_PERCENT = 95
+export const DEFAULT_DISK_CHECK_MS = 5000
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 /** A stream's dead-letter stream, unless it names one: `<stream>.dead-letter`. */
 export const DEAD_LETTER_SUFFIX = '.dead-letter'
 
@@ -78,6 +81,12 @@ export const streamSchema = z
       .max(9)
       .default(0)
       .describe('sinks send higher-priority streams first when they share a bandwidth cap'),
+    onFull: z
+      .enum(['reject', 'dropOldest'])
+      .default('reject')
+      .describe(
+        'above limits.diskHighWaterPercent: refuse new publishes, or delete the oldest records and send a gap record',
+      ),
     deadLetter: z
       .string()
       .regex(STREAM_NAME)
@@ -214,6 +223,15 @@ export const configSchema = z
         maxQueuedPerSession: z.number().int().min(1).default(DEFAULT_MAX_QUEUED_PER_SESSION),
         dedupeIdsPerClient: z.number().int().min(1).max(65535).default(DEFAULT_DEDUPE_IDS_PER_CLIENT),
         dedupeClients: z.number().int().min(1).default(DEFAULT_DEDUPE_CLIENTS),
+        diskHighWaterPercent: z.number().min(1).max(100).default(DEFAULT_DISK_HIGH_WATER_PERCENT),
+        diskCheckMs: z.number().int().min(100).default(DEFAULT_DISK_CHECK_MS),
+        segmentBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .max(1024 * 1024 * 1024)
+          .default(DEFAULT_SEGMENT_BYTES)
+          .describe('segment files roll at this size; retention and the disk guard free whole files'),
       })
       .strict()
       .default({
@@ -222,6 +240,9 @@ export const configSchema = z
         maxQueuedPerSession: DEFAULT_MAX_QUEUED_PER_SESSION,
         dedupeIdsPerClient: DEFAULT_DEDUPE_IDS_PER_CLIENT,
         dedupeClients: DEFAULT_DEDUPE_CLIENTS,
+        diskHighWaterPercent: DEFAULT_DISK_HIGH_WATER_PERCENT,
+        diskCheckMs: DEFAULT_DISK_CHECK_MS,
+        segmentBytes: DEFAULT_SEGMENT_BYTES,
       }),
     unmatched: z
       .enum(['store', 'live-only'])

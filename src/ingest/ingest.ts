@@ -89,8 +89,17 @@ export class Ingest {
   readonly #recent: RecentPublishes
   readonly stats: IngestStats = { records: 0, duplicates: 0, rejected: 0 }
 
-  constructor(store: LogStore, router: Router, limits: Config['limits']) {
+  /** True while the data disk is above its high-water mark (src/log/disk-guard.ts). */
+  readonly #diskFull: () => boolean
+
+  constructor(
+    store: LogStore,
+    router: Router,
+    limits: Config['limits'],
+    diskFull: () => boolean = () => false,
+  ) {
     this.#store = store
+    this.#diskFull = diskFull
     this.#router = router
     this.#maxPayloadBytes = limits.maxPayloadBytes
     this.#recent = new RecentPublishes(limits.dedupeIdsPerClient, limits.dedupeClients)
@@ -116,6 +125,13 @@ export class Ingest {
     if (invalid !== null) return Promise.reject(invalid)
     const routes = this.#router.route(publish.topic, publish.clientId)
     if (routes.length === 0) return Promise.resolve(NONE)
+    if (this.#diskFull()) {
+      const refusing = routes.find((r) => r.stream.onFull === 'reject')
+      if (refusing !== undefined) {
+        this.stats.rejected++
+        return Promise.reject(new TributaryError('TRIB_DISK_FULL', `stream ${refusing.stream.name}`))
+      }
+    }
     if (publish.qos === 0 || publish.messageId === undefined) return this.#append(publish, routes, undefined)
 
     const { clientId, messageId } = publish

@@ -179,13 +179,13 @@ export class LogState {
 
   /** Drops batches from the front of each partition per policy; inside an LMDB write transaction. */
   retain(
-    policyFor: (stream: string) => RetentionPolicy | undefined,
+    policyFor: (stream: string, partition: number) => RetentionPolicy | undefined,
     nowMs: number,
     force: boolean,
   ): RetentionReport {
     const report = { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] as PartitionRef[] }
     for (const meta of this.#partitions.values()) {
-      const policy = policyFor(meta.stream)
+      const policy = policyFor(meta.stream, meta.partition)
       if (policy === undefined) continue
       const floor = force ? Number.POSITIVE_INFINITY : this.#floor(meta)
       let remaining = meta.bytes
@@ -194,6 +194,7 @@ export class LogState {
         const tooOld = policy.maxAgeMs !== null && entry.maxTimestampMs < nowMs - policy.maxAgeMs
         const tooBig = policy.maxBytes !== null && remaining > policy.maxBytes
         if (!tooOld && !tooBig) break
+        if (policy.keepNewestBatch === true && entry.baseOffset + entry.recordCount >= meta.nextOffset) break
         if (entry.baseOffset + entry.recordCount > floor) {
           report.heldBack.push({ stream: meta.stream, partition: meta.partition })
           break

@@ -88,6 +88,8 @@ export interface VerifyReport {
 export interface RetentionPolicy {
   readonly maxAgeMs: number | null
   readonly maxBytes: number | null
+  /** Never delete a partition's newest batch (the disk guard: its gap record must survive). */
+  readonly keepNewestBatch?: boolean
 }
 
 export interface RetentionReport {
@@ -119,7 +121,7 @@ export interface LogStore {
   setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void
   removeRetentionFloor(holder: string, ref: PartitionRef): void
   applyRetention(
-    policyFor: (stream: string) => RetentionPolicy | undefined,
+    policyFor: (stream: string, partition: number) => RetentionPolicy | undefined,
     nowMs: number,
     options?: { force?: boolean },
   ): Promise<RetentionReport>

@@ -374,7 +374,7 @@ export class SegmentLogStore implements LogStore {
    * deletion: a crash must never bring back an index entry whose file is gone).
    */
   async applyRetention(
-    policyFor: (stream: string) => RetentionPolicy | undefined,
+    policyFor: (stream: string, partition: number) => RetentionPolicy | undefined,
     nowMs: number,
     options: { force?: boolean } = {},
   ): Promise<RetentionReport> {

@@ -96,10 +96,18 @@ export class Forwarder {
     this.#o = options
     this.#holder = `sink:${options.sink.name}`
     this.#backoff = new Backoff(options.config.retry)
+    // Known at once, so retention and the disk guard see it before the sink is asked for its own.
+    this.#cursor = options.cursors.get(this.#key) ?? 0
+    options.store.setRetentionFloor(this.#holder, options.ref, this.#cursor)
   }
 
   get ref(): PartitionRef {
     return this.#o.ref
+  }
+
+  /** The next offset to forward. */
+  get cursor(): number {
+    return this.#cursor
   }
 
   get #key() {
@@ -162,7 +170,7 @@ export class Forwarder {
 
   /** The cursor to go on from: ours, or the sink's own position when it keeps one and is further. */
   async #restore(signal: AbortSignal): Promise<void> {
-    const local = this.#o.cursors.get(this.#key) ?? 0
+    const local = this.#cursor
     let remote: number | null = null
     const position = this.#o.sink.committedPosition?.bind(this.#o.sink)
     while (position !== undefined && !signal.aborted) {

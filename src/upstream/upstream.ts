@@ -8,7 +8,7 @@
 import type { RootDatabase } from 'lmdb'
 import { deadLetterStreamOf } from '../config/load.ts'
 import type { Config, SinkConfig, StreamConfig } from '../config/schema.ts'
-import type { LogStore } from '../log/log-store.ts'
+import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { CursorStore } from './cursors.ts'
 import { Forwarder, type ForwarderStatus } from './forwarder.ts'
@@ -101,6 +101,17 @@ export class Upstream {
         .map((p) => [`${p.stream}\u0000${p.partition}`, p]),
     )
     return this.#forwarders.map((f) => f.status(partitions.get(`${f.ref.stream}\u0000${f.ref.partition}`)))
+  }
+
+  /** The lowest offset of the partition some sink has not forwarded yet; null when no sink forwards it. */
+  neededFrom(ref: PartitionRef): number | null {
+    let lowest: number | null = null
+    for (const f of this.#forwarders) {
+      if (f.ref.stream !== ref.stream || f.ref.partition !== ref.partition) continue
+      const cursor = f.cursor
+      lowest = lowest === null ? cursor : Math.min(lowest, cursor)
+    }
+    return lowest
   }
 
   /** Stops sending (in-flight sends are abandoned and will be sent again), saves cursors, closes sinks. */
