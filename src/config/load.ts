@@ -223,6 +223,11 @@ function sinkProblems(config: Config): ConfigProblem[] {
       if (name !== '*' && !streams.has(name))
         problems.push({ path: `sinks.${i}.streams.${j}`, message: `no stream "${name}"` })
     })
+    if (sink.type === 'kafka' && sink.exactlyOnce && sink.drainOrder === 'newest-first')
+      problems.push({
+        path: `sinks.${i}.drainOrder`,
+        message: 'exactly-once keeps one forward position per partition: use oldest-first',
+      })
     if (sink.retry.maxMs < sink.retry.initialMs)
       problems.push({ path: `sinks.${i}.retry.maxMs`, message: 'must be at least retry.initialMs' })
   })

@@ -127,6 +127,10 @@ const sinkCommon = {
     .max(64)
     .default(4)
     .describe('batches sent at once over all partitions'),
+  drainOrder: z
+    .enum(['oldest-first', 'newest-first'])
+    .default('oldest-first')
+    .describe('after an outage: the backlog in order, or the newest records first and the backlog after'),
   retry: z
     .object({
       initialMs: z.number().int().min(1).default(500),

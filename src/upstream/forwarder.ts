@@ -80,8 +80,15 @@ export class Forwarder {
   readonly #abort = new AbortController()
   readonly #backoff: Backoff
   #cursor = 0
-  /** After a rejected batch: send one record at a time up to here, to find the poison. */
-  #isolateUntil = -1
+  /** After a rejected batch: send one record at a time in [from, until), to find the poison. */
+  #isolate = { from: 0, until: 0 }
+  /**
+   * Newest-first drain only: records [from, next) already sent ahead of the
+   * cursor. Set when a backlog is found; live records go first from `next`,
+   * the backlog [cursor, from) is sent when live is caught up, then the two
+   * join. Kept in memory: after a restart the range may be sent again.
+   */
+  #ahead: { from: number; next: number } | null = null
   #state: ForwarderState = 'starting'
   #failingSinceMs: number | null = null
   #lastFailureLogMs = 0
@@ -128,10 +135,18 @@ export class Forwarder {
   }
 
   status(partition: PartitionStatus | undefined): ForwarderStatus {
-    const lag =
+    const behind =
       partition === undefined
         ? { lagRecords: 0, lagBytes: 0, lagSeconds: 0 }
         : lagOf(this.#o.store, partition, this.#cursor)
+    // Records sent ahead of the cursor (newest-first) are not lag.
+    const sentAhead = this.#ahead === null ? 0 : this.#ahead.next - this.#ahead.from
+    const lagRecords = Math.max(0, behind.lagRecords - sentAhead)
+    const lag = {
+      lagRecords,
+      lagBytes: behind.lagRecords === 0 ? 0 : Math.round((behind.lagBytes * lagRecords) / behind.lagRecords),
+      lagSeconds: lagRecords === 0 ? 0 : behind.lagSeconds,
+    }
     return {
       ...this.#key,
       cursor: this.#cursor,
@@ -151,20 +166,65 @@ export class Forwarder {
     await this.#restore(signal)
     const pollMs = Math.min(MAX_IDLE_POLL_MS, Math.max(MIN_IDLE_POLL_MS, this.#o.config.lingerMs))
     while (!signal.aborted) {
-      const isolating = this.#cursor < this.#isolateUntil
-      const { records, nextOffset } = this.#o.store.read(this.#o.ref, this.#cursor, {
-        maxRecords: isolating ? 1 : this.#o.config.maxBatchRecords,
+      const { from, until } = this.#nextRead()
+      const isolating = from >= this.#isolate.from && from < this.#isolate.until
+      const limit =
+        until === null
+          ? this.#o.config.maxBatchRecords
+          : Math.min(this.#o.config.maxBatchRecords, until - from)
+      const { records, nextOffset } = this.#o.store.read(this.#o.ref, from, {
+        maxRecords: isolating ? 1 : limit,
         maxBytes: this.#o.config.maxBatchBytes,
       })
-      if (records.length === 0) {
+      const inRange = until === null ? records : records.filter((r) => r.offset < until)
+      if (inRange.length === 0) {
         // Past records deleted by retention or skipped as damaged: nothing to send there.
-        if (nextOffset > this.#cursor) this.#advance(nextOffset)
+        if (nextOffset > from) this.#delivered(from, Math.min(nextOffset, until ?? nextOffset) - 1)
         if (this.#state !== 'retrying') this.#state = 'idle'
-        await sleep(pollMs, signal)
+        if (nextOffset <= from || until === null) await sleep(pollMs, signal)
         continue
       }
-      if (!isolating && (await this.#lingered(records, signal))) continue
-      await this.#forward(records, signal)
+      if (!isolating && (await this.#lingered(inRange, signal))) continue
+      await this.#forward(inRange, signal)
+    }
+  }
+
+  /** Where the next batch starts, and where it must end (newest-first backfill stops at the range sent ahead). */
+  #nextRead(): { from: number; until: number | null } {
+    if (this.#o.config.drainOrder !== 'newest-first') return { from: this.#cursor, until: null }
+    const end =
+      this.#o.store
+        .partitions()
+        .find(
+          (p) =>
+            p.stream === this.#o.ref.stream &&
+            p.partition === this.#o.ref.partition &&
+            p.origin === this.#o.origin,
+        )?.nextOffset ?? this.#cursor
+    const batch = this.#o.config.maxBatchRecords
+    if (this.#ahead === null && end - this.#cursor > batch) {
+      this.#ahead = { from: end - batch, next: end - batch }
+      this.#o.log.info(
+        { ...this.#key, backlog: end - this.#cursor - batch },
+        'backlog found: newest records first',
+      )
+    }
+    if (this.#ahead === null) return { from: this.#cursor, until: null }
+    if (this.#ahead.next < end) return { from: this.#ahead.next, until: null }
+    return { from: this.#cursor, until: this.#ahead.from }
+  }
+
+  /** Records from `first` to `last` were sent (or skipped): move whichever position they belong to. */
+  #delivered(first: number, last: number): void {
+    const ahead = this.#ahead
+    if (ahead !== null && first >= ahead.from) {
+      ahead.next = Math.max(ahead.next, last + 1)
+      return
+    }
+    this.#advance(last + 1)
+    if (ahead !== null && this.#cursor >= ahead.from) {
+      this.#ahead = null
+      this.#advance(Math.max(this.#cursor, ahead.next))
     }
   }
 
@@ -213,7 +273,7 @@ export class Forwarder {
         release()
       }
       this.#forwarded += records.length
-      this.#advance(last.offset + 1)
+      this.#delivered(records[0]?.offset ?? last.offset, last.offset)
       this.#recovered()
     } catch (err) {
       if (signal.aborted) return
@@ -261,11 +321,8 @@ export class Forwarder {
     if (record === undefined) return
     if (rest.length > 0) {
       // One of them is poison: send one at a time up to the end of this batch.
-      this.#isolateUntil = (rest.at(-1)?.offset ?? record.offset) + 1
-      this.#o.log.info(
-        { ...this.#key, from: record.offset, until: this.#isolateUntil },
-        'isolating a rejected record',
-      )
+      this.#isolate = { from: record.offset, until: (rest.at(-1)?.offset ?? record.offset) + 1 }
+      this.#o.log.info({ ...this.#key, ...this.#isolate }, 'isolating a rejected record')
       return
     }
     try {
@@ -291,7 +348,7 @@ export class Forwarder {
       },
       'record rejected by the sink; moved to the dead-letter stream',
     )
-    this.#advance(record.offset + 1)
+    this.#delivered(record.offset, record.offset)
   }
 
   async #failed(err: unknown, signal: AbortSignal): Promise<void> {

@@ -90,6 +90,21 @@ describe('sinks in the config', () => {
     ])
   })
 
+  it('refuse newest-first draining for an exactly-once Kafka sink', () => {
+    const result = validateConfig({
+      dataDir: '/tmp/d',
+      sinks: [
+        { name: 'k', type: 'kafka', brokers: ['h:9092'], exactlyOnce: true, drainOrder: 'newest-first' },
+      ],
+    })
+    expect(result.problems).toEqual([
+      {
+        path: 'sinks.0.drainOrder',
+        message: 'exactly-once keeps one forward position per partition: use oldest-first',
+      },
+    ])
+  })
+
   it('check each type its own fields', () => {
     const result = validateConfig({
       dataDir: '/tmp/d',

@@ -154,6 +154,28 @@ describe('HTTP sink', () => {
     expect(node.upstream?.status().some((s) => s.lastError?.code === 'TRIB_SINK_STUCK')).toBe(true)
   })
 
+  it('drains newest-first when asked: the newest records arrive first, then the backlog, each once', async () => {
+    const rx = await receiver()
+    await rx.stop()
+    const { url } = await cleanup.node({
+      config: streamsWithSink(rx.url, { drainOrder: 'newest-first', maxBatchRecords: 10 }),
+    })
+    const client = await publish(url, 60)
+    await rx.start()
+    await waitFor(() => rx.delivered.length >= 60, 'the 60 stored records')
+    const fresh = ['fresh0', 'fresh1']
+    for (const payload of fresh) await client.publishAsync('sensors/dev0/temp', payload, { qos: 1 })
+    await waitFor(() => rx.delivered.length >= 62, 'the live records')
+
+    const payloads = rx.delivered.map((r) => r.payload)
+    expect(new Set(payloads).size).toBe(62)
+    // Per partition, the first batch sent is the partition's newest records, not its oldest.
+    for (const partition of [0, 1]) {
+      const offsets = rx.delivered.filter((r) => r.partition === partition).map((r) => r.offset)
+      expect(offsets[0]).toBeGreaterThan(Math.min(...offsets))
+    }
+  })
+
   it('goes on from its durable cursor after a restart, without sending old records again', async () => {
     const rx = await receiver()
     const first = await cleanup.node({ config: streamsWithSink(rx.url) })
