@@ -311,6 +311,11 @@ export class LogWriter {
       return
     }
     if (this.#indexTimer !== null) return
+    this.#startIndexTimer()
+  }
+
+  /** The index commit becomes due after indexCommitMs. */
+  #startIndexTimer(): void {
     this.#indexTimer = setTimeout(() => {
       this.#indexTimer = null
       this.#indexDue = true
@@ -354,12 +359,7 @@ export class LogWriter {
       // The index stays in memory and is tried again after the interval (not at
       // once: a full disk would make that a busy loop); replay covers a crash meanwhile.
       this.#indexFailed = true
-      this.#indexTimer = setTimeout(() => {
-        this.#indexTimer = null
-        this.#indexDue = true
-        this.#kick()
-      }, this.#options.indexCommitMs)
-      this.#indexTimer.unref()
+      this.#startIndexTimer()
       return
     }
     for (const task of tasks) task.resolve()

@@ -167,10 +167,7 @@ export class KafkaSink implements Sink {
             replicas: this.#config.replicationFactor,
             ...(t.compacted === true ? { configs: [{ name: 'cleanup.policy', value: 'compact' }] } : {}),
           })
-          this.#context.log.info(
-            { sink: this.name, topic: t.name, partitions: t.partitions },
-            'created Kafka topic',
-          )
+          this.#context.log.info({ topic: t.name, partitions: t.partitions }, 'created Kafka topic')
         }
         this.#topics.add(t.name)
       }
@@ -244,7 +241,7 @@ export class KafkaSink implements Sink {
         this.#producer = null
         await producer.close(true).catch(() => undefined)
       }
-      this.#context.log.debug({ sink: this.name, err: mapped.message, timeoutMs: ms }, 'Kafka request failed')
+      this.#context.log.debug({ err: mapped.message, timeoutMs: ms }, 'Kafka request failed')
       throw mapped
     }
   }

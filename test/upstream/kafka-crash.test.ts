@@ -7,10 +7,9 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connectAsync } from 'mqtt'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, inject, it } from 'vitest'
 import { type ChildBroker, spawnBroker } from '../helpers/child.ts'
 import { Cleanup } from '../helpers/integration.ts'
-import { type KafkaBroker, startKafka } from '../helpers/kafka.ts'
 import { type KcatRecord, kcatRead } from '../helpers/kafka-read.ts'
 
 const ROUNDS = 6
@@ -20,11 +19,8 @@ const STREAM = 'crash'
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
 
-let kafka: KafkaBroker
-beforeAll(async () => {
-  kafka = await startKafka()
-}, 120_000)
-afterAll(() => kafka?.stop())
+// The project's shared broker (test/upstream/global-setup.ts): this test never stops it.
+const bootstrap = inject('kafkaBootstrap')
 
 function writeConfig(dir: string): string {
   const path = join(dir, 'tributary.yaml')
@@ -39,7 +35,7 @@ function writeConfig(dir: string): string {
       'sinks:',
       '  - name: central',
       '    type: kafka',
-      `    brokers: ["${kafka.bootstrap}"]`,
+      `    brokers: ["${bootstrap}"]`,
       '    exactlyOnce: true',
       '    maxBatchRecords: 20',
       '    lingerMs: 0',
@@ -77,7 +73,7 @@ async function settle(expected: ReadonlySet<string>, timeoutMs: number): Promise
   const deadline = Date.now() + timeoutMs
   let records: KcatRecord[] = []
   while (Date.now() < deadline) {
-    records = await kcatRead(kafka.bootstrap, STREAM).catch(() => [])
+    records = await kcatRead(bootstrap, STREAM).catch(() => [])
     const seen = new Set(records.map((r) => r.payload))
     if ([...expected].every((p) => seen.has(p))) return records
     await new Promise((resolve) => setTimeout(resolve, 500))
