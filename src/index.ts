@@ -114,7 +114,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     log.info({ nodeId, dataDir: config.dataDir, recovery }, 'log store open')
     await currentIngest.prepare(config.streams)
     upstream = new Upstream({ config, store, env: store.environment, origin: nodeId, log })
-    upstream.start()
+    await upstream.start()
     const guard = new DiskGuard({
       dataDir: config.dataDir,
       highWaterPercent: config.limits.diskHighWaterPercent,

@@ -47,10 +47,10 @@ export class Upstream {
     this.#cursors = new CursorStore(options.env, CURSOR_FLUSH_MS)
   }
 
-  start(): void {
+  async start(): Promise<void> {
     const { config, origin, log, store } = this.#o
     for (const sinkConfig of config.sinks) {
-      const sink = createSink(sinkConfig, {
+      const sink = await createSink(sinkConfig, {
         origin,
         log: log.child({ sink: sinkConfig.name }),
         partitionsOf: (name) => config.streams.find((s) => s.name === name)?.partitions ?? 1,
