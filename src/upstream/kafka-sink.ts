@@ -340,8 +340,22 @@ export class KafkaSink implements Sink {
   }
 }
 
+/**
+ * The client nests the reason (an authentication failure, ECONNREFUSED) in
+ * `errors` and `cause` chains under generic messages: keep every distinct one.
+ */
 function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err)
-  const inner = err instanceof AggregateError ? err.errors.map(describe).join('; ') : ''
-  return inner === '' ? err.message : `${err.message} (${inner})`
+  const seen: string[] = []
+  const visit = (e: unknown, depth: number): void => {
+    if (depth > 6) return
+    if (!(e instanceof Error)) {
+      if (e !== undefined && e !== null) seen.push(String(e))
+      return
+    }
+    if (!seen.includes(e.message)) seen.push(e.message)
+    if (e instanceof AggregateError) for (const inner of e.errors) visit(inner, depth + 1)
+    visit(e.cause, depth + 1)
+  }
+  visit(err, 0)
+  return seen.join(': ')
 }

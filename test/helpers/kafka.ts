@@ -41,15 +41,24 @@ const JVM_FLAGS: readonly string[] = [
   '-Djava.net.preferIPv4Stack=true',
 ]
 
+/** A second listener that authenticates with SASL (PLAIN and SCRAM-SHA-256) for these users. */
+export interface SaslUsers {
+  readonly [username: string]: string
+}
+
 export interface KafkaOptions {
+  /** Adds a SASL_PLAINTEXT listener (KafkaBroker.saslBootstrap) where these users log in. */
+  readonly sasl?: SaslUsers
   /** Extra or overriding server.properties entries. */
   readonly properties?: Readonly<Record<string, string | number | boolean>>
   readonly startTimeoutMs?: number
 }
 
 export interface KafkaBroker {
-  /** `127.0.0.1:PORT`, the one listener clients use. */
+  /** `127.0.0.1:PORT`, the plaintext listener clients use. */
   readonly bootstrap: string
+  /** `127.0.0.1:PORT` of the SASL listener, when `sasl` users were given. */
+  readonly saslBootstrap: string | null
   readonly port: number
   readonly controllerPort: number
   /** The broker's log4j2 file (server, controller, request errors). */
@@ -92,6 +101,23 @@ export async function kafkaLibs(): Promise<string> {
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? ''
     throw new Error(`scripts/install-kafka failed: ${stderr.trim() || String(err)}`, { cause: err })
+  }
+}
+
+/** The properties of a SASL_PLAINTEXT listener on `port` for PLAIN and SCRAM-SHA-256 logins. */
+function saslProperties(port: number, plaintextPort: number, controllerPort: number, users: SaslUsers) {
+  const plainUsers = Object.entries(users)
+    .map(([name, password]) => `user_${name}="${password}"`)
+    .join(' ')
+  return {
+    listeners: `PLAINTEXT://127.0.0.1:${plaintextPort},SASL_PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${plaintextPort},SASL_PLAINTEXT://127.0.0.1:${port}`,
+    'listener.security.protocol.map':
+      'PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256',
+    'listener.name.sasl_plaintext.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+    'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
   }
 }
 
@@ -256,12 +282,22 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
   let controllerPort = await freePort()
   while (controllerPort === port) controllerPort = await freePort()
   const bootstrap = `127.0.0.1:${port}`
+  const saslPort = options.sasl === undefined ? null : await freePort()
+  const properties =
+    options.sasl === undefined || saslPort === null
+      ? options.properties
+      : { ...saslProperties(saslPort, port, controllerPort, options.sasl), ...options.properties }
+  // SCRAM credentials live in the cluster metadata: the format step writes them.
+  const scram = Object.entries(options.sasl ?? {}).flatMap(([name, password]) => [
+    '--add-scram',
+    `SCRAM-SHA-256=[name=${name},password=${password}]`,
+  ])
   const configFile = join(dir.path, 'server.properties')
   const log4jFile = join(dir.path, 'log4j2.properties')
   const logFile = join(dir.path, 'kafka.log')
   const stdoutFile = join(dir.path, 'kafka.stdout')
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
-  await writeFile(configFile, serverProperties(dir.path, port, controllerPort, options.properties))
+  await writeFile(configFile, serverProperties(dir.path, port, controllerPort, properties))
   await writeFile(log4jFile, log4jProperties(logFile))
   const java = [...JVM_FLAGS, `-Dlog4j2.configurationFile=${log4jFile}`, '-cp', classpath]
 
@@ -273,7 +309,7 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
   try {
     await execFileAsync(
       'java',
-      [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile],
+      [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile, ...scram],
       {
         timeout: startTimeoutMs,
       },
@@ -354,6 +390,7 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
 
   const broker: KafkaBroker = {
     bootstrap,
+    saslBootstrap: saslPort === null ? null : `127.0.0.1:${saslPort}`,
     port,
     controllerPort,
     logFile,
