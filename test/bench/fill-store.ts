@@ -2,10 +2,15 @@
 // a stopped node's data dir through the project's SegmentLogStore:
 //
 //   fill --data-dir D --records N --payload-bytes B --batch K --max-seconds S
-//     appends N records to partition 0 of the `default` stream, K records per
-//     append (one append at a time, `relaxed`, so each group commit holds one
-//     append: batches of K records, like the broker's group commits under the
-//     8 x 16 load), with the node's own origin so the broker sees them as its own.
+//        [--stream NAME --partitions P]
+//     appends N records to the stream (default: partition 0 of `default`), K
+//     records per append (one append at a time, `relaxed`, so each group
+//     commit holds one append: batches of K records, like the broker's group
+//     commits under the 8 x 16 load), with the node's own origin so the broker
+//     sees them as its own. With P > 1 the appends go round-robin over the
+//     partitions, each record keyed by a client id that the router (and
+//     Kafka's partitioner) maps to that very partition, so the store looks as
+//     if MQTT clients had published them (the drain benchmark).
 //   read --data-dir D --max-seconds S
 //     reads partition 0 from its first offset with SegmentLogStore.read and
 //     reports records/s.
@@ -16,10 +21,12 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { partitionForKey } from '../../src/ingest/partitioner.ts'
 import type { AppendEntry } from '../../src/log/log-store.ts'
 import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 
 export const FILL_STREAM = 'default'
+/** Publishing clients per partition (the restart fill: 8 clients, one partition). */
 const CLIENTS = 8
 
 export interface FillResult {
@@ -49,8 +56,20 @@ function openStore(dataDir: string, readOnly: boolean): SegmentLogStore {
   return new SegmentLogStore({ dataDir, origin, maxPendingAppends: 1000, readOnly })
 }
 
+/** `clients` client ids whose key the router (murmur2, as Kafka's partitioner) puts in `partition`. */
+export function clientIdsFor(partition: number, partitions: number, clients: number): string[] {
+  const ids: string[] = []
+  for (let i = 0; ids.length < clients; i++) {
+    const id = `bench-fill-${i}`
+    if (partitions === 1 || partitionForKey(Buffer.from(id), partitions) === partition) ids.push(id)
+  }
+  return ids
+}
+
 async function fill(
   dataDir: string,
+  stream: string,
+  partitions: number,
   records: number,
   payloadBytes: number,
   batch: number,
@@ -58,31 +77,37 @@ async function fill(
 ): Promise<FillResult> {
   const store = openStore(dataDir, false)
   await store.open()
-  await store.ensureStream(FILL_STREAM, 1)
+  await store.ensureStream(stream, partitions)
   const payload = payloadOf(payloadBytes)
-  const entries: AppendEntry[][] = Array.from({ length: CLIENTS }, (_, c) => {
-    const clientId = `bench-fill-${c}`
-    return Array.from({ length: batch }, () => ({
-      stream: FILL_STREAM,
-      partition: 0,
-      record: {
-        key: Buffer.from(clientId),
-        topic: `bench/fill/${c}`,
-        payload,
-        headers: [],
-        clientId,
-        qos: 1 as const,
-        deviceTimeMs: null,
-      },
-    }))
-  })
+  // One append of `batch` records per client, clients taking turns over the partitions.
+  const entries: AppendEntry[][] = []
+  for (let c = 0; c < CLIENTS; c++) {
+    for (let partition = 0; partition < partitions; partition++) {
+      const clientId = clientIdsFor(partition, partitions, CLIENTS)[c] ?? `bench-fill-${c}`
+      entries.push(
+        Array.from({ length: batch }, () => ({
+          stream,
+          partition,
+          record: {
+            key: Buffer.from(clientId),
+            topic: `bench/fill/${clientId.slice('bench-fill-'.length)}`,
+            payload,
+            headers: [],
+            clientId,
+            qos: 1 as const,
+            deviceTimeMs: null,
+          },
+        })),
+      )
+    }
+  }
   const started = performance.now()
   const deadline = started + maxSeconds * 1000
   let done = 0
   let lastReport = started
   for (let i = 0; done < records && performance.now() < deadline; i++) {
     const n = Math.min(batch, records - done)
-    const group = entries[i % CLIENTS] ?? []
+    const group = entries[i % entries.length] ?? []
     await store.append({
       entries: n === batch ? group : group.slice(0, n),
       durability: 'relaxed',
@@ -136,6 +161,8 @@ const { positionals, values } = parseArgs({
     'payload-bytes': { type: 'string', default: '128' },
     batch: { type: 'string', default: '128' },
     'max-seconds': { type: 'string', default: '600' },
+    stream: { type: 'string', default: FILL_STREAM },
+    partitions: { type: 'string', default: '1' },
   },
 })
 const dataDir = values['data-dir']
@@ -146,6 +173,8 @@ const result =
   command === 'fill'
     ? await fill(
         dataDir,
+        values.stream,
+        Number(values.partitions),
         Number(values.records),
         Number(values['payload-bytes']),
         Number(values.batch),

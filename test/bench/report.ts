@@ -2,6 +2,7 @@
 // stdout, and as Markdown in docs/benchmarks/latest.md), the ratios and the
 // issue's targets, and a hand-built SVG bar chart of throughput.
 
+import type { DrainResult } from './drain.ts'
 import type { Machine, Versions } from './machine.ts'
 import type { RestartResult } from './restart.ts'
 import type { RunResult } from './runner.ts'
@@ -33,6 +34,8 @@ export interface BenchReport {
   readonly systems: Record<string, string>
   readonly runs: RunResult[]
   readonly restart: RestartResult | null
+  /** Absent in reports written before the drain group existed. */
+  readonly drain?: DrainResult | null
   readonly failures: Failure[]
   readonly elapsedS: number
 }
@@ -327,6 +330,59 @@ interface Target {
   readonly met: boolean | null
 }
 
+/** The drain/ingest ratio the issue asks for. */
+const DRAIN_TARGET_RATIO = 3
+
+function drainTables(drain: DrainResult): Table[] {
+  const rows = drain.runs.map((r) => [
+    r.variant,
+    Object.entries(r.sink)
+      .filter(([k]) => !['name', 'type', 'brokers', 'streams'].includes(k))
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join(' ') || 'defaults',
+    r.backlogRecords === 0 ? 'no backlog' : r.drained ? num(r.loadToDrainedS) : `> ${drain.maxSeconds}`,
+    int(r.forwardedPerS),
+    int(r.peakForwardedPerS),
+    int(r.live.ackedPerS),
+    ms(r.live.latencyMs?.p50),
+    ms(r.live.latencyMs?.p99),
+    r.ratio === null ? DASH : `${r.ratio.toFixed(2)}x`,
+    num(r.tributary.cpuCores, 2),
+    num(r.kafkaCpuCores, 2),
+    num(r.tributary.peakRssMB, 0),
+    num(r.tributary.peakAnonMB, 0),
+  ])
+  const lag = drain.runs.map(
+    (r) =>
+      `${r.variant}: lag after the drain ${r.lagAtEnd.map((l) => int(l.lagRecords)).join(' / ')} records per partition; ${int(r.kafkaRecordsAtLoadStart)} records forwarded before the live load started (${num(r.spawnToAcceptingS, 2)} s from spawn to accepting MQTT); offered ${int(r.live.offeredPerS)} msgs/s, deferred ${int(r.live.deferred)}, send lag p99 ${ms(r.live.sendLagP99Ms)} ms, PUBACK p999 ${ms(r.live.latencyMs?.p999)} ms max ${ms(r.live.latencyMs?.max)} ms; load generator ${num(r.generatorCpuCores, 2)} cores.`,
+  )
+  return [
+    {
+      title: `Backlog drain to Kafka ${drain.kafka}: ${int(drain.records)} records of ${drain.payloadBytes} B in ${drain.partitions} partitions, live QoS 1 load offered at ${int(drain.liveRatePerS)} msgs/s`,
+      headers: [
+        'sink',
+        'settings',
+        'drained in s',
+        'forwarded rec/s',
+        'peak rec/s',
+        'live msgs/s',
+        'PUBACK p50 ms',
+        'p99 ms',
+        'forwarded / live',
+        'tributary cores',
+        'Kafka cores',
+        'RSS peak MB',
+        'anon peak MB',
+      ],
+      rows,
+      notes: [
+        `"drained in": from the start of the live load until every Kafka partition holds the records stored in it before tributary started (Kafka end offsets read each second; read_committed and less the commit markers for exactly-once). "forwarded rec/s": records arriving in Kafka per second over that time, backlog and live records together. Target: forwarded >= ${DRAIN_TARGET_RATIO}x the live rate. Backlog filled through the store code (test/bench/fill-store.ts), so it is in the page cache; a fresh single-node Kafka (KRaft, the test helper's small JVM: -Xmx384m, serial GC, C1 only) per row; tributary, Kafka and the load generator share the machine.`,
+        ...lag,
+      ],
+    },
+  ]
+}
+
 function targets(report: BenchReport): Table {
   const runs = report.runs
   const load = 'qos1-128b-8x16'
@@ -352,6 +408,15 @@ function targets(report: BenchReport): Table {
       ? { value: DASH, met: null }
       : { value: `${v.toFixed(2)} ${unit}`, met: v <= limit }
   const restartMs = report.restart?.medianMs.dist ?? report.restart?.medianMs.src ?? null
+  const drainRuns = report.drain?.runs ?? []
+  const drainRows: Target[] = drainRuns
+    .filter((r) => r.backlogRecords > 0)
+    .map((r) => ({
+      what: `backlog drain to Kafka (${r.variant}): records/s forwarded vs live ingest`,
+      goal: `>= ${DRAIN_TARGET_RATIO}x`,
+      value: r.ratio === null ? DASH : `${r.ratio.toFixed(2)}x`,
+      met: r.ratio === null ? null : r.ratio >= DRAIN_TARGET_RATIO,
+    }))
   const list: Target[] = [
     {
       what: 'durable msgs/s vs Mosquitto',
@@ -389,9 +454,10 @@ function targets(report: BenchReport): Table {
       goal: '<= 1000 ms',
       ...abs(restartMs, 1000, 'ms'),
     },
+    ...drainRows,
   ]
   return {
-    title: 'Issue 4 targets (128 B, QoS 1, 8 x 16)',
+    title: `Issue 4${drainRows.length > 0 ? ' and 5' : ''} targets (128 B, QoS 1, 8 x 16)`,
     headers: ['target', 'goal', 'this run', 'met'],
     rows: list.map((t) => [t.what, t.goal, t.value, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO']),
   }
@@ -405,6 +471,7 @@ export function buildTables(report: BenchReport): Table[] {
   if (runs.some((r) => r.scenario === 'sdcard')) tables.push(sdCardTable(runs, report))
   if (runs.length > 0) tables.push(memoryTable(runs))
   if (report.restart !== null) tables.push(...restartTables(report.restart))
+  if (report.drain != null) tables.push(...drainTables(report.drain))
   tables.push(targets(report))
   const problems = runs.filter((r) => r.problems.length > 0 || r.generator.errors.length > 0)
   if (problems.length > 0 || report.failures.length > 0) {
@@ -458,16 +525,11 @@ export function ceilingLine(report: BenchReport): string[] {
   return ['', `Load generator ceiling (ack-only server): ${parts.join('; ')}.`]
 }
 
-export function renderMarkdown(report: BenchReport, tables: readonly Table[], jsonFile: string): string {
+/** Machine and versions, as Markdown tables. */
+function machineLines(report: BenchReport): string[] {
   const m = report.machine
   const v = report.versions
-  const lines: string[] = [
-    `# tributary benchmark${report.quick ? ' (quick run)' : ''}`,
-    '',
-    `Run by \`npm run bench\` on ${report.date} (${Math.round(report.elapsedS / 60)} min); raw figures in [${jsonFile}](${jsonFile}), chart in [latest.svg](latest.svg). Only 127.0.0.1 was used.`,
-    '',
-    '![throughput per system and load](latest.svg)',
-    '',
+  return [
     '| machine | |',
     '|---|---|',
     `| CPU | ${m.cpu}, ${m.cores} cores |`,
@@ -482,14 +544,11 @@ export function renderMarkdown(report: BenchReport, tables: readonly Table[], js
     `| mosquitto | ${v.mosquitto} |`,
     `| nats-server | ${v.natsServer} |`,
     `| strace | ${v.strace} |`,
-    '',
-    `Settings: warm-up ${report.settings.warmupS} s, measured ${report.settings.durationS} s per run, idle reading ${report.settings.idleS} s after start, ${report.settings.generators} load generator process(es), each system on a fresh temp data dir; tributary run from ${report.settings.tributaryEntry}/.`,
-    ...ceilingLine(report),
-    '',
-    '| system | configured as |',
-    '|---|---|',
-    ...Object.entries(report.systems).map(([name, what]) => `| ${name} | ${mdCell(what)} |`),
   ]
+}
+
+function tableLines(tables: readonly Table[]): string[] {
+  const lines: string[] = []
   for (const table of tables) {
     lines.push('', `## ${table.title}`, '')
     lines.push(`| ${table.headers.map(mdCell).join(' | ')} |`)
@@ -497,6 +556,46 @@ export function renderMarkdown(report: BenchReport, tables: readonly Table[], js
     for (const row of table.rows) lines.push(`| ${row.map(mdCell).join(' | ')} |`)
     for (const note of table.notes ?? []) lines.push('', note)
   }
+  return lines
+}
+
+export function renderMarkdown(report: BenchReport, tables: readonly Table[], jsonFile: string): string {
+  const lines: string[] = [
+    `# tributary benchmark${report.quick ? ' (quick run)' : ''}`,
+    '',
+    `Run by \`npm run bench\` on ${report.date} (${Math.round(report.elapsedS / 60)} min); raw figures in [${jsonFile}](${jsonFile}), chart in [latest.svg](latest.svg). Only 127.0.0.1 was used.`,
+    '',
+    '![throughput per system and load](latest.svg)',
+    '',
+    ...machineLines(report),
+    '',
+    `Settings: warm-up ${report.settings.warmupS} s, measured ${report.settings.durationS} s per run, idle reading ${report.settings.idleS} s after start, ${report.settings.generators} load generator process(es), each system on a fresh temp data dir; tributary run from ${report.settings.tributaryEntry}/.`,
+    ...ceilingLine(report),
+    '',
+    '| system | configured as |',
+    '|---|---|',
+    ...Object.entries(report.systems).map(([name, what]) => `| ${name} | ${mdCell(what)} |`),
+    ...tableLines(tables),
+  ]
+  return `${lines.join('\n')}\n`
+}
+
+/** A run of the drain group alone (`--only drain`): its own file next to latest.md. */
+export function renderDrainMarkdown(report: BenchReport, tables: readonly Table[], jsonFile: string): string {
+  const drainTitles = new Set(report.drain == null ? [] : drainTables(report.drain).map((t) => t.title))
+  const own = tables.filter(
+    (t) => drainTitles.has(t.title) || t.title === 'Errors and warnings' || t.title.startsWith('Issue'),
+  )
+  const lines: string[] = [
+    `# tributary benchmark: backlog drain${report.quick ? ' (quick run)' : ''}`,
+    '',
+    `Run by \`npm run bench -- --only drain\` on ${report.date} (${Math.round(report.elapsedS / 60)} min); raw figures, with the per-second series, in [${jsonFile}](${jsonFile}). Only 127.0.0.1 was used. The other groups' latest full run: [latest.md](latest.md).`,
+    '',
+    ...machineLines(report),
+    '',
+    `tributary run from ${report.settings.tributaryEntry}/; sink settings not listed are the defaults of docs/configuration.md.`,
+    ...tableLines(own),
+  ]
   return `${lines.join('\n')}\n`
 }
 

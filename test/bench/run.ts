@@ -6,8 +6,15 @@
 //
 // Flags: --quick (short runs, small store, ~2 min; writes files only with
 // --out), --only GROUP[,GROUP] (ceiling, throughput, qos, rate, sdcard,
-// restart), --duration S, --warmup S, --records N, --generators N, --rate N
-// (offered msgs/s for the fixed-rate runs), --out DIR, --no-write.
+// restart, drain), --duration S, --warmup S, --records N, --generators N,
+// --rate N (offered msgs/s for the fixed-rate runs), --out DIR, --no-write.
+// The drain group (test/bench/drain.ts): --drain-records N (backlog, default
+// 1,000,000), --drain-rate N (live msgs/s while draining, default 5000),
+// --drain-seconds S (bound per variant, default 300), --drain-sink JSON
+// (repeatable: replaces the default variants, idempotent and exactly-once,
+// by sink settings of one's own, e.g. '{"exactlyOnce":true,"maxInFlight":8}').
+// A run of the drain group alone writes <date>-<sha>-drain.json/.md and
+// leaves latest.md to the full runs.
 // Every phase is bounded in time; every child is killed by pid at the end and
 // every temp dir removed, also after a failure or Ctrl-C.
 
@@ -15,6 +22,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { REPO_ROOT } from '../helpers/child.ts'
+import { DEFAULT_VARIANTS, type DrainResult, type DrainVariant, runDrain } from './drain.ts'
 import { describeMachine, describeVersions } from './machine.ts'
 import { cleanUp, withDeadline } from './procs.ts'
 import {
@@ -22,6 +30,7 @@ import {
   buildTables,
   ceilingLine,
   type Failure,
+  renderDrainMarkdown,
   renderMarkdown,
   renderSvg,
   renderText,
@@ -30,7 +39,7 @@ import { type RestartResult, runRestart } from './restart.ts'
 import { type LoadSpec, type RunResult, runScenario, type Timing } from './runner.ts'
 import { distIsFresh, type SystemName, type TributaryEntry } from './systems.ts'
 
-const GROUPS = ['ceiling', 'throughput', 'qos', 'rate', 'sdcard', 'restart'] as const
+const GROUPS = ['ceiling', 'throughput', 'qos', 'rate', 'sdcard', 'restart', 'drain'] as const
 type Group = (typeof GROUPS)[number]
 
 const SYNC_DELAY_US = 10_000
@@ -105,6 +114,7 @@ function plan(group: Group, quick: boolean, offeredRatePerS: number): Planned[] 
         SYNC_DELAY_US,
       )
     case 'restart':
+    case 'drain':
       return []
   }
 }
@@ -156,6 +166,10 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       'no-write': { type: 'boolean', default: false },
       tributary: { type: 'string', default: 'dist' },
+      'drain-records': { type: 'string' },
+      'drain-rate': { type: 'string', default: '5000' },
+      'drain-seconds': { type: 'string' },
+      'drain-sink': { type: 'string', multiple: true },
     },
   })
   if (values.tributary !== 'dist' && values.tributary !== 'src') throw new Error('--tributary: dist or src')
@@ -199,6 +213,7 @@ async function main(): Promise<void> {
   const runs: RunResult[] = []
   const failures: Failure[] = []
   let restart: RestartResult | null = null
+  let drain: DrainResult | null = null
   let rate: { rate: number; basis: string } | null = null
   for (const group of groups) {
     if (group === 'restart') {
@@ -220,6 +235,40 @@ async function main(): Promise<void> {
         )
       } catch (err) {
         failures.push({ scenario: 'restart', system: 'tributary-durable', load: '-', error: errorText(err) })
+        process.stdout.write(`  FAILED: ${errorText(err)}\n`)
+      }
+      continue
+    }
+    if (group === 'drain') {
+      const variants: DrainVariant[] =
+        values['drain-sink'] === undefined
+          ? [...DEFAULT_VARIANTS]
+          : values['drain-sink'].map((json) => ({
+              label: json.replace(/[{}"\s]/g, '') || 'defaults',
+              sink: JSON.parse(json) as Record<string, unknown>,
+            }))
+      const drainRecords = Number(values['drain-records'] ?? (quick ? 100_000 : 1_000_000))
+      const drainSeconds = Number(values['drain-seconds'] ?? (quick ? 60 : 300))
+      process.stdout.write(
+        `bench: backlog drain (${drainRecords.toLocaleString('en')} records, live ${values['drain-rate']} msgs/s, ${variants.map((v) => v.label).join(' / ')})\n`,
+      )
+      try {
+        drain = await runDrain(
+          {
+            records: drainRecords,
+            partitions: 4,
+            liveRatePerS: Number(values['drain-rate']),
+            maxSeconds: drainSeconds,
+            fillMaxSeconds: quick ? 60 : 300,
+            variants,
+            tributaryEntry,
+          },
+          (line) => process.stdout.write(`${line}\n`),
+        )
+        for (const f of drain.failures)
+          failures.push({ scenario: 'drain', system: 'tributary-durable', load: f.variant, error: f.error })
+      } catch (err) {
+        failures.push({ scenario: 'drain', system: 'tributary-durable', load: '-', error: errorText(err) })
         process.stdout.write(`  FAILED: ${errorText(err)}\n`)
       }
       continue
@@ -257,6 +306,7 @@ async function main(): Promise<void> {
     systems,
     runs,
     restart,
+    drain,
     failures,
     elapsedS: (performance.now() - started) / 1000,
   }
@@ -265,11 +315,19 @@ async function main(): Promise<void> {
   process.stdout.write(`${ceilingLine(report).join('\n')}\n`)
   if (outDir !== null) {
     mkdirSync(outDir, { recursive: true })
-    const jsonFile = `${report.date.slice(0, 10)}-${versions.tributary}${quick ? '-quick' : ''}.json`
+    const drainOnly = groups.length === 1 && groups[0] === 'drain'
+    const base = `${report.date.slice(0, 10)}-${versions.tributary}${quick ? '-quick' : ''}${drainOnly ? '-drain' : ''}`
+    const jsonFile = `${base}.json`
     writeFileSync(join(outDir, jsonFile), `${JSON.stringify(report, null, 2)}\n`)
-    writeFileSync(join(outDir, 'latest.md'), renderMarkdown(report, tables, jsonFile))
-    writeFileSync(join(outDir, 'latest.svg'), renderSvg(report))
-    process.stdout.write(`bench: wrote ${join(outDir, jsonFile)}, latest.md, latest.svg\n`)
+    if (drainOnly) {
+      // A partial run: its own Markdown file, latest.md stays the last full run's.
+      writeFileSync(join(outDir, `${base}.md`), renderDrainMarkdown(report, tables, jsonFile))
+      process.stdout.write(`bench: wrote ${join(outDir, jsonFile)}, ${base}.md\n`)
+    } else {
+      writeFileSync(join(outDir, 'latest.md'), renderMarkdown(report, tables, jsonFile))
+      writeFileSync(join(outDir, 'latest.svg'), renderSvg(report))
+      process.stdout.write(`bench: wrote ${join(outDir, jsonFile)}, latest.md, latest.svg\n`)
+    }
   } else {
     process.stdout.write('bench: no files written (quick run without --out, or --no-write)\n')
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { connectAsync } from 'mqtt'
 import { freePort } from './free-port.ts'
 import { tempDir } from './temp-dir.ts'
+import type { TestCerts } from './test-certs.ts'
 
 const READY_MS = 10_000
 
@@ -16,6 +17,8 @@ export class Mosquitto {
   readonly #dir: string
   readonly port: number
   readonly #removeDir: () => Promise<void>
+  /** The TLS listener's port, when created with certificates. */
+  tlsPort: number | null = null
   #child: ChildProcess | null = null
   #stderr = ''
 
@@ -25,7 +28,8 @@ export class Mosquitto {
     this.#removeDir = removeDir
   }
 
-  static async create(): Promise<Mosquitto> {
+  /** With `tls`, a second listener on `tlsPort` requires TLS and a client certificate signed by the CA. */
+  static async create(tls?: TestCerts): Promise<Mosquitto> {
     const dir = await tempDir('tributary-mosquitto-')
     const broker = new Mosquitto(dir.path, await freePort(), dir.remove)
     const lines = [
@@ -37,6 +41,16 @@ export class Mosquitto {
       'log_type error',
       'log_type warning',
     ]
+    if (tls !== undefined) {
+      broker.tlsPort = await freePort()
+      lines.push(
+        `listener ${broker.tlsPort} 127.0.0.1`,
+        `cafile ${tls.ca}`,
+        `certfile ${tls.serverCert}`,
+        `keyfile ${tls.serverKey}`,
+        'require_certificate true',
+      )
+    }
     // Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write the temp dir.
     if (process.getuid?.() === 0) lines.push('user root')
     writeFileSync(join(dir.path, 'mosquitto.conf'), `${lines.join('\n')}\n`)

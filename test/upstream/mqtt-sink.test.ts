@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { FORWARD_HEADER } from '../../src/upstream/sink.ts'
 import { Cleanup, Inbox, waitFor } from '../helpers/integration.ts'
 import { Mosquitto } from '../helpers/mosquitto.ts'
+import { makeTestCerts } from '../helpers/test-certs.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -54,6 +55,22 @@ function property(message: { packet: { properties?: { userProperties?: object } 
 }
 
 describe('MQTT sink', () => {
+  it('connects with TLS and a client certificate (mqtts://)', async () => {
+    const certs = makeTestCerts(await cleanup.dir('tributary-certs-'))
+    const broker = await Mosquitto.create(certs)
+    await broker.start()
+    cleanup.defer('remove mosquitto', () => broker.remove())
+    const inbox = await subscriber(broker)
+    const tlsConfig = config(`mqtts://127.0.0.1:${broker.tlsPort}`)
+    const sink = (tlsConfig.sinks as Array<Record<string, unknown>>)[0]
+    if (sink !== undefined) sink.tls = { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey }
+    const { url } = await cleanup.node({ config: tlsConfig })
+    const client = await cleanup.mqtt(url, { protocolVersion: 5 })
+    for (let i = 0; i < 3; i++) await client.publishAsync(`sensors/dev${i}/t`, `tls${i}`, { qos: 1 })
+    const messages = await inbox.take(3)
+    expect(messages.map((m) => m.payload.toString()).sort()).toEqual(['tls0', 'tls1', 'tls2'])
+  })
+
   it('republishes every record to the central broker with its origin as user properties', async () => {
     const broker = await central()
     const inbox = await subscriber(broker)

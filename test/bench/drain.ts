@@ -1,0 +1,539 @@
+// Backlog drain (issue 5): how fast tributary forwards a backlog of stored
+// records to a local Kafka while live QoS 1 ingest goes on.
+//
+// Per variant (a Kafka sink configuration):
+// 1. A fresh data dir: tributary starts once with the drain stream (4
+//    partitions, no sink) to create its node id and partitions, and stops.
+// 2. test/bench/fill-store.ts appends the backlog through the project's own
+//    store code: N records of 128 B, each keyed by a client id that the
+//    router and Kafka's partitioner map to the partition it is stored in.
+//    Meanwhile a fresh Kafka 4.x broker starts (test/helpers/kafka.ts).
+// 3. tributary starts on that data dir with the Kafka sink (the real CLI
+//    child, as every bench system runs), and as soon as it accepts MQTT
+//    connections the load generator offers QoS 1 publishes of 128 B at a
+//    fixed rate (open loop) on the same stream.
+// 4. Every second the Kafka end offsets of the topic are read (Admin
+//    ListOffsets; read_committed for exactly-once, minus one commit marker
+//    per transaction): the backlog is drained once every Kafka partition
+//    holds at least the records that were stored in it before the start
+//    (forwarding is in order per partition, and the keys land in the same
+//    partition number). Stops then, or at the time bound.
+// Reported: records/s arriving in Kafka, time to drain, the live rate
+// achieved with its PUBACK latency, their ratio, and tributary's CPU and
+// memory (and the Kafka JVM's CPU, to tell who is the limit).
+// Every process started here is stopped by pid in a finally.
+
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { Admin } from '@platformatic/kafka'
+import { CLI, REPO_ROOT } from '../helpers/child.ts'
+import { freePort } from '../helpers/free-port.ts'
+import { type KafkaBroker, kafkaVersion, startKafka } from '../helpers/kafka.ts'
+import type { FillResult } from './fill-store.ts'
+import type { LoadResult } from './load.ts'
+import { PeakSampler, readProc } from './proc-metrics.ts'
+import { makeTempDir, removeTempDir, sleep, stopChild, track, withDeadline } from './procs.ts'
+import { GeneratorProcess } from './runner.ts'
+import { type LatencySummary, latencySummary } from './stats.ts'
+import { launchTributary, TRIBUTARY_ENTRIES, type TributaryEntry, watchTributaryLog } from './systems.ts'
+
+const FILL_SCRIPT = join(import.meta.dirname, 'fill-store.ts')
+export const DRAIN_STREAM = 'drain'
+const PAYLOAD_BYTES = 128
+const POLL_MS = 1000
+const POSITIONS_TOPIC = 'tributary-positions'
+/** Live load: 8 connections, at most this many unacknowledged messages each (open loop cap). */
+const LIVE_CONNECTIONS = 8
+const LIVE_WINDOW = 1000
+const MAX_SAMPLES = 2_000_000
+/** How long the no-backlog reference row runs the live load. */
+const BASELINE_SECONDS = 20
+
+export interface DrainVariant {
+  /** e.g. `idempotent`, `exactly-once`. */
+  readonly label: string
+  /** Sink fields besides name, type, brokers and streams (config values only). */
+  readonly sink: Readonly<Record<string, unknown>>
+  /** false: no backlog, the live load alone for BASELINE_SECONDS (the reference for its latency). */
+  readonly backlog?: boolean
+}
+
+export const DEFAULT_VARIANTS: readonly DrainVariant[] = [
+  { label: 'idempotent', sink: {} },
+  { label: 'exactly-once', sink: { exactlyOnce: true } },
+]
+
+export interface DrainOptions {
+  readonly records: number
+  readonly partitions: number
+  readonly liveRatePerS: number
+  /** Bound on the drain phase of one variant. */
+  readonly maxSeconds: number
+  readonly fillMaxSeconds: number
+  readonly variants: readonly DrainVariant[]
+  readonly tributaryEntry: TributaryEntry
+}
+
+export interface DrainSample {
+  /** Seconds since the live load started. */
+  readonly t: number
+  /** Records in Kafka (all partitions, markers removed). */
+  readonly kafkaRecords: number
+}
+
+export interface DrainRun {
+  readonly variant: string
+  /** The sink entry as written to the config file. */
+  readonly sink: Readonly<Record<string, unknown>>
+  readonly backlogRecords: number
+  readonly backlogPerPartition: number[]
+  readonly fill: FillResult
+  readonly drained: boolean
+  /** Seconds from spawning tributary to the backlog being in Kafka (null: not within the bound). */
+  readonly spawnToDrainedS: number | null
+  /** Seconds from the live load's start to the backlog being in Kafka. */
+  readonly loadToDrainedS: number | null
+  readonly spawnToAcceptingS: number
+  /** Records already in Kafka when the live load started (forwarded during start-up). */
+  readonly kafkaRecordsAtLoadStart: number
+  /** Records that arrived in Kafka per second between the load's start and the drain's end (or the bound). */
+  readonly forwardedPerS: number
+  /** Backlog records per second: backlog / (load start -> drained). */
+  readonly backlogPerS: number | null
+  /** Highest per-second arrival rate in Kafka. */
+  readonly peakForwardedPerS: number
+  readonly live: {
+    readonly offeredPerS: number
+    readonly ackedPerS: number
+    readonly acked: number
+    readonly latencyMs: LatencySummary | null
+    readonly deferred: number
+    readonly sendLagP99Ms: number | null
+    readonly disconnects: number
+    readonly errors: string[]
+  }
+  /** forwardedPerS / live.ackedPerS. */
+  readonly ratio: number | null
+  readonly tributary: {
+    readonly cpuCores: number
+    readonly idleRssMB: number
+    readonly peakRssMB: number
+    readonly peakAnonMB: number
+    readonly readMBPerS: number
+    readonly writeMBPerS: number
+  }
+  readonly kafkaCpuCores: number | null
+  readonly generatorCpuCores: number
+  /** `tributary sinks --json` once the drain ended: lag per partition. */
+  readonly lagAtEnd: Array<{ partition: number; lagRecords: number }>
+  readonly series: DrainSample[]
+  readonly problems: string[]
+}
+
+export interface DrainResult {
+  readonly records: number
+  readonly partitions: number
+  readonly payloadBytes: number
+  readonly liveRatePerS: number
+  readonly maxSeconds: number
+  readonly kafka: string
+  readonly runs: DrainRun[]
+  readonly failures: Array<{ variant: string; error: string }>
+}
+
+function problemSink(): { add: (line: string) => void; list: string[] } {
+  const list: string[] = []
+  return { list, add: (line) => list.length < 50 && list.push(line.slice(0, 400)) }
+}
+
+/** Runs a node script to completion (bounded) and returns its last `{"result": ...}` line. */
+async function runScript<T>(script: string, args: readonly string[], maxSeconds: number, what: string) {
+  const child = track(
+    spawn(process.execPath, [script, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] }),
+  )
+  let result: T | null = null
+  let lines: string[] = []
+  if (child.stdout !== null) {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      lines.push(line)
+      if (lines.length > 1000) lines = lines.slice(-100)
+      try {
+        const parsed = JSON.parse(line) as { result?: T }
+        if (parsed.result !== undefined) result = parsed.result
+      } catch {
+        // Not a JSON line.
+      }
+    })
+  }
+  try {
+    await withDeadline(
+      new Promise<void>((resolve, reject) =>
+        child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${what} exited ${code}`)))),
+      ),
+      (maxSeconds + 60) * 1000,
+      what,
+    )
+  } finally {
+    if (child.pid !== undefined) await stopChild(child, child.pid, 'SIGKILL', 5000)
+  }
+  return { result: result as T | null, lines }
+}
+
+function writeConfig(dir: string, partitions: number, sink: Record<string, unknown> | null): string {
+  const file = join(dir, sink === null ? 'tributary-fill.yaml' : 'tributary.yaml')
+  const config = {
+    streams: [{ name: DRAIN_STREAM, match: ['bench/#'], partitions, ack: 'durable' }],
+    sinks: sink === null ? [] : [sink],
+  }
+  // JSON is YAML.
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`)
+  return file
+}
+
+async function startNode(
+  entry: TributaryEntry,
+  dataDir: string,
+  configFile: string,
+  dir: string,
+  problems: { add: (line: string) => void },
+) {
+  const port = await freePort()
+  const t0 = performance.now()
+  const child = launchTributary(
+    TRIBUTARY_ENTRIES[entry],
+    dataDir,
+    configFile,
+    port,
+    { syncDelayUs: null, timeoutMs: 60_000 },
+    dir,
+  )
+  const pid = child.pid
+  if (pid === undefined) throw new Error('tributary has no pid')
+  try {
+    await withDeadline(watchTributaryLog(child, problems), 60_000, 'tributary start')
+  } catch (err) {
+    await stopChild(child, pid, 'SIGKILL', 5000)
+    throw err
+  }
+  return { child, pid, port, t0, acceptingS: (performance.now() - t0) / 1000 }
+}
+
+/** Records per Kafka partition of the drain topic, commit markers removed (exactly-once). */
+class KafkaCounter {
+  readonly #admin: Admin
+  readonly #partitions: number
+  readonly #exactlyOnce: boolean
+
+  constructor(bootstrap: string, partitions: number, exactlyOnce: boolean) {
+    this.#admin = new Admin({
+      clientId: 'tributary-bench-drain',
+      bootstrapBrokers: [bootstrap],
+      connectTimeout: 2000,
+      requestTimeout: 5000,
+      retries: 1,
+    })
+    this.#partitions = partitions
+    this.#exactlyOnce = exactlyOnce
+  }
+
+  async #ends(topic: string, partitions: number): Promise<number[]> {
+    const listed = await this.#admin.listOffsets({
+      topics: [
+        {
+          name: topic,
+          partitions: Array.from({ length: partitions }, (_, i) => ({ partitionIndex: i, timestamp: -1n })),
+        },
+      ],
+      // read_committed: the last stable offset, so an open transaction does not count.
+      isolationLevel: this.#exactlyOnce ? 1 : 0,
+    })
+    const out = new Array<number>(partitions).fill(0)
+    for (const p of listed[0]?.partitions ?? []) out[p.partitionIndex] = Number(p.offset)
+    return out
+  }
+
+  /**
+   * Per partition: the end offset, less the transaction markers it may hold.
+   * Each exactly-once batch is one transaction writing one record to the
+   * positions topic and records to one data partition; each commit adds a
+   * marker to both. So the transactions so far are positionsEnd / 2, and a
+   * data partition holds at most that many markers: subtracting them all
+   * from every partition never over-counts (the drained test stays honest);
+   * the total subtracts each marker once.
+   */
+  async count(): Promise<{ perPartition: number[]; total: number } | null> {
+    try {
+      const ends = await this.#ends(DRAIN_STREAM, this.#partitions)
+      if (!this.#exactlyOnce) return { perPartition: ends, total: ends.reduce((a, b) => a + b, 0) }
+      const [positionsEnd = 0] = await this.#ends(POSITIONS_TOPIC, 1)
+      const transactions = Math.ceil(positionsEnd / 2)
+      return {
+        perPartition: ends.map((e) => e - transactions),
+        total: ends.reduce((a, b) => a + b, 0) - transactions,
+      }
+    } catch {
+      // The topic does not exist before the first batch.
+      return null
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#admin.close().catch(() => undefined)
+  }
+}
+
+/**
+ * startKafka, tried twice: the helper's random cluster id is base64url, and
+ * one that starts with "-" is taken for an option by kafka-storage format
+ * (about 1 start in 64), which a second id does not repeat.
+ */
+async function startKafkaRetrying(): Promise<KafkaBroker> {
+  try {
+    return await startKafka()
+  } catch (err) {
+    if (!(err instanceof Error && err.message.startsWith('kafka-storage format failed'))) throw err
+    return startKafka()
+  }
+}
+
+async function lagAtEnd(dataDir: string, configFile: string): Promise<DrainRun['lagAtEnd']> {
+  const child = track(
+    spawn(process.execPath, [CLI, 'sinks', '--json', '--data-dir', dataDir, '--config', configFile], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }),
+  )
+  let out = ''
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString()
+  })
+  try {
+    await withDeadline(
+      new Promise<void>((resolve) => child.once('exit', () => resolve())),
+      30_000,
+      'tributary sinks',
+    )
+  } finally {
+    if (child.pid !== undefined) await stopChild(child, child.pid, 'SIGKILL', 5000)
+  }
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { stream: string; partition: number; lagRecords: number })
+    .filter((r) => r.stream === DRAIN_STREAM)
+    .map((r) => ({ partition: r.partition, lagRecords: r.lagRecords }))
+}
+
+async function runVariant(
+  options: DrainOptions,
+  variant: DrainVariant,
+  log: (line: string) => void,
+): Promise<DrainRun> {
+  const dir = makeTempDir(`drain-${variant.label}`)
+  const dataDir = join(dir, 'data')
+  const problems = problemSink()
+  const records = variant.backlog === false ? 0 : options.records
+  let kafkaStarting: Promise<KafkaBroker> | null = null
+  let node: Awaited<ReturnType<typeof startNode>> | null = null
+  let generator: GeneratorProcess | null = null
+  let counter: KafkaCounter | null = null
+  try {
+    const fillConfig = writeConfig(dir, options.partitions, null)
+    const first = await startNode(options.tributaryEntry, dataDir, fillConfig, dir, problems)
+    await stopChild(first.child, first.pid, 'SIGTERM', 15_000)
+
+    log(
+      `  drain ${variant.label}: filling ${records.toLocaleString('en')} records into ${options.partitions} partitions; starting Kafka`,
+    )
+    kafkaStarting = startKafkaRetrying()
+    kafkaStarting.catch(() => undefined)
+    const filled = await runScript<FillResult>(
+      FILL_SCRIPT,
+      [
+        'fill',
+        '--data-dir',
+        dataDir,
+        '--stream',
+        DRAIN_STREAM,
+        '--partitions',
+        String(options.partitions),
+        '--records',
+        String(records),
+        '--payload-bytes',
+        String(PAYLOAD_BYTES),
+        '--batch',
+        '128',
+        '--max-seconds',
+        String(options.fillMaxSeconds),
+      ],
+      options.fillMaxSeconds,
+      'fill',
+    )
+    const kafka = await kafkaStarting
+    const fill = filled.result
+    if (fill === null) throw new Error('fill printed no result')
+    if (fill.stoppedEarly) throw new Error(`fill stopped early at ${fill.records} records`)
+    // The fill goes round-robin, 128 records per append, over the partitions.
+    const appends = Math.ceil(fill.records / 128)
+    const backlog = Array.from({ length: options.partitions }, (_, p) => {
+      let n = 0
+      for (let a = p; a < appends; a += options.partitions) n += Math.min(128, fill.records - a * 128)
+      return n
+    })
+    log(
+      `  drain ${variant.label}: filled in ${fill.seconds.toFixed(1)} s; Kafka ${kafka.bootstrap} up in ${(kafka.lastStartMs / 1000).toFixed(1)} s`,
+    )
+
+    const sink = {
+      name: 'central',
+      type: 'kafka',
+      brokers: [kafka.bootstrap],
+      streams: [DRAIN_STREAM],
+      ...variant.sink,
+    }
+    const configFile = writeConfig(dir, options.partitions, sink)
+    counter = new KafkaCounter(kafka.bootstrap, options.partitions, variant.sink.exactlyOnce === true)
+    node = await startNode(options.tributaryEntry, dataDir, configFile, dir, problems)
+    const idle = readProc(node.pid)
+    generator = new GeneratorProcess({
+      port: node.port,
+      connections: LIVE_CONNECTIONS,
+      window: LIVE_WINDOW,
+      qos: 1,
+      payloadBytes: PAYLOAD_BYTES,
+      clientIdPrefix: 'bench-live',
+      topicPrefix: 'bench/live',
+      ratePerS: options.liveRatePerS,
+      maxSamples: MAX_SAMPLES,
+      maxSeconds: options.maxSeconds + 120,
+      drainMs: 3000,
+      connectTimeoutMs: 20_000,
+      probe: null,
+    })
+    await withDeadline(generator.ready, 30_000, 'live load connecting')
+    const sampler = new PeakSampler(node.pid)
+    const kafkaStart = kafka.pid === undefined ? null : readProc(kafka.pid)
+    const start = readProc(node.pid)
+    const atStart = (await counter.count())?.total ?? 0
+    const loadT0 = performance.now()
+    generator.send({ type: 'go' })
+    generator.send({ type: 'measure' })
+
+    const series: DrainSample[] = []
+    let drainedAt: number | null = null
+    let peak = 0
+    let last = { t: 0, n: atStart }
+    const deadline =
+      loadT0 + (records === 0 ? Math.min(options.maxSeconds, BASELINE_SECONDS) : options.maxSeconds) * 1000
+    while (performance.now() < deadline) {
+      await sleep(POLL_MS)
+      const counted = await counter.count()
+      const t = (performance.now() - loadT0) / 1000
+      if (counted === null) continue
+      series.push({ t, kafkaRecords: counted.total })
+      if (t > last.t) peak = Math.max(peak, (counted.total - last.n) / (t - last.t))
+      last = { t, n: counted.total }
+      if (records > 0 && counted.perPartition.every((n, p) => n >= (backlog[p] ?? 0))) {
+        drainedAt = performance.now()
+        break
+      }
+    }
+    const end = readProc(node.pid)
+    const kafkaEnd = kafka.pid === undefined ? null : readProc(kafka.pid)
+    const endT = drainedAt ?? performance.now()
+    generator.send({ type: 'stop' })
+    const live: LoadResult = await withDeadline(generator.result, 30_000, 'live load reporting')
+    const peaks = sampler.stop()
+    const lag = await lagAtEnd(dataDir, configFile)
+    if (start === null || end === null || idle === null) throw new Error('tributary died during the drain')
+    const windowS = (end.atMs - start.atMs) / 1000
+    const loadS = (endT - loadT0) / 1000
+    const ackedPerS = live.measuredMs > 0 ? (live.acked * 1000) / live.measuredMs : 0
+    const forwardedPerS = (last.n - atStart) / loadS
+    const total = backlog.reduce((a, b) => a + b, 0)
+    const mb = (b: number): number => b / 2 ** 20
+    return {
+      variant: variant.label,
+      sink: { ...sink, brokers: ['127.0.0.1:PORT'] },
+      backlogRecords: total,
+      backlogPerPartition: backlog,
+      fill,
+      drained: drainedAt !== null,
+      spawnToDrainedS: drainedAt === null ? null : (drainedAt - node.t0) / 1000,
+      loadToDrainedS: drainedAt === null ? null : loadS,
+      spawnToAcceptingS: node.acceptingS,
+      kafkaRecordsAtLoadStart: atStart,
+      forwardedPerS,
+      backlogPerS: drainedAt === null ? null : total / ((drainedAt - node.t0) / 1000),
+      peakForwardedPerS: peak,
+      live: {
+        offeredPerS: options.liveRatePerS,
+        ackedPerS,
+        acked: live.acked,
+        latencyMs: live.samples.length > 0 ? latencySummary(live.samples) : null,
+        deferred: live.deferred,
+        sendLagP99Ms: live.sendLagP99Ms,
+        disconnects: live.disconnects,
+        errors: live.errors,
+      },
+      ratio: ackedPerS > 0 ? forwardedPerS / ackedPerS : null,
+      tributary: {
+        cpuCores: windowS > 0 ? (end.cpuS - start.cpuS) / windowS : 0,
+        idleRssMB: mb(idle.rssBytes),
+        peakRssMB: mb(Math.max(peaks.rssBytes, end.rssBytes)),
+        peakAnonMB: mb(Math.max(peaks.rssAnonBytes, end.rssAnonBytes)),
+        readMBPerS: windowS > 0 ? (end.readBytes - start.readBytes) / 1e6 / windowS : 0,
+        writeMBPerS: windowS > 0 ? (end.writeBytes - start.writeBytes) / 1e6 / windowS : 0,
+      },
+      kafkaCpuCores:
+        kafkaStart === null || kafkaEnd === null
+          ? null
+          : (kafkaEnd.cpuS - kafkaStart.cpuS) / ((kafkaEnd.atMs - kafkaStart.atMs) / 1000),
+      generatorCpuCores: live.measuredMs > 0 ? live.cpuMs / live.measuredMs : 0,
+      lagAtEnd: lag,
+      series,
+      problems: problems.list,
+    }
+  } finally {
+    await counter?.close()
+    await generator?.stop()
+    if (node !== null) await stopChild(node.child, node.pid, 'SIGTERM', 15_000)
+    // Started alongside the fill: stopped however far it got.
+    await kafkaStarting?.then((k) => k.stop()).catch(() => undefined)
+    removeTempDir(dir)
+  }
+}
+
+export async function runDrain(options: DrainOptions, log: (line: string) => void): Promise<DrainResult> {
+  const runs: DrainRun[] = []
+  const failures: DrainResult['failures'] = []
+  for (const variant of options.variants) {
+    try {
+      const run = await withDeadline(
+        runVariant(options, variant, log),
+        (options.fillMaxSeconds + options.maxSeconds + 300) * 1000,
+        `drain ${variant.label}`,
+      )
+      runs.push(run)
+      log(
+        `  drain ${variant.label}: ${run.backlogRecords === 0 ? 'no backlog' : run.drained ? `drained in ${run.loadToDrainedS?.toFixed(1)} s` : `NOT drained within ${options.maxSeconds} s`}, ${Math.round(run.forwardedPerS).toLocaleString('en')} records/s to Kafka, live ${Math.round(run.live.ackedPerS).toLocaleString('en')} msgs/s (PUBACK p50 ${run.live.latencyMs?.p50.toFixed(1) ?? '-'} p99 ${run.live.latencyMs?.p99.toFixed(1) ?? '-'} ms), ratio ${run.ratio?.toFixed(2) ?? '-'}x, tributary ${run.tributary.cpuCores.toFixed(2)} cores, Kafka ${run.kafkaCpuCores?.toFixed(2) ?? '-'} cores`,
+      )
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err)
+      failures.push({ variant: variant.label, error })
+      log(`  drain ${variant.label}: FAILED: ${error}`)
+    }
+  }
+  return {
+    records: options.records,
+    partitions: options.partitions,
+    payloadBytes: PAYLOAD_BYTES,
+    liveRatePerS: options.liveRatePerS,
+    maxSeconds: options.maxSeconds,
+    kafka: await kafkaVersion(),
+    runs,
+    failures,
+  }
+}
