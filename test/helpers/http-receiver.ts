@@ -3,9 +3,18 @@
 // a status per request, or never (to look connected but stuck). It can be
 // stopped and started again on the same port (an uplink outage).
 
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
+import { readFileSync } from 'node:fs'
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { RecordJson } from '../../src/log/record-json.ts'
+import type { TestCerts } from './test-certs.ts'
 
 export interface ReceivedPost {
   readonly headers: IncomingHttpHeaders
@@ -16,6 +25,7 @@ export interface ReceivedPost {
 export type Answer = number | 'hang'
 
 export class HttpReceiver {
+  readonly #tls: TestCerts | null
   readonly posts: ReceivedPost[] = []
   /** Rows of the POSTs answered 2xx, in arrival order. */
   readonly delivered: RecordJson[] = []
@@ -25,12 +35,17 @@ export class HttpReceiver {
   readonly #sockets = new Set<Socket>()
   readonly #hanging: ServerResponse[] = []
 
+  /** With certificates, the receiver speaks HTTPS (server certificate for 127.0.0.1). */
+  constructor(tls: TestCerts | null = null) {
+    this.#tls = tls
+  }
+
   get url(): string {
-    return `http://127.0.0.1:${this.#port}/ingest`
+    return `${this.#tls === null ? 'http' : 'https'}://127.0.0.1:${this.#port}/ingest`
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
       req.on('end', () => {
@@ -53,7 +68,14 @@ export class HttpReceiver {
           .writeHead(answer, { 'content-type': 'text/plain' })
           .end(answer < 300 ? 'ok' : `refused with ${answer}`)
       })
-    })
+    }
+    const server =
+      this.#tls === null
+        ? createServer(handler)
+        : createTlsServer(
+            { cert: readFileSync(this.#tls.serverCert), key: readFileSync(this.#tls.serverKey) },
+            handler,
+          )
     server.on('connection', (socket) => {
       this.#sockets.add(socket)
       socket.on('close', () => this.#sockets.delete(socket))

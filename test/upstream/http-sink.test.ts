@@ -7,6 +7,7 @@ import { DEAD_LETTER_HEADER } from '../../src/upstream/dead-letter.ts'
 import { runCli } from '../helpers/child.ts'
 import { HttpReceiver } from '../helpers/http-receiver.ts'
 import { Cleanup, readAll, waitFor } from '../helpers/integration.ts'
+import { makeTestCerts } from '../helpers/test-certs.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -70,6 +71,17 @@ describe('HTTP sink', () => {
       () => node.upstream?.status().every((s) => s.lagRecords === 0 && s.state === 'idle') === true,
       'no lag',
     )
+  })
+
+  it('POSTs over HTTPS, trusting the CA given in tls.ca', async () => {
+    const certs = makeTestCerts(await cleanup.dir('tributary-certs-'))
+    const rx = new HttpReceiver(certs)
+    await rx.start()
+    cleanup.defer('stop receiver', () => rx.stop())
+    const { url } = await cleanup.node({ config: streamsWithSink(rx.url, { tls: { ca: certs.ca } }) })
+    await publish(url, 5)
+    await waitFor(() => rx.delivered.length >= 5, '5 records over HTTPS')
+    expect(rx.url.startsWith('https://')).toBe(true)
   })
 
   it('keeps publishing through an uplink outage and delivers every record once it returns', async () => {
