@@ -7,7 +7,7 @@
 // that accepts connections but never answers). Only this module's own child
 // process is ever signalled, by its pid.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { closeSync, openSync } from 'node:fs'
@@ -18,6 +18,7 @@ import { Admin } from '@platformatic/kafka'
 import { REPO_ROOT } from './child.ts'
 import { freePort } from './free-port.ts'
 import { tempDir } from './temp-dir.ts'
+import type { TestCerts } from './test-certs.ts'
 
 const execFileAsync = promisify(execFile)
 
@@ -49,6 +50,8 @@ export interface SaslUsers {
 export interface KafkaOptions {
   /** Adds a SASL_PLAINTEXT listener (KafkaBroker.saslBootstrap) where these users log in. */
   readonly sasl?: SaslUsers
+  /** Adds an SSL listener (KafkaBroker.tlsBootstrap) with this server certificate, requiring a client certificate. */
+  readonly tls?: TestCerts
   /** Extra or overriding server.properties entries. */
   readonly properties?: Readonly<Record<string, string | number | boolean>>
   readonly startTimeoutMs?: number
@@ -59,6 +62,8 @@ export interface KafkaBroker {
   readonly bootstrap: string
   /** `127.0.0.1:PORT` of the SASL listener, when `sasl` users were given. */
   readonly saslBootstrap: string | null
+  /** `127.0.0.1:PORT` of the SSL listener, when `tls` was given. */
+  readonly tlsBootstrap: string | null
   readonly port: number
   readonly controllerPort: number
   /** The broker's log4j2 file (server, controller, request errors). */
@@ -104,16 +109,42 @@ export async function kafkaLibs(): Promise<string> {
   }
 }
 
-/** The properties of a SASL_PLAINTEXT listener on `port` for PLAIN and SCRAM-SHA-256 logins. */
-function saslProperties(port: number, plaintextPort: number, controllerPort: number, users: SaslUsers) {
+/** Listener properties for PLAINTEXT (always) and the SASL and SSL listeners that are on. */
+function listenerProperties(
+  plaintextPort: number,
+  controllerPort: number,
+  extra: ReadonlyArray<{ name: 'SASL_PLAINTEXT' | 'SSL'; port: number }>,
+) {
+  const client = [{ name: 'PLAINTEXT', port: plaintextPort }, ...extra]
+  const url = (l: { name: string; port: number }): string => `${l.name}://127.0.0.1:${l.port}`
+  return {
+    listeners: [...client.map(url), `CONTROLLER://127.0.0.1:${controllerPort}`].join(','),
+    'advertised.listeners': client.map(url).join(','),
+    'listener.security.protocol.map': [
+      ...client.map((l) => `${l.name}:${l.name}`),
+      'CONTROLLER:PLAINTEXT',
+    ].join(','),
+  }
+}
+
+/** The SSL listener's settings (PEM files; a client certificate is required). */
+function tlsProperties(certs: TestCerts, dir: string) {
+  return {
+    'ssl.keystore.type': 'PEM',
+    'ssl.keystore.location': join(dir, 'server-keystore.pem'),
+    'ssl.truststore.type': 'PEM',
+    'ssl.truststore.location': certs.ca,
+    'ssl.client.auth': 'required',
+    'ssl.endpoint.identification.algorithm': '',
+  }
+}
+
+/** The SASL_PLAINTEXT listener's settings: PLAIN and SCRAM-SHA-256 logins for `users`. */
+function saslProperties(users: SaslUsers) {
   const plainUsers = Object.entries(users)
     .map(([name, password]) => `user_${name}="${password}"`)
     .join(' ')
   return {
-    listeners: `PLAINTEXT://127.0.0.1:${plaintextPort},SASL_PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://127.0.0.1:${plaintextPort},SASL_PLAINTEXT://127.0.0.1:${port}`,
-    'listener.security.protocol.map':
-      'PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT',
     'sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256',
     'listener.name.sasl_plaintext.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
     'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config':
@@ -283,10 +314,25 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
   while (controllerPort === port) controllerPort = await freePort()
   const bootstrap = `127.0.0.1:${port}`
   const saslPort = options.sasl === undefined ? null : await freePort()
-  const properties =
-    options.sasl === undefined || saslPort === null
-      ? options.properties
-      : { ...saslProperties(saslPort, port, controllerPort, options.sasl), ...options.properties }
+  const tlsPort = options.tls === undefined ? null : await freePort()
+  if (options.tls !== undefined) {
+    // Kafka's PEM keystore: the unencrypted PKCS#8 key and the certificate in one file.
+    const key = execFileSync('openssl', ['pkcs8', '-topk8', '-nocrypt', '-in', options.tls.serverKey])
+    await writeFile(
+      join(dir.path, 'server-keystore.pem'),
+      Buffer.concat([key, await readFile(options.tls.serverCert)]),
+    )
+  }
+  const extraListeners = [
+    ...(saslPort === null ? [] : [{ name: 'SASL_PLAINTEXT' as const, port: saslPort }]),
+    ...(tlsPort === null ? [] : [{ name: 'SSL' as const, port: tlsPort }]),
+  ]
+  const properties = {
+    ...(extraListeners.length === 0 ? {} : listenerProperties(port, controllerPort, extraListeners)),
+    ...(options.sasl === undefined ? {} : saslProperties(options.sasl)),
+    ...(options.tls === undefined ? {} : tlsProperties(options.tls, dir.path)),
+    ...options.properties,
+  }
   // SCRAM credentials live in the cluster metadata: the format step writes them.
   const scram = Object.entries(options.sasl ?? {}).flatMap(([name, password]) => [
     '--add-scram',
@@ -391,6 +437,7 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
   const broker: KafkaBroker = {
     bootstrap,
     saslBootstrap: saslPort === null ? null : `127.0.0.1:${saslPort}`,
+    tlsBootstrap: tlsPort === null ? null : `127.0.0.1:${tlsPort}`,
     port,
     controllerPort,
     logFile,

@@ -1,6 +1,6 @@
-// The Kafka sink logging in with SASL (PLAIN and SCRAM-SHA-256) to a broker
-// listener that requires it; a wrong password is reported and retried, and
-// nothing is lost once it is fixed.
+// The Kafka sink on secured listeners: TLS with a client certificate, and
+// SASL (PLAIN and SCRAM-SHA-256) logins; a wrong password is reported and
+// retried, and nothing is lost once it is fixed.
 
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -8,25 +8,31 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 import { type KafkaBroker, startKafka } from '../helpers/kafka.ts'
 import { kcatRead } from '../helpers/kafka-read.ts'
+import { tempDir } from '../helpers/temp-dir.ts'
+import { makeTestCerts, type TestCerts } from '../helpers/test-certs.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
 
 let kafka: KafkaBroker
+let certs: TestCerts
 beforeAll(async () => {
-  kafka = await startKafka({ sasl: { alice: 'alice-secret' } })
+  const dir = await tempDir('tributary-kafka-certs-')
+  afterAll(() => dir.remove())
+  certs = makeTestCerts(dir.path)
+  kafka = await startKafka({ sasl: { alice: 'alice-secret' }, tls: certs })
 }, 120_000)
 afterAll(() => kafka?.stop())
 
-function config(stream: string, sasl: Record<string, unknown>) {
+function config(stream: string, security: Record<string, unknown>) {
   return {
     streams: [{ name: stream, match: [`${stream}/#`] }],
     sinks: [
       {
         name: 'central',
         type: 'kafka',
-        brokers: [kafka.saslBootstrap],
-        sasl,
+        brokers: [security.tls === undefined ? kafka.saslBootstrap : kafka.tlsBootstrap],
+        ...security,
         lingerMs: 0,
         retry: { initialMs: 100, maxMs: 300 },
         requestTimeoutMs: 5000,
@@ -52,14 +58,23 @@ async function kafkaHas(topic: string, count: number, timeoutMs = 30_000): Promi
   throw new Error(`timed out: ${seen} of ${count} records in ${topic}`)
 }
 
-describe('Kafka sink with SASL', () => {
+describe('Kafka sink on secured listeners', () => {
+  it('connects with TLS and a client certificate', async () => {
+    const stream = 'tls-client-cert'
+    const { url } = await cleanup.node({
+      config: config(stream, { tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } }),
+    })
+    await publish(url, stream, 4)
+    await kafkaHas(stream, 4)
+  })
+
   for (const mechanism of ['PLAIN', 'SCRAM-SHA-256'] as const) {
     it(`logs in with ${mechanism} (password from a file) and forwards`, async () => {
       const stream = `sasl-${mechanism.toLowerCase()}`
       const passwordFile = join(await cleanup.dir(), 'password')
       writeFileSync(passwordFile, 'alice-secret\n')
       const { url } = await cleanup.node({
-        config: config(stream, { mechanism, username: 'alice', passwordFile }),
+        config: config(stream, { sasl: { mechanism, username: 'alice', passwordFile } }),
       })
       await publish(url, stream, 5)
       await kafkaHas(stream, 5)
@@ -69,7 +84,7 @@ describe('Kafka sink with SASL', () => {
   it('reports a wrong password, keeps the records, and forwards them once it is fixed', async () => {
     const stream = 'sasl-wrong'
     const wrong = await cleanup.node({
-      config: config(stream, { mechanism: 'PLAIN', username: 'alice', password: 'not-it' }),
+      config: config(stream, { sasl: { mechanism: 'PLAIN', username: 'alice', password: 'not-it' } }),
     })
     await publish(wrong.url, stream, 3)
     await waitFor(
@@ -83,7 +98,7 @@ describe('Kafka sink with SASL', () => {
 
     const fixed = await cleanup.node({
       dataDir: wrong.dataDir,
-      config: config(stream, { mechanism: 'PLAIN', username: 'alice', password: 'alice-secret' }),
+      config: config(stream, { sasl: { mechanism: 'PLAIN', username: 'alice', password: 'alice-secret' } }),
     })
     expect(fixed.node.nodeId).toBe(wrong.node.nodeId)
     await kafkaHas(stream, 3)
