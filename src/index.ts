@@ -15,7 +15,8 @@ import { Router } from './ingest/router.ts'
 import { acquirePidLock } from './lib/pid-lock.ts'
 import { DiskGuard } from './log/disk-guard.ts'
 import { probeEnvironment } from './log/env-probe.ts'
-import type { RecoveryReport } from './log/log-store.ts'
+import { gapEntry } from './log/gap-record.ts'
+import type { PartitionRef, RecoveryReport } from './log/log-store.ts'
 import { LMDB_FILE, SegmentLogStore, type SegmentLogStoreOptions } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import { Upstream } from './upstream/upstream.ts'
@@ -101,6 +102,33 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     return store.open()
   }
 
+  /** A gap record for each batch quarantined at start, so upstream learns which offsets are lost. */
+  async function recordQuarantined(recovery: RecoveryReport): Promise<void> {
+    const atMs = Date.now()
+    const entries = recovery.quarantined.map((damage) => {
+      // An unreadable header hides the count: the gap runs to the next record still there.
+      const count = damage.recordCount ?? missingFrom(damage, damage.baseOffset)
+      const gap = {
+        stream: damage.stream,
+        partition: damage.partition,
+        from: damage.baseOffset,
+        to: damage.baseOffset + count - 1,
+        count,
+        reason: `damaged batch quarantined at start: ${damage.error}`,
+        atMs,
+      }
+      return gapEntry(gap, 'damaged')
+    })
+    if (entries.length > 0) await store.append({ entries, durability: 'durable' })
+  }
+
+  /** How many offsets from `offset` on have no readable record before the next one (or the end). */
+  function missingFrom(ref: PartitionRef, offset: number): number {
+    const next = store.read(ref, offset, { maxRecords: 1 })
+    const found = next.records[0]?.offset ?? next.nextOffset
+    return Math.max(1, found - offset)
+  }
+
   async function runRetention(): Promise<void> {
     const policies = new Map(config.streams.map((s) => [s.name, s.retention]))
     const report = await store.applyRetention((name) => policies.get(name), Date.now())
@@ -112,6 +140,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   async function start(): Promise<NodeAddresses> {
     const recovery = await openStore()
     log.info({ nodeId, dataDir: config.dataDir, recovery }, 'log store open')
+    await recordQuarantined(recovery)
     await currentIngest.prepare(config.streams)
     upstream = new Upstream({ config, store, env: store.environment, origin: nodeId, log })
     await upstream.start()

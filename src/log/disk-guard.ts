@@ -14,22 +14,11 @@
 import { statfs } from 'node:fs/promises'
 import type { StreamConfig } from '../config/schema.ts'
 import type { Logger } from '../observability/logger.ts'
+import { type GapRecord, gapEntry } from './gap-record.ts'
 import type { LogStore, PartitionRef, PartitionStatus } from './log-store.ts'
 
 /** Freed beyond the excess, so the guard does not flap at the mark. */
 const MARGIN_PERCENT = 5
-export const GAP_HEADER = 'tributary-gap'
-export const GAP_TOPIC_PREFIX = '$tributary/gap/'
-
-export interface GapRecord extends PartitionRef {
-  /** First and last offset of the records deleted before they were forwarded. */
-  readonly from: number
-  readonly to: number
-  readonly count: number
-  readonly reason: string
-  readonly atMs: number
-}
-
 export interface DiskGuardOptions {
   readonly dataDir: string
   readonly highWaterPercent: number
@@ -142,23 +131,6 @@ export class DiskGuard {
   }
 
   async #appendGap(gap: GapRecord): Promise<void> {
-    await this.#o.store.append({
-      entries: [
-        {
-          stream: gap.stream,
-          partition: gap.partition,
-          record: {
-            key: null,
-            topic: `${GAP_TOPIC_PREFIX}${gap.stream}/${gap.partition}`,
-            payload: Buffer.from(JSON.stringify(gap)),
-            headers: [[GAP_HEADER, 'dropOldest']],
-            clientId: '$tributary',
-            qos: 1,
-            deviceTimeMs: null,
-          },
-        },
-      ],
-      durability: 'durable',
-    })
+    await this.#o.store.append({ entries: [gapEntry(gap, 'dropOldest')], durability: 'durable' })
   }
 }

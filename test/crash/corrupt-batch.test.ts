@@ -158,10 +158,22 @@ describe('a damaged batch on disk', () => {
     ])
     expect(tail.code, tail.stderr).toBe(0)
     expect(tail.stderr).toContain(`${STREAM}/0 offsets ${victim}-${victim} are missing`)
-    const expected = [...Array.from({ length: count }, (_, i) => i).filter((i) => i !== victim), count]
-    expect(parseTail(tail.stdout).map((r) => [r.offset, r.payload, r.topic, r.clientId, r.qos])).toEqual(
-      expected.map((i) => [i, payloadOf(tag, i), TOPIC, CLIENT_ID, 1]),
-    )
+    // The quarantine left a gap record in the partition (offset `count`), so upstream learns of it.
+    const rows = parseTail(tail.stdout)
+    const gapRow = rows.find((r) => r.offset === count)
+    expect(gapRow?.topic).toBe(`$tributary/gap/${STREAM}/0`)
+    expect(JSON.parse(gapRow?.payload ?? '{}')).toMatchObject({
+      stream: STREAM,
+      partition: 0,
+      from: victim,
+      to: victim,
+      count: 1,
+      reason: expect.stringContaining('damaged batch quarantined'),
+    })
+    const expected = [...Array.from({ length: count }, (_, i) => i).filter((i) => i !== victim), count + 1]
+    expect(
+      rows.filter((r) => r !== gapRow).map((r) => [r.offset, r.payload, r.topic, r.clientId, r.qos]),
+    ).toEqual(expected.map((i) => [i, payloadOf(tag, i === count + 1 ? count : i), TOPIC, CLIENT_ID, 1]))
   })
 
   it('in an older batch: start still works, `log verify` exits 1 naming it, `tail` warns and prints the rest', async () => {

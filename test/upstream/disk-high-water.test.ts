@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { GAP_HEADER, type GapRecord } from '../../src/log/disk-guard.ts'
+import { GAP_HEADER, type GapRecord } from '../../src/log/gap-record.ts'
 import { HttpReceiver } from '../helpers/http-receiver.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 
