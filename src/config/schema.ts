@@ -169,6 +169,12 @@ const kafkaSink = z
       .strict()
       .optional(),
     requestTimeoutMs: z.number().int().min(100).default(30_000),
+    maxRequestBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(900 * 1024)
+      .describe("bytes per produce request (before compression); keep below the topics' max.message.bytes"),
   })
   .strict()
 

@@ -4,8 +4,9 @@
 // - Batching: up to the sink's maxBatchRecords / maxBatchBytes; a short batch
 //   waits until its oldest record is lingerMs old (a backlog never waits).
 // - Failures: retriable ones are retried from the cursor with jittered
-//   exponential backoff; a batch the sink rejects is retried one record at a
-//   time so that only the poison record goes to the dead-letter stream.
+//   exponential backoff; a batch the sink rejects is sent again in halves, so
+//   that a batch too large for the sink still goes through and only a poison
+//   record ends up in the dead-letter stream.
 // - Watchdog: a send unanswered for stuckAfterMs is abandoned, the sink's
 //   connections are torn down ("connected but stuck"), and the batch retried.
 // - The cursor is the retention floor of this sink for the partition, so
@@ -42,6 +43,8 @@ export interface ForwarderStatus extends PartitionRef, Lag {
   readonly state: ForwarderState
   readonly forwarded: number
   readonly deadLettered: number
+  /** Batches of several records the sink refused, then sent in halves. */
+  readonly splitBatches: number
   readonly retries: number
   readonly stuckRestarts: number
   readonly lastError: { readonly code: string; readonly message: string; readonly atMs: number } | null
@@ -80,8 +83,13 @@ export class Forwarder {
   readonly #abort = new AbortController()
   readonly #backoff: Backoff
   #cursor = 0
-  /** After a rejected batch: send one record at a time in [from, until), to find the poison. */
-  #isolate = { from: 0, until: 0 }
+  /**
+   * After a rejected batch: within [from, until) send at most `size` records at
+   * a time, halving on each rejection, so a batch too large for the sink finds
+   * a size that passes and a poison record ends up alone (then dead-lettered)
+   * in log2(batch) tries.
+   */
+  #isolate = { from: 0, until: 0, size: 0 }
   /**
    * Newest-first drain only: records [from, next) already sent ahead of the
    * cursor. Set when a backlog is found; live records go first from `next`,
@@ -95,6 +103,7 @@ export class Forwarder {
   #running: Promise<void> | null = null
   #forwarded = 0
   #deadLettered = 0
+  #splitBatches = 0
   #retries = 0
   #stuckRestarts = 0
   #lastError: ForwarderStatus['lastError'] = null
@@ -155,6 +164,7 @@ export class Forwarder {
       state: this.#state,
       forwarded: this.#forwarded,
       deadLettered: this.#deadLettered,
+      splitBatches: this.#splitBatches,
       retries: this.#retries,
       stuckRestarts: this.#stuckRestarts,
       lastError: this.#lastError,
@@ -168,12 +178,13 @@ export class Forwarder {
     while (!signal.aborted) {
       const { from, until } = this.#nextRead()
       const isolating = from >= this.#isolate.from && from < this.#isolate.until
+      const isolatedSize = Math.min(this.#isolate.size, this.#isolate.until - from)
       const limit =
         until === null
           ? this.#o.config.maxBatchRecords
           : Math.min(this.#o.config.maxBatchRecords, until - from)
       const { records, nextOffset } = this.#o.store.read(this.#o.ref, from, {
-        maxRecords: isolating ? 1 : limit,
+        maxRecords: isolating ? Math.min(limit, isolatedSize) : limit,
         maxBytes: this.#o.config.maxBatchBytes,
       })
       const inRange = until === null ? records : records.filter((r) => r.offset < until)
@@ -320,9 +331,20 @@ export class Forwarder {
     const [record, ...rest] = batch.records
     if (record === undefined) return
     if (rest.length > 0) {
-      // One of them is poison: send one at a time up to the end of this batch.
-      this.#isolate = { from: record.offset, until: (rest.at(-1)?.offset ?? record.offset) + 1 }
-      this.#o.log.info({ ...this.#key, ...this.#isolate }, 'isolating a rejected record')
+      // Too large for the sink, or one of them is poison: send it in halves.
+      this.#splitBatches++
+      const until = (rest.at(-1)?.offset ?? record.offset) + 1
+      const size = Math.ceil(batch.records.length / 2)
+      // Halving inside the range already being split keeps its end; a new rejection starts a new range.
+      this.#isolate = {
+        from: record.offset,
+        until: Math.max(until, this.#isolate.until > record.offset ? this.#isolate.until : until),
+        size,
+      }
+      this.#o.log.info(
+        { ...this.#key, ...this.#isolate, error: err.message },
+        'sink refused a batch: sending it in halves',
+      )
       return
     }
     try {

@@ -48,6 +48,17 @@ export interface KafkaSinkContext {
   readonly partitionsOf: (stream: string) => number
 }
 
+/** Kafka's record batch header, and the most a record adds besides its key, value and headers (varints, attributes). */
+const RECORD_BATCH_OVERHEAD_BYTES = 61
+const RECORD_OVERHEAD_BYTES = 24
+
+function estimatedBytes(message: MessageToProduce<Buffer, Buffer, Buffer, Buffer>): number {
+  let bytes = RECORD_OVERHEAD_BYTES + (message.key?.length ?? 0) + (message.value?.length ?? 0)
+  const headers = message.headers instanceof Map ? message.headers : new Map<Buffer, Buffer>()
+  for (const [name, value] of headers) bytes += name.length + value.length + 2
+  return bytes
+}
+
 interface TopicSpec {
   readonly name: string
   readonly partitions: number
@@ -180,6 +191,29 @@ export class KafkaSink implements Sink {
     }
   }
 
+  /**
+   * Splits a batch into produce requests of at most maxRequestBytes (estimated
+   * before compression), so that no record batch Kafka sees passes its
+   * max.message.bytes; a single larger record goes alone (and is refused).
+   */
+  *#chunks(
+    messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[],
+  ): Generator<MessageToProduce<Buffer, Buffer, Buffer, Buffer>[]> {
+    let chunk: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] = []
+    let bytes = RECORD_BATCH_OVERHEAD_BYTES
+    for (const message of messages) {
+      const size = estimatedBytes(message)
+      if (chunk.length > 0 && bytes + size > this.#config.maxRequestBytes) {
+        yield chunk
+        chunk = []
+        bytes = RECORD_BATCH_OVERHEAD_BYTES
+      }
+      chunk.push(message)
+      bytes += size
+    }
+    if (chunk.length > 0) yield chunk
+  }
+
   #messages(batch: SinkBatch, topic: string): MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] {
     return batch.records.map((record) => {
       // A Map keyed by distinct Buffer objects keeps repeated header names.
@@ -206,7 +240,10 @@ export class KafkaSink implements Sink {
     const messages = this.#messages(batch, topic)
     if (!this.#config.exactlyOnce) {
       const producer = this.#producerFor()
-      await this.#attempt(producer, () => producer.send({ messages, partitioner: compatibilityPartitioner }))
+      await this.#attempt(producer, async () => {
+        for (const chunk of this.#chunks(messages))
+          await producer.send({ messages: chunk, partitioner: compatibilityPartitioner })
+      })
       return
     }
     const run = this.#transactions.then(() => {
@@ -278,7 +315,8 @@ export class KafkaSink implements Sink {
       partition: 0,
     }
     const transaction = await producer.beginTransaction()
-    await transaction.send({ messages: [...messages, position], partitioner: compatibilityPartitioner })
+    for (const chunk of this.#chunks([...messages, position]))
+      await transaction.send({ messages: chunk, partitioner: compatibilityPartitioner })
     await transaction.commit()
     const positions = await this.#positions
     positions?.set(key, next)
