@@ -28,8 +28,8 @@ export interface ConfigFlags {
   readonly mqttPort?: number | undefined
   readonly mqttHost?: string | undefined
   readonly logLevel?: string | undefined
-  /** `--http-port`: null (`off`) runs without the admin API. */
-  readonly httpPort?: number | null | undefined
+  /** `--http-port`: `off` (or null) runs without the admin API. */
+  readonly httpPort?: number | 'off' | null | undefined
   readonly httpHost?: string | undefined
   /** `--sink URL`, repeatable: added to the config file's sinks. */
   readonly sinks?: readonly string[] | undefined
@@ -188,7 +188,8 @@ function fromFlags(flags: ConfigFlags): Tree {
   if (flags.mqttHost !== undefined) tree = setPath(tree, ['mqtt', 'host'], flags.mqttHost)
   if (flags.mqttPort !== undefined) tree = setPath(tree, ['mqtt', 'port'], flags.mqttPort)
   if (flags.httpHost !== undefined) tree = setPath(tree, ['http', 'host'], flags.httpHost)
-  if (flags.httpPort !== undefined) tree = setPath(tree, ['http', 'port'], flags.httpPort)
+  if (flags.httpPort !== undefined)
+    tree = setPath(tree, ['http', 'port'], flags.httpPort === 'off' ? null : flags.httpPort)
   return tree
 }
 

@@ -97,7 +97,7 @@ describe('config', () => {
     expect(loadConfig({ config: path }, { TRIBUTARY_HTTP_PORT: '9001' }).http.port).toBe(9001)
     expect(loadConfig({ config: path, httpPort: 9002 }, { TRIBUTARY_HTTP_PORT: '9001' }).http.port).toBe(9002)
     expect(loadConfig({ dataDir: '/tmp/d' }, { TRIBUTARY_HTTP_PORT: 'off' }).http.port).toBeNull()
-    expect(loadConfig({ dataDir: '/tmp/d', httpPort: null }, {}).http.port).toBeNull()
+    expect(loadConfig({ dataDir: '/tmp/d', httpPort: 'off' }, {}).http.port).toBeNull()
     expect(loadConfig({ config: path, httpHost: '0.0.0.0' }, {}).http.host).toBe('0.0.0.0')
   })
 
