@@ -107,6 +107,38 @@ export const errorCodes = {
     message: 'A listener could not bind its address (port in use or not permitted)',
     retriable: false,
   },
+  TRIB_NOT_READY: {
+    message: 'The node is not ready (MQTT not listening, store not open, or disk above the high-water mark)',
+    retriable: true,
+  },
+  TRIB_HTTP_UNAUTHORIZED: {
+    message: 'The admin API needs the header `Authorization: Bearer <http.token>`',
+    retriable: false,
+  },
+  TRIB_HTTP_BAD_REQUEST: {
+    message: 'The request is not valid; the message names the parameter and what it must be',
+    retriable: false,
+  },
+  TRIB_HTTP_NOT_FOUND: {
+    message: 'No such admin API route; GET /v1 lists them',
+    retriable: false,
+  },
+  TRIB_HTTP_BUSY: {
+    message: 'Too many live tails are open (http.maxTailClients); close one or retry later',
+    retriable: true,
+  },
+  TRIB_GROUP_UNKNOWN: {
+    message: 'This consumer group has no committed offsets (for this stream or partition)',
+    retriable: false,
+  },
+  TRIB_INTERNAL: {
+    message: 'An unexpected error; it was logged with its stack trace: please report it',
+    retriable: false,
+  },
+  TRIB_NODE_UNREACHABLE: {
+    message: "The running node's admin API did not answer; check http.port and that the node runs",
+    retriable: true,
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof errorCodes

@@ -6,6 +6,9 @@
 
 import { existsSync, mkdirSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
+import { ConsumerGroups } from './admin/consumer-groups.ts'
+import type { NodeView } from './admin/node-view.ts'
+import { AdminServer, readToken } from './admin/server.ts'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
 import type { Config } from './config/schema.ts'
@@ -19,10 +22,13 @@ import { gapEntry } from './log/gap-record.ts'
 import type { PartitionRef, RecoveryReport } from './log/log-store.ts'
 import { LMDB_FILE, SegmentLogStore, type SegmentLogStoreOptions } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
+import { Metrics } from './observability/metrics.ts'
 import { Upstream } from './upstream/upstream.ts'
 
 export interface NodeAddresses {
   readonly mqtt: { readonly host: string; readonly port: number }
+  /** The admin and consumer HTTP API; null when http.port is null. */
+  readonly http: { readonly host: string; readonly port: number } | null
 }
 
 export interface TributaryNode {
@@ -33,6 +39,10 @@ export interface TributaryNode {
   readonly upstream: Upstream | null
   /** The data disk as the guard last saw it (usedPercent null until started). */
   readonly disk: { readonly full: boolean; readonly usedPercent: number | null }
+  /** This node's metrics registry (scraped at GET /metrics). */
+  readonly metrics: Metrics
+  /** The admin API once started (its fastify app answers inject() in tests); null when disabled. */
+  readonly admin: AdminServer | null
   start(): Promise<NodeAddresses>
   /** Stops accepting and lets in-flight appends and acks finish. */
   drain(): Promise<void>
@@ -49,13 +59,25 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   if ('heldBy' in lock)
     throw new TributaryError('TRIB_DATA_DIR_LOCKED', `${config.dataDir} (pid ${lock.heldBy})`)
   let nodeId = loadOrCreateNodeId(config.dataDir)
+  // Read now: a missing or short token file stops the start before anything is opened.
+  let httpToken: string | null
+  try {
+    httpToken = config.http.port === null ? null : readToken(config.http)
+  } catch (err) {
+    if ('release' in lock) lock.release()
+    throw err
+  }
+  const metrics = new Metrics({ storageEnduranceTBW: config.metrics.storageEnduranceTBW })
   const storeOptions = (): SegmentLogStoreOptions => ({
     dataDir: config.dataDir,
     origin: nodeId,
     maxPendingAppends: config.limits.maxPendingAppends,
     segmentBytes: config.limits.segmentBytes,
-    onCorrupt: (damage, action) =>
-      log.error({ code: 'TRIB_BATCH_CORRUPT', damage, action }, `damaged batch ${action}`),
+    metrics,
+    onCorrupt: (damage, action) => {
+      metrics.corrupt(action)
+      log.error({ code: 'TRIB_BATCH_CORRUPT', damage, action }, `damaged batch ${action}`)
+    },
   })
   let store = new SegmentLogStore(storeOptions())
   let diskGuard: DiskGuard | null = null
@@ -65,10 +87,15 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
       new Router(config.streams, config.unmatched),
       config.limits,
       () => diskGuard?.full === true,
+      metrics,
     )
   let currentIngest = ingest()
   let broker: Broker | null = null
   let upstream: Upstream | null = null
+  let groups: ConsumerGroups | null = null
+  let admin: AdminServer | null = null
+  let storeOpen = false
+  const startedAtMs = Date.now()
   let retentionTimer: NodeJS.Timeout | null = null
   let diskTimer: NodeJS.Timeout | null = null
   let started: Promise<NodeAddresses> | null = null
@@ -130,8 +157,12 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   }
 
   async function runRetention(): Promise<void> {
+    const expired = (await groups?.expire()) ?? []
+    if (expired.length > 0)
+      log.info({ groups: expired, afterMs: config.http.groupExpireAfterMs }, 'idle consumer groups deleted')
     const policies = new Map(config.streams.map((s) => [s.name, s.retention]))
     const report = await store.applyRetention((name) => policies.get(name), Date.now())
+    metrics.retention(report)
     if (report.batchesDeleted > 0) log.info({ retention: report }, 'retention deleted old records')
     if (report.heldBack.length > 0)
       log.info({ heldBack: report.heldBack }, 'retention held back by consumers')
@@ -139,9 +170,12 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
 
   async function start(): Promise<NodeAddresses> {
     const recovery = await openStore()
+    storeOpen = true
     log.info({ nodeId, dataDir: config.dataDir, recovery }, 'log store open')
     await recordQuarantined(recovery)
     await currentIngest.prepare(config.streams)
+    groups = new ConsumerGroups(store.environment, store, nodeId, config.http.groupExpireAfterMs)
+    groups.load()
     upstream = new Upstream({ config, store, env: store.environment, origin: nodeId, log })
     await upstream.start()
     const guard = new DiskGuard({
@@ -155,7 +189,12 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     diskGuard = guard
     const checkDisk = (): void => {
       // A failed check is logged and retried on the next tick; the last verdict stands meanwhile.
-      guard.check().catch((err: unknown) => log.error({ err }, 'disk check failed'))
+      guard.check().then(
+        (result) => {
+          for (const gap of result.gaps) metrics.gap(gap.stream, gap.count)
+        },
+        (err: unknown) => log.error({ err }, 'disk check failed'),
+      )
     }
     await guard.check()
     broker = new Broker(
@@ -165,6 +204,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
         nodeId,
         maxPayloadBytes: config.limits.maxPayloadBytes,
         maxQueuedPerSession: config.limits.maxQueuedPerSession,
+        metrics,
       },
       currentIngest,
       store.environment,
@@ -179,7 +219,53 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     diskTimer = setInterval(checkDisk, config.limits.diskCheckMs)
     diskTimer.unref()
     log.info({ mqtt: `${address.address}:${address.port}` }, 'tributary accepting MQTT connections')
-    return { mqtt: { host: address.address, port: address.port } }
+    const view = nodeView(guard)
+    metrics.setSources({
+      partitions: () => store.partitions(),
+      sinks: () => upstream?.status() ?? [],
+      connections: () => broker?.connections ?? 0,
+      disk: () => view.disk(),
+    })
+    let http: NodeAddresses['http'] = null
+    if (config.http.port !== null) {
+      admin = new AdminServer({
+        http: config.http,
+        storageEnduranceTBW: config.metrics.storageEnduranceTBW,
+        token: httpToken,
+        view,
+        groups,
+        metrics,
+        log,
+      })
+      http = await admin.listen()
+      log.info({ http: `${http.host}:${http.port}`, auth: httpToken !== null }, 'admin API listening')
+    }
+    return { mqtt: { host: address.address, port: address.port }, http }
+  }
+
+  /** What the admin API may see: read-only views of the running parts. */
+  function nodeView(guard: DiskGuard): NodeView {
+    return {
+      nodeId,
+      startedAtMs,
+      log: {
+        partitions: () => store.partitions(),
+        read: (ref, from, limits) => store.read(ref, from, limits),
+        offsetForTimestamp: (ref, ms) => store.offsetForTimestamp(ref, ms),
+      },
+      health: () => ({
+        mqtt: broker?.listening === true,
+        store: storeOpen,
+        disk: !guard.full,
+      }),
+      sinks: () => upstream?.status() ?? [],
+      connections: () => broker?.connections ?? 0,
+      disk: () => ({
+        usedPercent: guard.usedPercent,
+        full: guard.full,
+        highWaterPercent: config.limits.diskHighWaterPercent,
+      }),
+    }
   }
 
   async function drain(): Promise<void> {
@@ -195,12 +281,15 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
 
   async function close(): Promise<void> {
     if (started !== null) await started.catch(() => undefined)
+    // The admin API first: its live tails end, and nothing reads the store while it closes.
+    await admin?.close()
     drained ??= drain()
     await drained
     await broker?.close()
     // Batches on the wire are abandoned: sent again after a restart (at-least-once),
     // or skipped by the sink's own position (exactly-once).
     await upstream?.close()
+    storeOpen = false
     await store.close()
     if ('release' in lock) lock.release()
     log.info('tributary stopped')
@@ -218,6 +307,12 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     },
     get upstream() {
       return upstream
+    },
+    get metrics() {
+      return metrics
+    },
+    get admin() {
+      return admin
     },
     get disk() {
       return { full: diskGuard?.full === true, usedPercent: diskGuard?.usedPercent ?? null }

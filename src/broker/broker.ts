@@ -10,6 +10,7 @@ import { TributaryError } from '../errors.ts'
 import type { Ingest } from '../ingest/ingest.ts'
 import type { Qos } from '../log/record.ts'
 import type { Logger } from '../observability/logger.ts'
+import type { Metrics } from '../observability/metrics.ts'
 import { LmdbSessionStore } from './session-store.ts'
 
 export interface BrokerOptions {
@@ -18,6 +19,8 @@ export interface BrokerOptions {
   readonly nodeId: string
   readonly maxPayloadBytes: number
   readonly maxQueuedPerSession: number
+  /** Refusals, QoS 0 records not stored, and how long acks waited for the disk. */
+  readonly metrics?: Pick<Metrics, 'refused' | 'qos0NotStored' | 'ackLatency'>
 }
 
 const WILL_SWEEP_HEARTBEAT_MS = 5000
@@ -142,12 +145,28 @@ export class Broker {
     )
   }
 
+  /** MQTT clients connected now. */
+  get connections(): number {
+    return this.#aedes?.connectedClients ?? 0
+  }
+
+  /** True between listen() and stopAccepting(). */
+  get listening(): boolean {
+    return this.#server?.listening === true
+  }
+
+  #refuse(done: (err?: Error | null) => void, err: TributaryError): void {
+    this.#options.metrics?.refused(err.code)
+    done(refusal(err))
+  }
+
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     const reason = invalidTopicReason(packet.topic)
     if (reason !== null) {
-      done(refusal(new TributaryError('TRIB_TOPIC_INVALID', reason)))
+      this.#refuse(done, new TributaryError('TRIB_TOPIC_INVALID', reason))
       return
     }
+    const startedAt = performance.now()
     const aedesPacket = packet as AedesPublishPacket & { clientId?: string }
     const clientId = client?.id ?? aedesPacket.clientId ?? ''
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
@@ -162,7 +181,7 @@ export class Broker {
     }
     const invalid = this.#ingest.check(publish)
     if (invalid !== null) {
-      done(refusal(invalid))
+      this.#refuse(done, invalid)
       return
     }
     const stored = this.#ingest.accept(publish)
@@ -175,18 +194,21 @@ export class Broker {
       return
     }
     stored.then(
-      () => done(null),
+      () => {
+        this.#options.metrics?.ackLatency(publish.qos, (performance.now() - startedAt) / 1000)
+        done(null)
+      },
       (err: unknown) =>
-        done(
-          refusal(
-            err instanceof TributaryError ? err : new TributaryError('TRIB_STORE_WRITE_FAILED', String(err)),
-          ),
+        this.#refuse(
+          done,
+          err instanceof TributaryError ? err : new TributaryError('TRIB_STORE_WRITE_FAILED', String(err)),
         ),
     )
   }
 
   /** Logs dropped QoS 0 records at most once a second, with the count since the last line. */
   #droppedQos0(err: unknown): void {
+    this.#options.metrics?.qos0NotStored(err instanceof TributaryError ? err.code : 'TRIB_STORE_WRITE_FAILED')
     this.#qos0Dropped++
     const now = Date.now()
     if (now - this.#qos0DropLoggedAtMs < 1000) return

@@ -8,8 +8,10 @@ import { Command, CommanderError } from 'commander'
 import { TributaryError } from '../errors.ts'
 import { registerConfigCheck } from './config-check.ts'
 import { registerLogVerify } from './log-verify.ts'
+import { registerProduce } from './produce.ts'
 import { registerSinks } from './sinks.ts'
 import { registerStart } from './start.ts'
+import { registerStatus } from './status.ts'
 import { registerStreams } from './streams.ts'
 import { registerTail } from './tail.ts'
 
@@ -22,8 +24,10 @@ const program = new Command('tributary')
   .showHelpAfterError()
   .exitOverride()
 registerStart(program)
+registerStatus(program)
 registerStreams(program)
 registerTail(program)
+registerProduce(program)
 registerSinks(program)
 registerConfigCheck(program)
 registerLogVerify(program)

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { type ConfigFlags, loadConfig } from '../config/load.ts'
+import { type ConfigFlags, loadConfig, parsePortOrOff } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
 import { SegmentLogStore } from '../log/segment-log-store.ts'
@@ -56,4 +56,27 @@ export function printTable(header: readonly string[], rows: ReadonlyArray<readon
     const line = row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')
     process.stdout.write(`${line.trimEnd()}\n`)
   }
+}
+
+/**
+ * `--http-port N|off` (also for `tributary start`): a port, 0 for a free one, or
+ * `off` (kept as the string: commander turns a parsed null into '').
+ */
+export function parseHttpPort(value: string): number | 'off' {
+  const port = parsePortOrOff(value)
+  if (port === undefined || (port !== null && (port < 0 || port > 65535)))
+    throw new Error(`--http-port must be a port number (0 picks a free one) or "off", got "${value}"`)
+  return port ?? 'off'
+}
+
+/** Where a client on this machine reaches a listener bound to `host` (a wildcard means loopback). */
+export function clientHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1'
+  if (host === '::' || host === '[::]') return '::1'
+  return host
+}
+
+/** `host:port` as a URL authority (IPv6 in brackets). */
+export function authority(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`
 }

@@ -6,13 +6,15 @@
 // --sink to a running node appear once they have a stored cursor.
 
 import type { Command } from 'commander'
+import type { Config } from '../config/schema.ts'
 import type { PartitionStatus } from '../log/log-store.ts'
+import type { SegmentLogStore } from '../log/segment-log-store.ts'
 import { listCursors, openCursorsDb } from '../upstream/cursors.ts'
 import { lagOf } from '../upstream/lag.ts'
 import { forwardedStreams } from '../upstream/upstream.ts'
 import { configFrom, nodeIdOf, openStoreReadOnly, printJson, printTable, withStoreOptions } from './shared.ts'
 
-interface Row {
+export interface SinkRow {
   sink: string
   type: string
   stream: string
@@ -24,6 +26,41 @@ interface Row {
   lagSeconds: number
 }
 
+/** Per sink and partition, from the stored cursors: the figures of `tributary sinks` (and `status` without a node). */
+export function storedSinkRows(config: Readonly<Config>, store: SegmentLogStore, origin: string): SinkRow[] {
+  const partitions = store.partitions().filter((p) => p.origin === origin)
+  const cursors = listCursors(openCursorsDb(store.environment))
+  const cursorOf = (sink: string, p: PartitionStatus): number =>
+    cursors.find(
+      (c) => c.sink === sink && c.stream === p.stream && c.partition === p.partition && c.origin === p.origin,
+    )?.offset ?? 0
+  const row = (sink: string, type: string, p: PartitionStatus): SinkRow => {
+    const cursor = cursorOf(sink, p)
+    return {
+      sink,
+      type,
+      stream: p.stream,
+      partition: p.partition,
+      cursor,
+      nextOffset: p.nextOffset,
+      ...lagOf(store, p, cursor),
+    }
+  }
+  const rows: SinkRow[] = []
+  for (const sink of config.sinks) {
+    const streams = new Set(forwardedStreams(config, sink).map((s) => s.name))
+    for (const p of partitions) if (streams.has(p.stream)) rows.push(row(sink.name, sink.type, p))
+  }
+  const configured = new Set(config.sinks.map((s) => s.name))
+  for (const c of cursors) {
+    const p = partitions.find(
+      (q) => q.stream === c.stream && q.partition === c.partition && q.origin === c.origin,
+    )
+    if (!configured.has(c.sink) && p !== undefined) rows.push(row(c.sink, '-', p))
+  }
+  return rows
+}
+
 export function registerSinks(program: Command): void {
   withStoreOptions(program.command('sinks'))
     .description('list sinks with their cursor and lag (records, bytes, seconds) per partition')
@@ -33,40 +70,7 @@ export function registerSinks(program: Command): void {
       const origin = nodeIdOf(config)
       const store = await openStoreReadOnly(config)
       try {
-        const partitions = store.partitions().filter((p) => p.origin === origin)
-        const cursors = listCursors(openCursorsDb(store.environment))
-        const cursorOf = (sink: string, p: PartitionStatus): number =>
-          cursors.find(
-            (c) =>
-              c.sink === sink &&
-              c.stream === p.stream &&
-              c.partition === p.partition &&
-              c.origin === p.origin,
-          )?.offset ?? 0
-        const row = (sink: string, type: string, p: PartitionStatus): Row => {
-          const cursor = cursorOf(sink, p)
-          return {
-            sink,
-            type,
-            stream: p.stream,
-            partition: p.partition,
-            cursor,
-            nextOffset: p.nextOffset,
-            ...lagOf(store, p, cursor),
-          }
-        }
-        const rows: Row[] = []
-        for (const sink of config.sinks) {
-          const streams = new Set(forwardedStreams(config, sink).map((s) => s.name))
-          for (const p of partitions) if (streams.has(p.stream)) rows.push(row(sink.name, sink.type, p))
-        }
-        const configured = new Set(config.sinks.map((s) => s.name))
-        for (const c of cursors) {
-          const p = partitions.find(
-            (q) => q.stream === c.stream && q.partition === c.partition && q.origin === c.origin,
-          )
-          if (!configured.has(c.sink) && p !== undefined) rows.push(row(c.sink, '-', p))
-        }
+        const rows = storedSinkRows(config, store, origin)
         if (options.json === true) {
           for (const r of rows) printJson(r)
           return

@@ -28,6 +28,9 @@ export interface ConfigFlags {
   readonly mqttPort?: number | undefined
   readonly mqttHost?: string | undefined
   readonly logLevel?: string | undefined
+  /** `--http-port`: `off` (or null) runs without the admin API. */
+  readonly httpPort?: number | 'off' | null | undefined
+  readonly httpHost?: string | undefined
   /** `--sink URL`, repeatable: added to the config file's sinks. */
   readonly sinks?: readonly string[] | undefined
 }
@@ -104,13 +107,35 @@ export function readConfigFile(path: string): Tree {
   return tree
 }
 
-const ENV_FIELDS: Record<string, { path: readonly string[]; type: 'string' | 'int' }> = {
+const ENV_FIELDS: Record<string, { path: readonly string[]; type: 'string' | 'int' | 'port-or-off' }> = {
   TRIBUTARY_DATA_DIR: { path: ['dataDir'], type: 'string' },
   TRIBUTARY_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
   TRIBUTARY_MQTT_HOST: { path: ['mqtt', 'host'], type: 'string' },
   TRIBUTARY_MQTT_PORT: { path: ['mqtt', 'port'], type: 'int' },
   TRIBUTARY_MAX_PAYLOAD_BYTES: { path: ['limits', 'maxPayloadBytes'], type: 'int' },
   TRIBUTARY_UNMATCHED: { path: ['unmatched'], type: 'string' },
+  TRIBUTARY_HTTP_HOST: { path: ['http', 'host'], type: 'string' },
+  TRIBUTARY_HTTP_PORT: { path: ['http', 'port'], type: 'port-or-off' },
+  TRIBUTARY_HTTP_TOKEN: { path: ['http', 'token'], type: 'string' },
+  TRIBUTARY_HTTP_TOKEN_FILE: { path: ['http', 'tokenFile'], type: 'string' },
+}
+
+/** `off` (any case) disables the admin API; anything else must be an integer port. */
+export function parsePortOrOff(raw: string): number | null | undefined {
+  if (raw.trim().toLowerCase() === 'off') return null
+  const n = Number(raw)
+  return raw.trim() !== '' && Number.isInteger(n) ? n : undefined
+}
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  return (
+    h === 'localhost' ||
+    h === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) ||
+    /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+  )
 }
 /** Read by the CLI to find the config file, not a setting itself. */
 const ENV_CONFIG_PATH = 'TRIBUTARY_CONFIG'
@@ -135,7 +160,14 @@ function fromEnv(env: NodeJS.ProcessEnv, problems: ConfigProblem[]): Tree {
       })
       continue
     }
-    if (field.type === 'int') {
+    if (field.type === 'port-or-off') {
+      const port = parsePortOrOff(raw)
+      if (port === undefined) {
+        problems.push({ path: `env ${name}`, message: `expected a port number or "off", got "${raw}"` })
+        continue
+      }
+      tree = setPath(tree, field.path, port)
+    } else if (field.type === 'int') {
       const n = Number(raw)
       if (!Number.isInteger(n)) {
         problems.push({ path: `env ${name}`, message: `expected an integer, got "${raw}"` })
@@ -155,6 +187,9 @@ function fromFlags(flags: ConfigFlags): Tree {
   if (flags.logLevel !== undefined) tree = setPath(tree, ['logLevel'], flags.logLevel)
   if (flags.mqttHost !== undefined) tree = setPath(tree, ['mqtt', 'host'], flags.mqttHost)
   if (flags.mqttPort !== undefined) tree = setPath(tree, ['mqtt', 'port'], flags.mqttPort)
+  if (flags.httpHost !== undefined) tree = setPath(tree, ['http', 'host'], flags.httpHost)
+  if (flags.httpPort !== undefined)
+    tree = setPath(tree, ['http', 'port'], flags.httpPort === 'off' ? null : flags.httpPort)
   return tree
 }
 
@@ -264,6 +299,25 @@ function crossFieldProblems(tree: Tree): ConfigProblem[] {
   return problems
 }
 
+/**
+ * The admin API off loopback serves records and metrics to the network: it
+ * must have a bearer token, and only one source of it.
+ */
+function httpProblems(config: Config): ConfigProblem[] {
+  const { http } = config
+  if (http.token !== undefined && http.tokenFile !== undefined)
+    return [{ path: 'http.tokenFile', message: 'give http.token or http.tokenFile, not both' }]
+  if (http.port === null || isLoopbackHost(http.host)) return []
+  if (http.token === undefined && http.tokenFile === undefined)
+    return [
+      {
+        path: 'http.token',
+        message: `the admin API listens on ${http.host}, beyond loopback: set http.token or http.tokenFile (or listen on 127.0.0.1)`,
+      },
+    ]
+  return []
+}
+
 /** Validates a merged tree; returns the config or the list of problems. */
 export function validateConfig(
   tree: Tree,
@@ -272,7 +326,7 @@ export function validateConfig(
   const problems = [...(result.success ? [] : toProblems(result.error.issues)), ...crossFieldProblems(tree)]
   if (!result.success || problems.length > 0) return { config: null, problems }
   const config = withDeadLetterStreams(withDefaultStream(result.data))
-  const late = sinkProblems(config)
+  const late = [...sinkProblems(config), ...httpProblems(config)]
   if (late.length > 0) return { config: null, problems: late }
   return { config, problems: [] }
 }

@@ -16,6 +16,11 @@ export const DEFAULT_STREAM_NAME = 'default'
 export const DEFAULT_DISK_HIGH_WATER_PERCENT = 95
 export const DEFAULT_DISK_CHECK_MS = 5000
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+export const DEFAULT_HTTP_HOST = '127.0.0.1'
+export const DEFAULT_HTTP_PORT = 8080
+export const DEFAULT_HTTP_MAX_TAIL_CLIENTS = 32
+/** Kafka's offsets.retention.minutes default: a group silent this long stops holding retention back. */
+export const DEFAULT_GROUP_EXPIRE_AFTER_MS = 7 * 24 * 3600 * 1000
 /** A stream's dead-letter stream, unless it names one: `<stream>.dead-letter`. */
 export const DEAD_LETTER_SUFFIX = '.dead-letter'
 
@@ -254,6 +259,56 @@ export const configSchema = z
         diskCheckMs: DEFAULT_DISK_CHECK_MS,
         segmentBytes: DEFAULT_SEGMENT_BYTES,
       }),
+    http: z
+      .object({
+        host: z.string().min(1).default(DEFAULT_HTTP_HOST),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .nullable()
+          .default(DEFAULT_HTTP_PORT)
+          .describe('admin and consumer API port; 0 picks a free one; null runs without it'),
+        token: z
+          .string()
+          .min(16, 'at least 16 characters')
+          .optional()
+          .describe('bearer token for every route but /healthz; required off loopback'),
+        tokenFile: z.string().min(1).optional().describe('file whose first line is the token'),
+        maxTailClients: z
+          .number()
+          .int()
+          .min(1)
+          .max(1024)
+          .default(DEFAULT_HTTP_MAX_TAIL_CLIENTS)
+          .describe('live tails (Server-Sent Events) open at once; beyond it 503 TRIB_HTTP_BUSY'),
+        groupExpireAfterMs: z
+          .number()
+          .int()
+          .min(1000)
+          .nullable()
+          .default(DEFAULT_GROUP_EXPIRE_AFTER_MS)
+          .describe('a consumer group that commits nothing this long is deleted; null keeps groups forever'),
+      })
+      .strict()
+      .default({
+        host: DEFAULT_HTTP_HOST,
+        port: DEFAULT_HTTP_PORT,
+        maxTailClients: DEFAULT_HTTP_MAX_TAIL_CLIENTS,
+        groupExpireAfterMs: DEFAULT_GROUP_EXPIRE_AFTER_MS,
+      }),
+    metrics: z
+      .object({
+        storageEnduranceTBW: z
+          .number()
+          .positive()
+          .nullable()
+          .default(null)
+          .describe('rated write endurance of the data disk in TB written (10^12 bytes); null: not known'),
+      })
+      .strict()
+      .default({ storageEnduranceTBW: null }),
     unmatched: z
       .enum(['store', 'live-only'])
       .default('store')

@@ -17,6 +17,7 @@ import type { Config, StreamConfig } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
 import type { Appended, Durability, LogStore, Marker } from '../log/log-store.ts'
 import type { Header, Qos } from '../log/record.ts'
+import type { Metrics } from '../observability/metrics.ts'
 import { RecentPublishes } from './recent-publishes.ts'
 import type { Router } from './router.ts'
 
@@ -91,14 +92,17 @@ export class Ingest {
 
   /** True while the data disk is above its high-water mark (src/log/disk-guard.ts). */
   readonly #diskFull: () => boolean
+  readonly #metrics: Pick<Metrics, 'ingested'> | undefined
 
   constructor(
     store: LogStore,
     router: Router,
     limits: Config['limits'],
     diskFull: () => boolean = () => false,
+    metrics?: Pick<Metrics, 'ingested'>,
   ) {
     this.#store = store
+    this.#metrics = metrics
     this.#diskFull = diskFull
     this.#router = router
     this.#maxPayloadBytes = limits.maxPayloadBytes
@@ -215,6 +219,7 @@ export class Ingest {
         ...(dedupe === undefined ? {} : { marker: dedupe }),
       })
       this.stats.records += appended.length
+      if (this.#metrics !== undefined) for (const a of appended) this.#metrics.ingested(a.stream)
       return { appended, duplicate: false }
     } catch (err) {
       this.stats.rejected++

@@ -3,7 +3,7 @@
 
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
   } catch (err) {
@@ -32,4 +32,15 @@ export function acquirePidLock(path: string): { release: () => void } | { heldBy
     rmSync(path, { force: true })
   }
   return { heldBy: Number.NaN }
+}
+
+/** The live process holding the lock file, or null (no file, or a stale one). */
+export function lockHolder(path: string): number | null {
+  let holder: number
+  try {
+    holder = Number.parseInt(readFileSync(path, 'utf8'), 10)
+  } catch {
+    return null
+  }
+  return Number.isInteger(holder) && alive(holder) ? holder : null
 }

@@ -8,6 +8,7 @@
 
 import type { Database, RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
+import type { Metrics } from '../observability/metrics.ts'
 import type { BatchIndex } from './batch-index.ts'
 import { buildCommit, type CommitItem } from './commit-frame.ts'
 import type { LogState } from './log-state.ts'
@@ -54,6 +55,8 @@ export interface LogWriterParts {
   readonly appender: SegmentAppender
   readonly indexCommitMs: number
   readonly indexMaxPendingBatches: number
+  /** Commit sizes and fsync durations, when the node keeps metrics. */
+  readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'> | undefined
 }
 
 export class LogWriter {
@@ -65,6 +68,7 @@ export class LogWriter {
   readonly #state: LogState
   readonly #appender: SegmentAppender
   readonly #options: { readonly indexCommitMs: number; readonly indexMaxPendingBatches: number }
+  readonly #metrics: LogWriterParts['metrics']
   #queue: Queued[] = []
   #maintenance: Maintenance[] = []
   #running: Promise<void> | null = null
@@ -91,6 +95,7 @@ export class LogWriter {
     this.#markers = parts.markers
     this.#state = parts.state
     this.#appender = parts.appender
+    this.#metrics = parts.metrics
     this.#options = {
       indexCommitMs: parts.indexCommitMs,
       indexMaxPendingBatches: parts.indexMaxPendingBatches,
@@ -191,6 +196,11 @@ export class LogWriter {
       for (const item of items) item.reject(failure)
       return
     }
+    if (this.#metrics !== undefined) {
+      let records = 0
+      for (const b of batches) records += b.recordCount
+      this.#metrics.commitWritten(records, frame.bytes.length)
+    }
     batches.forEach((b, i) => {
       this.#state.addEntry(b.meta, {
         baseOffset: b.baseOffset,
@@ -285,7 +295,13 @@ export class LogWriter {
   }
 
   async #sync(): Promise<void> {
-    await this.#appender.sync()
+    if (this.#metrics === undefined || this.#appender.synced) {
+      await this.#appender.sync()
+    } else {
+      const startedAt = performance.now()
+      await this.#appender.sync()
+      this.#metrics.synced((performance.now() - startedAt) / 1000)
+    }
     if (this.#appender.synced && this.#syncTimer !== null) {
       clearTimeout(this.#syncTimer)
       this.#syncTimer = null

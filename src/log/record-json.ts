@@ -25,8 +25,12 @@ export interface RecordJson {
   readonly payloadEncoding: BytesEncoding
 }
 
-export function bytesForHumans(bytes: Buffer | null): { value: string | null; encoding: BytesEncoding } {
+export function bytesForHumans(
+  bytes: Buffer | null,
+  always: 'base64' | null = null,
+): { value: string | null; encoding: BytesEncoding } {
   if (bytes === null) return { value: null, encoding: 'utf8' }
+  if (always === 'base64') return { value: bytes.toString('base64'), encoding: 'base64' }
   const text = bytes.toString('utf8')
   return Buffer.from(text, 'utf8').equals(bytes)
     ? { value: text, encoding: 'utf8' }
@@ -36,9 +40,11 @@ export function bytesForHumans(bytes: Buffer | null): { value: string | null; en
 export function recordJson(
   where: { readonly stream: string; readonly partition: number; readonly origin?: string },
   record: StoredRecord,
+  /** `base64`: key and payload always in base64 (the admin API's `encoding=base64`). */
+  always: 'base64' | null = null,
 ): RecordJson {
-  const key = bytesForHumans(record.key)
-  const payload = bytesForHumans(record.payload)
+  const key = bytesForHumans(record.key, always)
+  const payload = bytesForHumans(record.payload, always)
   return {
     ...(where.origin === undefined ? {} : { origin: where.origin }),
     stream: where.stream,

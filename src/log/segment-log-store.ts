@@ -23,6 +23,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Database, open, type RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
+import type { Metrics } from '../observability/metrics.ts'
 import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
 import { LogState } from './log-state.ts'
 import type {
@@ -86,6 +87,8 @@ export interface SegmentLogStoreOptions {
    * (moved out of the log, unless read-only), `skipped` by a read.
    */
   readonly onCorrupt?: (batch: CorruptBatch, action: 'quarantined' | 'skipped') => void
+  /** Told each group commit's size and each fsync's duration. */
+  readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'>
 }
 
 export class SegmentLogStore implements LogStore {
@@ -181,6 +184,7 @@ export class SegmentLogStore implements LogStore {
       appender,
       indexCommitMs: this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS,
       indexMaxPendingBatches: this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES,
+      metrics: this.#options.metrics,
     })
     this.#writer = writer
     // A failed commit here (full disk) does not stop the start: the index is tried again later.

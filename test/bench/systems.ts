@@ -302,7 +302,11 @@ export interface TributaryOptions {
 export function tributaryConfig(dir: string, options: TributaryOptions): string {
   const file = join(dir, 'tributary.yaml')
   const retention = options.noRetention === true ? '\n    retention: { maxAgeMs: null, maxBytes: null }' : ''
-  writeFileSync(file, `streams:\n  - name: default\n    ack: ${options.ack}${retention}\n`)
+  // No admin API: the benchmark measures the broker alone, and a fixed port could clash.
+  writeFileSync(
+    file,
+    `http:\n  port: null\nstreams:\n  - name: default\n    ack: ${options.ack}${retention}\n`,
+  )
   return file
 }
 

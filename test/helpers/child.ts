@@ -59,7 +59,8 @@ export async function spawnBroker(dataDir: string, options: SpawnOptions = {}): 
   if (program === undefined) throw new Error('empty command')
   const child = spawn(program, rest, {
     cwd: REPO_ROOT,
-    env: cleanEnv(options.env),
+    // The admin API on a free port: children of parallel tests never race for the default one.
+    env: cleanEnv({ TRIBUTARY_HTTP_PORT: '0', ...options.env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: Array<Record<string, unknown>> = []

@@ -351,7 +351,10 @@ export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroke
     `--- ${logFile} (tail) ---\n${await tail(logFile, 40)}\n--- ${stdoutFile} (tail) ---\n${await tail(stdoutFile, 20)}`
 
   // A Kafka cluster id is a UUID in URL-safe base64 without padding.
-  const clusterId = randomBytes(16).toString('base64url')
+  // One in 64 ids starts with "-", which the tool's argparse takes for an option
+  // ("argument --cluster-id/-t: expected one argument"): draw again.
+  let clusterId = randomBytes(16).toString('base64url')
+  while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url')
   try {
     await execFileAsync(
       'java',

@@ -12,6 +12,8 @@ export interface RunningNode {
   readonly node: TributaryNode
   readonly port: number
   readonly url: string
+  /** The admin API's base URL, e.g. http://127.0.0.1:40123 (null when http.port is null). */
+  readonly httpUrl: string | null
   readonly dataDir: string
   readonly config: Readonly<Config>
   /** Clean shutdown (SIGTERM path). */
@@ -39,6 +41,8 @@ export function testConfig(
     ...tree,
     sinks: [...fileSinks, ...sinkUrls.map(sinkFromUrl)],
     mqtt: { host: '127.0.0.1', port: 0 },
+    // The admin API on a free loopback port, unless the test sets its own http section.
+    http: { host: '127.0.0.1', port: 0, ...(typeof tree.http === 'object' ? tree.http : {}) },
   })
   if (result.config === null) throw new Error(`bad test config: ${JSON.stringify(result.problems)}`)
   return result.config
@@ -48,11 +52,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const dataDir = options.dataDir ?? (await tempDir()).path
   const config = testConfig(dataDir, options.config, options.sinks)
   const node = createNode(config, createLogger(config.logLevel))
-  const { mqtt } = await node.start()
+  const { mqtt, http } = await node.start()
   return {
     node,
     port: mqtt.port,
     url: `mqtt://127.0.0.1:${mqtt.port}`,
+    httpUrl: http === null ? null : `http://127.0.0.1:${http.port}`,
     dataDir,
     config,
     stop: () => node.close(),

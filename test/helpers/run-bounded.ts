@@ -19,6 +19,8 @@ export interface RunOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Called with everything printed on stdout so far, each time more arrives. */
   readonly onStdout?: (text: string) => void
+  /** Written to the program's stdin, which is then closed (left open when not given). */
+  readonly input?: string
 }
 
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -38,6 +40,7 @@ export function runBounded(
   const child = spawn(program, args, { cwd: REPO_ROOT, env: cleanEnv(options.env) })
   let stdout = ''
   let stderr = ''
+  if (options.input !== undefined) child.stdin.end(options.input)
   child.stdout.on('data', (chunk: Buffer) => {
     stdout += chunk.toString()
     options.onStdout?.(stdout)

@@ -91,6 +91,37 @@ describe('config', () => {
     }
   })
 
+  it('has the admin API on loopback by default, set by file, environment and flags', () => {
+    expect(loadConfig({ dataDir: '/tmp/d' }, {}).http).toMatchObject({ host: '127.0.0.1', port: 8080 })
+    const path = file('http.yaml', 'http:\n  port: 9000\n  token: file-token-0123456789\n')
+    expect(loadConfig({ config: path }, { TRIBUTARY_HTTP_PORT: '9001' }).http.port).toBe(9001)
+    expect(loadConfig({ config: path, httpPort: 9002 }, { TRIBUTARY_HTTP_PORT: '9001' }).http.port).toBe(9002)
+    expect(loadConfig({ dataDir: '/tmp/d' }, { TRIBUTARY_HTTP_PORT: 'off' }).http.port).toBeNull()
+    expect(loadConfig({ dataDir: '/tmp/d', httpPort: 'off' }, {}).http.port).toBeNull()
+    expect(loadConfig({ config: path, httpHost: '0.0.0.0' }, {}).http.host).toBe('0.0.0.0')
+  })
+
+  it('refuses an admin API beyond loopback without a token', () => {
+    const problemsOf = (flags: Parameters<typeof loadConfig>[0], env: NodeJS.ProcessEnv = {}) => {
+      try {
+        loadConfig({ dataDir: '/tmp/d', ...flags }, env)
+        return []
+      } catch (err) {
+        expect(isTributaryError(err, 'TRIB_CONFIG_INVALID')).toBe(true)
+        return (err as ConfigError).problems.map((p) => p.path)
+      }
+    }
+    expect(problemsOf({ httpHost: '0.0.0.0' })).toEqual(['http.token'])
+    expect(problemsOf({ httpHost: '192.168.1.5' })).toEqual(['http.token'])
+    expect(problemsOf({ httpHost: '0.0.0.0' }, { TRIBUTARY_HTTP_TOKEN: 'env-token-0123456789' })).toEqual([])
+    expect(problemsOf({ httpHost: '0.0.0.0' }, { TRIBUTARY_HTTP_TOKEN_FILE: '/run/secrets/t' })).toEqual([])
+    expect(problemsOf({ httpHost: '0.0.0.0', httpPort: null })).toEqual([])
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost'])
+      expect(problemsOf({ httpHost: host })).toEqual([])
+    expect(problemsOf({}, { TRIBUTARY_HTTP_TOKEN: 'short' })).toEqual(['http.token'])
+    expect(problemsOf({}, { TRIBUTARY_HTTP_PORT: 'eighty' })).toEqual(['env TRIBUTARY_HTTP_PORT'])
+  })
+
   it('gives unreadable and non-YAML files their own code', () => {
     expect(() => checkConfigFile(join(dir.path, 'missing.yaml'))).toThrow(
       expect.objectContaining({ code: 'TRIB_CONFIG_UNREADABLE' }),

@@ -1,0 +1,360 @@
+// The consumer API: streams and partitions, records from an offset, a time
+// or a consumer group's committed offset, consumer-group offsets, and the
+// live tail (tail.ts). Everything here reads the log; consumer groups write
+// only their own offsets.
+
+import type { FastifyInstance } from 'fastify'
+import { TributaryError } from '../errors.ts'
+import type { PartitionStatus } from '../log/log-store.ts'
+import { recordJson } from '../log/record-json.ts'
+import { type ConsumerGroups, checkGroupName } from './consumer-groups.ts'
+import { ApiError } from './http-errors.ts'
+import type { NodeView } from './node-view.ts'
+import { streamsOf } from './status.ts'
+import type { Tails } from './tail.ts'
+
+export const DEFAULT_MAX_RECORDS = 500
+export const MAX_MAX_RECORDS = 10_000
+export const DEFAULT_MAX_BYTES = 1024 * 1024
+export const MAX_MAX_BYTES = 16 * 1024 * 1024
+
+interface Parts {
+  readonly view: NodeView
+  readonly groups: ConsumerGroups
+  readonly tails: Tails
+}
+
+const streamParam = { type: 'string', minLength: 1, maxLength: 249 } as const
+const encodingParam = { type: 'string', enum: ['utf8', 'base64'], default: 'utf8' } as const
+
+/** A time as ISO 8601 or ms since the epoch. */
+function parseTime(name: string, text: string): number {
+  const ms = /^\d+$/.test(text) ? Number(text) : Date.parse(text)
+  if (!Number.isFinite(ms))
+    throw new TributaryError(
+      'TRIB_HTTP_BAD_REQUEST',
+      `${name} must be an ISO 8601 time or ms since the epoch`,
+    )
+  return ms
+}
+
+function parseOffset(name: string, text: string): number | 'earliest' | 'latest' {
+  if (text === 'earliest' || text === 'latest') return text
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n))
+    throw new TributaryError(
+      'TRIB_HTTP_BAD_REQUEST',
+      `${name} must be a non-negative integer, "earliest" or "latest"`,
+    )
+  return n
+}
+
+export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
+  const { view, groups, tails } = parts
+
+  const localPartitions = (stream: string): PartitionStatus[] => {
+    const list = view.log.partitions().filter((p) => p.stream === stream && p.origin === view.nodeId)
+    if (list.length === 0) throw new TributaryError('TRIB_STREAM_UNKNOWN', stream)
+    return list
+  }
+  const partitionOf = (stream: string, partition: number): PartitionStatus => {
+    const p = localPartitions(stream).find((q) => q.partition === partition)
+    if (p === undefined)
+      throw new TributaryError('TRIB_PARTITION_UNKNOWN', `${stream} has no partition ${partition}`)
+    return p
+  }
+  const startOffset = (
+    p: PartitionStatus,
+    q: { offset?: string; timestamp?: string; group?: string },
+    fallback: 'earliest' | 'latest',
+  ): number => {
+    const given = [q.offset, q.timestamp, q.group].filter((v) => v !== undefined).length
+    if (given > 1)
+      throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'give at most one of offset, timestamp and group')
+    if (q.timestamp !== undefined) return view.log.offsetForTimestamp(p, parseTime('timestamp', q.timestamp))
+    if (q.group !== undefined) {
+      checkGroupName(q.group)
+      // Like Kafka's auto.offset.reset=earliest: no commit yet, or the commit fell out of retention.
+      return Math.max(groups.offset(q.group, p) ?? p.firstOffset, p.firstOffset)
+    }
+    const offset = q.offset === undefined ? fallback : parseOffset('offset', q.offset)
+    if (offset === 'earliest') return p.firstOffset
+    if (offset === 'latest') return p.nextOffset
+    if (offset < p.firstOffset || offset > p.nextOffset)
+      throw new ApiError(
+        'TRIB_OFFSET_OUT_OF_RANGE',
+        `${p.stream}/${p.partition}@${offset}: stored are ${p.firstOffset}..${p.nextOffset - 1}`,
+        { firstOffset: p.firstOffset, nextOffset: p.nextOffset },
+      )
+    return offset
+  }
+
+  app.get('/v1/streams', async () => ({ streams: streamsOf(view.log.partitions()) }))
+
+  app.get<{ Params: { stream: string } }>(
+    '/v1/streams/:stream',
+    { schema: { params: { type: 'object', properties: { stream: streamParam }, required: ['stream'] } } },
+    async (request) => {
+      const [stream] = streamsOf(localPartitions(request.params.stream))
+      return stream
+    },
+  )
+
+  app.get<{
+    Params: { stream: string; partition: number }
+    Querystring: {
+      offset?: string
+      timestamp?: string
+      group?: string
+      maxRecords: number
+      maxBytes: number
+      encoding: 'utf8' | 'base64'
+    }
+  }>(
+    '/v1/streams/:stream/partitions/:partition/records',
+    {
+      schema: {
+        params: {
+          type: 'object',
+          properties: { stream: streamParam, partition: { type: 'integer', minimum: 0 } },
+          required: ['stream', 'partition'],
+        },
+        querystring: {
+          type: 'object',
+          properties: {
+            offset: { type: 'string' },
+            timestamp: { type: 'string' },
+            group: { type: 'string' },
+            maxRecords: {
+              type: 'integer',
+              minimum: 1,
+              maximum: MAX_MAX_RECORDS,
+              default: DEFAULT_MAX_RECORDS,
+            },
+            maxBytes: { type: 'integer', minimum: 1, maximum: MAX_MAX_BYTES, default: DEFAULT_MAX_BYTES },
+            encoding: encodingParam,
+          },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (request) => {
+      const { stream, partition } = request.params
+      const q = request.query
+      const p = partitionOf(stream, partition)
+      const from = startOffset(p, q, 'earliest')
+      const result = view.log.read(p, from, { maxRecords: q.maxRecords, maxBytes: q.maxBytes })
+      const always = q.encoding === 'base64' ? 'base64' : null
+      return {
+        stream,
+        partition,
+        origin: p.origin,
+        firstOffset: p.firstOffset,
+        nextOffset: p.nextOffset,
+        fromOffset: from,
+        nextFetchOffset: result.nextOffset,
+        records: result.records.map((r) => recordJson({ stream, partition, origin: p.origin }, r, always)),
+        corrupt: result.corrupt,
+      }
+    },
+  )
+
+  app.get<{
+    Params: { stream: string }
+    Querystring: {
+      partition?: number
+      offset?: string
+      timestamp?: string
+      group?: string
+      encoding: 'utf8' | 'base64'
+    }
+  }>(
+    '/v1/streams/:stream/tail',
+    {
+      schema: {
+        params: { type: 'object', properties: { stream: streamParam }, required: ['stream'] },
+        querystring: {
+          type: 'object',
+          properties: {
+            partition: { type: 'integer', minimum: 0 },
+            offset: { type: 'string' },
+            timestamp: { type: 'string' },
+            group: { type: 'string' },
+            encoding: encodingParam,
+          },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { stream } = request.params
+      const q = request.query
+      const partitions =
+        q.partition === undefined ? localPartitions(stream) : [partitionOf(stream, q.partition)]
+      if (q.offset !== undefined && partitions.length > 1 && !['earliest', 'latest'].includes(q.offset))
+        throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'a numeric offset needs partition= as well')
+      const from = new Map(partitions.map((p) => [p.partition, startOffset(p, q, 'latest')]))
+      tails.admit()
+      reply.hijack()
+      const origin = partitions[0]?.origin ?? view.nodeId
+      await tails
+        .run(view.log, reply.raw, {
+          stream,
+          origin,
+          from,
+          encoding: q.encoding === 'base64' ? 'base64' : null,
+        })
+        .catch((err: unknown) => request.log.warn({ err, stream }, 'live tail ended by an error'))
+    },
+  )
+
+  app.get('/v1/groups', async () => {
+    const byGroup = new Map<string, { partitions: number; committedAtMs: number }>()
+    for (const o of groups.all()) {
+      const g = byGroup.get(o.group) ?? { partitions: 0, committedAtMs: 0 }
+      byGroup.set(o.group, {
+        partitions: g.partitions + 1,
+        committedAtMs: Math.max(g.committedAtMs, o.committedAtMs),
+      })
+    }
+    return {
+      groups: [...byGroup].map(([group, g]) => ({
+        group,
+        partitions: g.partitions,
+        lastCommit: new Date(g.committedAtMs).toISOString(),
+      })),
+    }
+  })
+
+  const groupParams = {
+    type: 'object',
+    properties: { group: { type: 'string', minLength: 1, maxLength: 249 } },
+    required: ['group'],
+  } as const
+
+  app.get<{ Params: { group: string } }>(
+    '/v1/groups/:group/offsets',
+    { schema: { params: groupParams } },
+    async (request) => {
+      const { group } = request.params
+      checkGroupName(group)
+      const offsets = groups.offsets(group)
+      if (offsets.length === 0) throw new TributaryError('TRIB_GROUP_UNKNOWN', group)
+      const partitions = view.log.partitions()
+      return {
+        group,
+        offsets: offsets.map((o) => {
+          const p = partitions.find((q) => q.stream === o.stream && q.partition === o.partition)
+          return {
+            stream: o.stream,
+            partition: o.partition,
+            offset: o.offset,
+            committedAt: new Date(o.committedAtMs).toISOString(),
+            nextOffset: p?.nextOffset ?? null,
+            lag: p === undefined ? null : Math.max(0, p.nextOffset - Math.max(o.offset, p.firstOffset)),
+          }
+        }),
+      }
+    },
+  )
+
+  const commitEntry = {
+    type: 'object',
+    properties: {
+      stream: streamParam,
+      partition: { type: 'integer', minimum: 0 },
+      offset: {
+        anyOf: [
+          { type: 'integer', minimum: 0 },
+          { type: 'string', enum: ['earliest', 'latest'] },
+        ],
+      },
+      timestamp: { type: 'string' },
+    },
+    required: ['stream', 'partition'],
+    additionalProperties: false,
+  } as const
+  type CommitEntry = {
+    stream: string
+    partition: number
+    offset?: number | 'earliest' | 'latest'
+    timestamp?: string
+  }
+
+  app.post<{ Params: { group: string }; Body: CommitEntry | { offsets: CommitEntry[] } }>(
+    '/v1/groups/:group/offsets',
+    {
+      schema: {
+        params: groupParams,
+        body: {
+          anyOf: [
+            commitEntry,
+            {
+              type: 'object',
+              properties: { offsets: { type: 'array', items: commitEntry, minItems: 1, maxItems: 1024 } },
+              required: ['offsets'],
+              additionalProperties: false,
+            },
+          ],
+        },
+      },
+    },
+    async (request) => {
+      const { group } = request.params
+      const body = request.body
+      const entries = 'offsets' in body ? body.offsets : [body]
+      const resolved = entries.map((e) => {
+        if ((e.offset === undefined) === (e.timestamp === undefined))
+          throw new TributaryError(
+            'TRIB_HTTP_BAD_REQUEST',
+            'each entry needs exactly one of offset and timestamp',
+          )
+        const p = partitionOf(e.stream, e.partition)
+        let offset: number
+        if (e.timestamp !== undefined)
+          offset = view.log.offsetForTimestamp(p, parseTime('timestamp', e.timestamp))
+        else if (e.offset === 'earliest') offset = p.firstOffset
+        else if (e.offset === 'latest') offset = p.nextOffset
+        else offset = e.offset ?? 0
+        return { stream: e.stream, partition: e.partition, offset }
+      })
+      const committed = await groups.commit(group, resolved)
+      return {
+        group,
+        offsets: committed.map((o) => ({
+          stream: o.stream,
+          partition: o.partition,
+          offset: o.offset,
+          committedAt: new Date(o.committedAtMs).toISOString(),
+        })),
+      }
+    },
+  )
+
+  app.delete<{ Params: { group: string }; Querystring: { stream?: string; partition?: number } }>(
+    '/v1/groups/:group/offsets',
+    {
+      schema: {
+        params: groupParams,
+        querystring: {
+          type: 'object',
+          properties: { stream: streamParam, partition: { type: 'integer', minimum: 0 } },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (request) => {
+      const { group } = request.params
+      checkGroupName(group)
+      const { stream, partition } = request.query
+      if (partition !== undefined && stream === undefined)
+        throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'partition= needs stream= as well')
+      const removed = await groups.remove(group, {
+        ...(stream === undefined ? {} : { stream }),
+        ...(partition === undefined ? {} : { partition }),
+      })
+      if (removed === 0) throw new TributaryError('TRIB_GROUP_UNKNOWN', group)
+      return { group, removed }
+    },
+  )
+}

@@ -1,0 +1,123 @@
+// The JSON shapes of the admin API's status answers, shared with
+// `tributary status` (which builds the same shapes from the store when no
+// node answers).
+
+import type { PartitionStatus } from '../log/log-store.ts'
+import type { ForwarderStatus } from '../upstream/forwarder.ts'
+import type { DiskView, HealthChecks, NodeView } from './node-view.ts'
+
+export interface PartitionSummary {
+  readonly partition: number
+  readonly origin: string
+  readonly firstOffset: number
+  readonly nextOffset: number
+  readonly records: number
+  readonly bytes: number
+  readonly lastWrite: string | null
+}
+
+export interface StreamSummary {
+  readonly name: string
+  readonly records: number
+  readonly bytes: number
+  readonly partitions: PartitionSummary[]
+}
+
+export interface SinkSummary {
+  readonly sink: string
+  readonly stream: string
+  readonly partition: number
+  readonly state: string
+  readonly cursor: number
+  readonly nextOffset: number
+  readonly lagRecords: number
+  readonly lagBytes: number
+  readonly lagSeconds: number
+  readonly forwarded: number
+  readonly deadLettered: number
+  readonly retries: number
+  readonly stuckRestarts: number
+  readonly lastError: ForwarderStatus['lastError']
+}
+
+export interface NodeStatus {
+  readonly nodeId: string
+  readonly uptimeSeconds: number
+  readonly health: { readonly ready: boolean; readonly checks: HealthChecks }
+  readonly mqtt: { readonly connections: number }
+  readonly streams: StreamSummary[]
+  readonly sinks: SinkSummary[]
+  readonly disk: DiskView & {
+    readonly storedBytes: number
+    readonly writtenBytes: number | null
+    readonly enduranceDays: number | null
+  }
+}
+
+export function isReady(checks: HealthChecks): boolean {
+  return checks.mqtt && checks.store && checks.disk
+}
+
+export function streamsOf(partitions: readonly PartitionStatus[]): StreamSummary[] {
+  const streams = new Map<string, PartitionSummary[]>()
+  for (const p of partitions) {
+    const list = streams.get(p.stream) ?? []
+    list.push({
+      partition: p.partition,
+      origin: p.origin,
+      firstOffset: p.firstOffset,
+      nextOffset: p.nextOffset,
+      records: p.nextOffset - p.firstOffset,
+      bytes: p.bytes,
+      lastWrite: p.lastTimestampMs === null ? null : new Date(p.lastTimestampMs).toISOString(),
+    })
+    streams.set(p.stream, list)
+  }
+  return [...streams].map(([name, list]) => ({
+    name,
+    records: list.reduce((sum, p) => sum + p.records, 0),
+    bytes: list.reduce((sum, p) => sum + p.bytes, 0),
+    partitions: list.sort((a, b) => a.partition - b.partition),
+  }))
+}
+
+export function sinkSummary(s: ForwarderStatus): SinkSummary {
+  return {
+    sink: s.sink,
+    stream: s.stream,
+    partition: s.partition,
+    state: s.state,
+    cursor: s.cursor,
+    nextOffset: s.nextOffset,
+    lagRecords: s.lagRecords,
+    lagBytes: s.lagBytes,
+    lagSeconds: Math.round(s.lagSeconds * 1000) / 1000,
+    forwarded: s.forwarded,
+    deadLettered: s.deadLettered,
+    retries: s.retries,
+    stuckRestarts: s.stuckRestarts,
+    lastError: s.lastError,
+  }
+}
+
+export function nodeStatus(
+  view: NodeView,
+  wear: { readonly writtenBytes: number | null; readonly enduranceDays: number | null },
+  nowMs = Date.now(),
+): NodeStatus {
+  const checks = view.health()
+  const streams = streamsOf(view.log.partitions())
+  return {
+    nodeId: view.nodeId,
+    uptimeSeconds: Math.round((nowMs - view.startedAtMs) / 1000),
+    health: { ready: isReady(checks), checks },
+    mqtt: { connections: view.connections() },
+    streams,
+    sinks: view.sinks().map(sinkSummary),
+    disk: {
+      ...view.disk(),
+      storedBytes: streams.reduce((sum, s) => sum + s.bytes, 0),
+      ...wear,
+    },
+  }
+}
