@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
-import type { Config } from './config/schema.ts'
+import type { Config, StreamConfig } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import { Ingest } from './ingest/ingest.ts'
 import { Router } from './ingest/router.ts'
@@ -36,6 +36,8 @@ export interface TributaryNode {
   /** Stops accepting and lets in-flight appends and acks finish. */
   drain(): Promise<void>
   close(): Promise<void>
+  /** New retention policies per stream (SIGHUP): the next retention run applies them. */
+  setRetention(streams: readonly StreamConfig[]): void
 }
 
 export function createNode(config: Readonly<Config>, log: Logger): TributaryNode {
@@ -73,6 +75,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   let started: Promise<NodeAddresses> | null = null
   let drained: Promise<void> | null = null
   let closed: Promise<void> | null = null
+  let retentionPolicies = new Map(config.streams.map((s) => [s.name, s.retention]))
 
   async function openStore(): Promise<RecoveryReport> {
     const envPath = join(config.dataDir, LMDB_FILE)
@@ -102,7 +105,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   }
 
   async function runRetention(): Promise<void> {
-    const policies = new Map(config.streams.map((s) => [s.name, s.retention]))
+    const policies = retentionPolicies
     const report = await store.applyRetention((name) => policies.get(name), Date.now())
     if (report.batchesDeleted > 0) log.info({ retention: report }, 'retention deleted old records')
     if (report.heldBack.length > 0)
@@ -204,6 +207,9 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     close: () => {
       closed ??= close()
       return closed
+    },
+    setRetention: (streams) => {
+      retentionPolicies = new Map(streams.map((s) => [s.name, s.retention]))
     },
   }
 }
