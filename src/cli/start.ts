@@ -117,8 +117,9 @@ function reload(
     setRetention: (streams) => node.setRetention(streams),
   })
   const { applied, needsRestart } = result.plan
-  log.info({ applied, needsRestart }, 'SIGHUP: configuration reloaded')
+  // Logged at the new level: a move to warn hides the info line, never the warning.
   if (needsRestart.length > 0)
-    log.warn({ needsRestart }, 'SIGHUP: these changes take effect only after a restart')
+    log.warn({ applied, needsRestart }, 'SIGHUP: configuration reloaded; some changes need a restart')
+  else log.info({ applied, needsRestart }, 'SIGHUP: configuration reloaded')
   return result.running
 }
