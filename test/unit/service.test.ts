@@ -24,13 +24,19 @@ describe('planReload', () => {
     })
     const plan = planReload(before, after)
     expect(plan.applied).toEqual(['logLevel', 'streams.temps.retention.maxAgeMs'])
+    expect(plan.needsRestart).toEqual(['mqtt.port', 'streams.temps.partitions'])
+  })
+
+  test('a new sink (and the dead-letter streams it brings) needs a restart, and holds back retention', () => {
+    const before = config({ streams })
+    const after = config({
+      streams: [{ ...streams[0], retention: { maxAgeMs: 1000 } }],
+      sinks: [{ type: 'http', name: 'up', url: 'http://127.0.0.1:9/x' }],
+    })
+    const plan = planReload(before, after)
+    expect(plan.applied).toEqual([])
     expect(plan.needsRestart).toEqual(
-      expect.arrayContaining([
-        'mqtt.port',
-        'streams.temps.partitions',
-        'sinks.up',
-        'streams.temps.dead-letter',
-      ]),
+      expect.arrayContaining(['sinks.up', 'streams.temps.dead-letter', 'streams.temps.retention.maxAgeMs']),
     )
   })
 
