@@ -2,16 +2,19 @@
 // reach the unit's NOTIFY_SOCKET (here a socket the test listens on, through
 // Debian's systemd-notify as in production), and SIGHUP re-reads the config
 // file: the log level changes at once, other fields are named as needing a
-// restart, a broken file keeps the running config.
+// restart, a broken file keeps the running config. And since systemd cannot
+// run here (not PID 1), the unit's SystemCallFilter is checked against the
+// syscalls a working broker makes, traced with strace.
 
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
-import { type ChildBroker, spawnBroker } from '../helpers/child.ts'
+import { type ChildBroker, REPO_ROOT, spawnBroker } from '../helpers/child.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 import { listenNotifySocket, type NotifyMessage } from '../helpers/notify-socket.ts'
+import { runBounded } from '../helpers/run-bounded.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -142,5 +145,69 @@ describe('SIGHUP', () => {
     mark = broker.logs.length
     expect(await broker.kill('SIGTERM')).toEqual({ code: 0, signal: null })
     expect(broker.logs.slice(mark).filter((l) => l.level === 30)).toEqual([])
+  })
+})
+
+/** The syscalls a systemd syscall set (e.g. @system-service) allows, its nested sets expanded. */
+async function expandSyscallSet(name: string, seen = new Set<string>()): Promise<Set<string>> {
+  const out = new Set<string>()
+  if (seen.has(name)) return out
+  seen.add(name)
+  const result = await runBounded('systemd-analyze', ['syscall-filter', name])
+  expect(result.code, result.stderr).toBe(0)
+  const entries = result.stdout
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+  for (const entry of entries) {
+    if (entry.startsWith('@')) for (const call of await expandSyscallSet(entry, seen)) out.add(call)
+    else out.add(entry)
+  }
+  return out
+}
+
+describe("the unit's SystemCallFilter", () => {
+  test('allows every syscall the broker makes while it starts, takes publishes, delivers and stops', async () => {
+    const unit = await readFile(join(REPO_ROOT, 'systemd', 'tributary.service'), 'utf8')
+    const filter = /^SystemCallFilter=(.+)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? []
+    expect(filter).toEqual(['@system-service'])
+    const allowed = await expandSyscallSet('@system-service')
+    expect(allowed.has('fdatasync')).toBe(true)
+
+    const dir = await cleanup.dir('tributary-syscalls-')
+    const notify = await listenNotifySocket(dir)
+    cleanup.defer('close notify socket', () => notify.close())
+    const summary = join(dir, 'strace.txt')
+    const dataDir = join(dir, 'data')
+    const broker = await startChild(dataDir, {
+      wrapper: ['strace', '-f', '-qq', '-c', '-o', summary],
+      env: { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '400000' },
+      timeoutMs: 60_000,
+    })
+    const client = await cleanup.mqtt(broker.url, { clientId: 'syscalls' })
+    await client.subscribeAsync('s/#', { qos: 1 })
+    const delivered = new Promise((resolve) => client.once('message', resolve))
+    for (let i = 0; i < 20; i++)
+      await client.publishAsync(`s/${i % 3}`, `m${i}`, { qos: (i % 3) as 0 | 1 | 2 })
+    await delivered
+    await waitFor(() => notify.messages.some((m) => m.fields.has('WATCHDOG')), 'a watchdog ping')
+    // Signals go to the traced node process itself (its pid is in the data dir), not to strace.
+    const pid = Number((await readFile(join(dataDir, 'tributary.pid'), 'utf8')).trim())
+    process.kill(pid, 'SIGHUP')
+    await waitFor(() => broker.logs.some((l) => l.msg === 'SIGHUP: configuration reloaded'), 'the reload')
+    await client.endAsync()
+    process.kill(pid, 'SIGTERM')
+    expect((await broker.exited).code).toBe(0)
+
+    const used = (await readFile(summary, 'utf8'))
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .filter((cols) => cols.length >= 5 && /^[\d.]+$/.test(cols[0] ?? ''))
+      .map((cols) => cols.at(-1) ?? '')
+      .filter((name) => name !== 'total')
+    expect(used).toContain('fdatasync')
+    expect(used).toContain('execve')
+    expect(used.filter((name) => !allowed.has(name))).toEqual([])
   })
 })
