@@ -80,6 +80,8 @@ export function registerStart(program: Command): void {
       })
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
+      notifier.status('starting: opening the log store')
+      notifier.startWatchdog()
       try {
         const { mqtt } = await node.start()
         notifier.ready(`accepting MQTT connections on ${mqtt.host}:${mqtt.port}`)

@@ -57,9 +57,17 @@ export class ServiceNotifier {
     return this.#socket !== null
   }
 
-  /** READY=1 with this process as the main PID, then the watchdog pings start. */
+  /** READY=1 with this process as the main PID. */
   ready(status: string): void {
     this.#send([`--pid=${process.pid}`, 'READY=1', `STATUS=${status}`])
+  }
+
+  /**
+   * Starts the WATCHDOG=1 pings, when systemd asked for them. Called before the
+   * node starts: systemd may run the watchdog during start-up too, and a long
+   * recovery must not look like a hung process.
+   */
+  startWatchdog(): void {
     if (this.#intervalMs !== null && this.#timer === null) {
       // The ping runs on the event loop itself: a loop that stalls stops pinging,
       // and systemd restarts the service after WatchdogSec.
