@@ -7,7 +7,18 @@
 
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { cp, lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises'
+import {
+  chmod,
+  cp,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -246,4 +257,43 @@ describe('scripts/install and scripts/uninstall in a temp root', () => {
     for (const gone of ['var/lib/tributary', 'etc/tributary', 'etc/default/tributary'])
       await expect(lstat(join(root, gone)), gone).rejects.toThrow()
   })
+})
+
+describe('scripts/install on armv7l', () => {
+  /** A PATH on which `uname -m` says armv7l, as on a Raspberry Pi 2/3 with a 32-bit OS. */
+  async function armv7Path(dir: string): Promise<string> {
+    const bin = join(dir, 'fake-bin')
+    await mkdir(bin)
+    await writeFile(
+      join(bin, 'uname'),
+      '#!/bin/sh\nif [ "$1" = -m ]; then echo armv7l; else exec /usr/bin/uname "$@"; fi\n',
+    )
+    await chmod(join(bin, 'uname'), 0o755)
+    return `${bin}:${process.env.PATH ?? ''}`
+  }
+
+  test('refuses without --runtime and says what to do; installs the given runtime with it', async () => {
+    const dir = await shared.dir('tributary-armv7-')
+    const PATH = await armv7Path(dir)
+    const root = join(dir, 'root')
+    const refused = await runBounded(INSTALL, ['--root', root], { env: { PATH } })
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/no Node.js 24 for armv7l in the npm registry/)
+    expect(refused.stderr).toMatch(/--runtime DIR/)
+    await expect(stat(join(root, 'opt', 'tributary'))).rejects.toThrow()
+
+    // An extracted official tarball: bin/node (here this machine's Node, standing in for one).
+    const runtime = join(dir, 'node-v24-linux-armv7l')
+    await mkdir(join(runtime, 'bin'), { recursive: true })
+    await cp(process.execPath, join(runtime, 'bin', 'node'))
+    ok(
+      await runBounded(INSTALL, ['--root', root, '--runtime', runtime], {
+        env: { PATH },
+        timeoutMs: 180_000,
+      }),
+    )
+    expect((await stat(join(root, 'opt', 'tributary', 'runtime', 'bin', 'node'))).size).toBe(
+      (await stat(process.execPath)).size,
+    )
+  }, 200_000)
 })

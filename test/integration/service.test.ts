@@ -67,10 +67,11 @@ describe('systemd notifications', () => {
     expect(first?.fields.get('MAINPID')).toBe(String(broker.pid))
     expect(first?.fields.get('STATUS')).toBe(`accepting MQTT connections on 127.0.0.1:${port}`)
     expect(await Promise.all(acceptedAtReady)).toEqual([true])
+    // One ping per 500 ms (half of WATCHDOG_USEC), not more: counted over the span they
+    // arrived in, with slack for a late one that arrives right before the next.
     const pings = notify.messages.filter((m) => m.fields.get('WATCHDOG') === '1')
-    const gaps = pings.slice(1).map((m, i) => m.receivedAt - (pings[i]?.receivedAt ?? 0))
-    // Every 500 ms (half of WATCHDOG_USEC); generous bounds, this is not a benchmark.
-    for (const gap of gaps) expect(gap).toBeGreaterThan(200)
+    const spanMs = (pings.at(-1)?.receivedAt ?? 0) - (pings[0]?.receivedAt ?? 0)
+    expect(pings.length - 1).toBeLessThanOrEqual(Math.floor(spanMs / 500) + 1)
 
     const { code } = await broker.kill('SIGTERM')
     expect(code).toBe(0)
@@ -79,7 +80,7 @@ describe('systemd notifications', () => {
     expect(notify.messages[stopping]?.fields.get('STATUS')).toMatch(/^stopping \(SIGTERM\)/)
   })
 
-  test('no watchdog pings without WATCHDOG_USEC, and none when WATCHDOG_PID names another process', async () => {
+  test('no watchdog pings when WATCHDOG_PID names another process', async () => {
     const dir = await cleanup.dir('tributary-notify-')
     const notify = await listenNotifySocket(dir)
     cleanup.defer('close notify socket', () => notify.close())
