@@ -62,9 +62,12 @@ export function registerStart(program: Command): void {
         )
       }
       let running = config
+      let listening = 'starting'
       process.on('SIGHUP', () => {
-        running = reload(running, () => configFrom(flags), node, log)
-        notifier.status(`running; configuration reloaded at ${new Date().toISOString()}`)
+        const result = reload(running, () => configFrom(flags), node, log)
+        running = result.running
+        // `systemctl status` shows the last STATUS line: what runs, and what the reload did.
+        notifier.status(`${listening}; SIGHUP at ${new Date().toISOString()}: ${result.summary}`)
       })
       process.on('unhandledRejection', (reason) => {
         // lmdb-js rejects every promise of a failed commit (disk full, I/O error),
@@ -84,7 +87,8 @@ export function registerStart(program: Command): void {
       notifier.startWatchdog()
       try {
         const { mqtt } = await node.start()
-        notifier.ready(`accepting MQTT connections on ${mqtt.host}:${mqtt.port}`)
+        listening = `accepting MQTT connections on ${mqtt.host}:${mqtt.port}`
+        notifier.ready(listening)
       } catch (err) {
         await node.close().catch(() => undefined)
         await notifier.close()
@@ -99,7 +103,7 @@ function reload(
   load: () => Readonly<Config>,
   node: TributaryNode,
   log: Logger,
-): Readonly<Config> {
+): { running: Readonly<Config>; summary: string } {
   let next: Readonly<Config>
   try {
     next = load()
@@ -110,7 +114,7 @@ function reload(
       { code, problems, err: err instanceof Error ? err.message : String(err) },
       'SIGHUP: configuration not reloaded; the running configuration stays',
     )
-    return running
+    return { running, summary: 'configuration refused (see the log), the running one stays' }
   }
   const result = applyReload(running, next, {
     setLogLevel: (level) => {
@@ -123,5 +127,6 @@ function reload(
   if (needsRestart.length > 0)
     log.warn({ applied, needsRestart }, 'SIGHUP: configuration reloaded; some changes need a restart')
   else log.info({ applied, needsRestart }, 'SIGHUP: configuration reloaded')
-  return result.running
+  const summary = `${applied.length} change(s) applied, ${needsRestart.length} need a restart`
+  return { running: result.running, summary }
 }

@@ -193,6 +193,15 @@ describe("the unit's SystemCallFilter", () => {
     const pid = Number((await readFile(join(dataDir, 'tributary.pid'), 'utf8')).trim())
     process.kill(pid, 'SIGHUP')
     await waitFor(() => broker.logs.some((l) => l.msg === 'SIGHUP: configuration reloaded'), 'the reload')
+    await waitFor(
+      () => notify.messages.some((m) => m.fields.get('STATUS')?.includes('SIGHUP at') === true),
+      'STATUS',
+    )
+    expect(
+      notify.messages.find((m) => m.fields.get('STATUS')?.includes('SIGHUP at'))?.fields.get('STATUS'),
+    ).toMatch(
+      /^accepting MQTT connections on 127\.0\.0\.1:\d+; SIGHUP at .*: 0 change\(s\) applied, 0 need a restart$/,
+    )
     await client.endAsync()
     process.kill(pid, 'SIGTERM')
     expect((await broker.exited).code).toBe(0)
