@@ -145,6 +145,33 @@ describe('SIGHUP', () => {
   })
 })
 
+describe('SIGHUP retention', () => {
+  test('a shorter maxAgeMs applies at the next retention run, without a restart', async () => {
+    const dir = await cleanup.dir('tributary-hup-retention-')
+    const configFile = join(dir, 'tributary.yaml')
+    const withAge = (ms: number) =>
+      `retentionCheckMs: 200\nstreams:\n  - name: default\n    retention: { maxAgeMs: ${ms} }\n`
+    await writeFile(configFile, withAge(3_600_000))
+    const broker = await startChild(join(dir, 'data'), { args: ['--config', configFile] })
+    const client = await cleanup.mqtt(broker.url, { clientId: 'retention' })
+    for (let i = 0; i < 5; i++) await client.publishAsync('r/x', `m${i}`, { qos: 1 })
+    // Several retention runs pass with the hour-long limit: nothing is deleted.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    expect(broker.logs.filter((l) => l.msg === 'retention deleted old records')).toEqual([])
+
+    await writeFile(configFile, withAge(1))
+    process.kill(broker.pid, 'SIGHUP')
+    await waitFor(
+      () => broker.logs.some((l) => l.msg === 'retention deleted old records'),
+      'a retention deletion',
+    )
+    expect(broker.logs.find((l) => l.msg === 'SIGHUP: configuration reloaded')).toMatchObject({
+      applied: ['streams.default.retention.maxAgeMs'],
+      needsRestart: [],
+    })
+  })
+})
+
 /** The syscalls a systemd syscall set (e.g. @system-service) allows, its nested sets expanded. */
 async function expandSyscallSet(name: string, seen = new Set<string>()): Promise<Set<string>> {
   const out = new Set<string>()
