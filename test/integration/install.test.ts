@@ -297,3 +297,67 @@ describe('scripts/install on armv7l', () => {
     )
   }, 200_000)
 })
+
+describe('scripts/install on / (in a private mount namespace)', () => {
+  // /etc, /opt, /var and /usr/local are overlays whose writes land in a temp
+  // directory and vanish with the namespace: the real system path (the user,
+  // ownership, the no-systemd message, uninstall --purge) runs without
+  // touching this machine.
+  const script = (work: string) => `
+set -euo pipefail
+for d in etc opt var usr/local; do
+  mkdir -p "${work}/$d/upper" "${work}/$d/work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=${work}/$d/upper,workdir=${work}/$d/work" "/$d"
+done
+"${INSTALL}" >"${work}/install1.log"
+echo "user=$(getent passwd tributary | cut -d: -f1,6,7)"
+for p in /var/lib/tributary /etc/tributary /etc/tributary/tributary.yaml /opt/tributary /opt/tributary/dist/cli/main.js /etc/systemd/system/tributary.service; do
+  echo "stat $p=$(stat -c '%U:%G %a' "$p")"
+done
+echo "config=$(/usr/local/bin/tributary config check /etc/tributary/tributary.yaml)"
+"${INSTALL}" >"${work}/install2.log"
+echo "second=ok"
+"${UNINSTALL}" --purge >"${work}/uninstall.log"
+echo "after-purge=$(getent passwd tributary || echo none) $(ls -d /var/lib/tributary /etc/tributary /opt/tributary 2>/dev/null | wc -l)"
+`
+
+  test.skipIf(process.getuid?.() !== 0)(
+    'creates the tributary user, gives it the data dir, keeps the release root-owned, and --purge removes it all',
+    async () => {
+      const hostHadUser = (await runBounded('getent', ['passwd', 'tributary'])).code === 0
+      const work = await shared.dir('tributary-system-install-')
+      const result = ok(
+        await runBounded('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script(work)], {
+          timeoutMs: 180_000,
+        }),
+      )
+      const lines = Object.fromEntries(
+        result.stdout
+          .trim()
+          .split('\n')
+          .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+      )
+      expect(lines).toEqual({
+        user: 'tributary:/var/lib/tributary:/usr/sbin/nologin',
+        'stat /var/lib/tributary': 'tributary:tributary 750',
+        'stat /etc/tributary': 'root:tributary 750',
+        'stat /etc/tributary/tributary.yaml': 'root:tributary 640',
+        'stat /opt/tributary': 'root:root 755',
+        'stat /opt/tributary/dist/cli/main.js': 'root:root 644',
+        'stat /etc/systemd/system/tributary.service': 'root:root 644',
+        config: '/etc/tributary/tributary.yaml: ok',
+        second: 'ok',
+        'after-purge': 'none 0',
+      })
+      const install1 = await readFile(join(work, 'install1.log'), 'utf8')
+      expect(install1).toMatch(/created system user tributary/)
+      expect(install1).toMatch(/systemd is not running here .* so nothing was started/)
+      expect(await readFile(join(work, 'install2.log'), 'utf8')).toMatch(
+        /kept \/etc\/tributary\/tributary.yaml/,
+      )
+      // The machine itself is as it was.
+      expect((await runBounded('getent', ['passwd', 'tributary'])).code === 0).toBe(hostHadUser)
+    },
+    200_000,
+  )
+})
