@@ -315,6 +315,22 @@ for p in /var/lib/tributary /etc/tributary /etc/tributary/tributary.yaml /opt/tr
   echo "stat $p=$(stat -c '%U:%G %a' "$p")"
 done
 echo "config=$(/usr/local/bin/tributary config check /etc/tributary/tributary.yaml)"
+# As the unit runs it: the tributary user, the installed runtime and release,
+# the installed config, the data in /var/lib/tributary.
+cd /var/lib/tributary
+setpriv --reuid=tributary --regid=tributary --init-groups --reset-env \
+  /opt/tributary/runtime/bin/node --max-semi-space-size=2 /opt/tributary/dist/cli/main.js start \
+  --mqtt-host 127.0.0.1 --mqtt-port 0 >"${work}/service.log" 2>&1 &
+service=$!
+for _ in $(seq 200); do
+  grep -q 'accepting MQTT connections' "${work}/service.log" && break
+  kill -0 "$service" 2>/dev/null || break
+  sleep 0.1
+done
+kill -TERM "$service" 2>/dev/null || true
+set +e; wait "$service"; echo "service-exit=$?"; set -e
+echo "service-data=$(stat -c '%U' /var/lib/tributary/node-id)"
+cd /
 "${INSTALL}" >"${work}/install2.log"
 echo "second=ok"
 "${UNINSTALL}" --purge >"${work}/uninstall.log"
@@ -322,7 +338,7 @@ echo "after-purge=$(getent passwd tributary || echo none) $(ls -d /var/lib/tribu
 `
 
   test.skipIf(process.getuid?.() !== 0)(
-    'creates the tributary user, gives it the data dir, keeps the release root-owned, and --purge removes it all',
+    'creates the tributary user, which runs the installed release on its data dir; the release stays root-owned; --purge removes it all',
     async () => {
       const hostHadUser = (await runBounded('getent', ['passwd', 'tributary'])).code === 0
       const work = await shared.dir('tributary-system-install-')
@@ -346,9 +362,14 @@ echo "after-purge=$(getent passwd tributary || echo none) $(ls -d /var/lib/tribu
         'stat /opt/tributary/dist/cli/main.js': 'root:root 644',
         'stat /etc/systemd/system/tributary.service': 'root:root 644',
         config: '/etc/tributary/tributary.yaml: ok',
+        'service-exit': '0',
+        'service-data': 'tributary',
         second: 'ok',
         'after-purge': 'none 0',
       })
+      expect(await readFile(join(work, 'service.log'), 'utf8')).toMatch(
+        /"dataDir":"\/var\/lib\/tributary".*\n(.*\n)*.*accepting MQTT connections/,
+      )
       const install1 = await readFile(join(work, 'install1.log'), 'utf8')
       expect(install1).toMatch(/created system user tributary/)
       expect(install1).toMatch(/systemd is not running here .* so nothing was started/)
