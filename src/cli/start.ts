@@ -90,6 +90,9 @@ export function registerStart(program: Command): void {
         listening = `accepting MQTT connections on ${mqtt.host}:${mqtt.port}`
         notifier.ready(listening)
       } catch (err) {
+        // One line: a newline would start another VARIABLE= of the notification.
+        const reason = err instanceof TributaryError ? `${err.code}: ${err.message}` : String(err)
+        notifier.status(`start failed: ${reason.replace(/\s+/g, ' ')}`)
         await node.close().catch(() => undefined)
         await notifier.close()
         throw err

@@ -7,7 +7,7 @@
 // syscalls a working broker makes, traced with strace.
 
 import { readFile, writeFile } from 'node:fs/promises'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { type ChildBroker, REPO_ROOT, spawnBroker } from '../helpers/child.ts'
@@ -92,6 +92,28 @@ describe('systemd notifications', () => {
     expect(await broker.kill('SIGTERM')).toEqual({ code: 0, signal: null })
     const kinds = notify.messages.map((m) => [...m.fields.keys()].sort().join(','))
     expect(kinds).toEqual(['STATUS', 'MAINPID,READY,STATUS', 'STATUS,STOPPING'])
+  })
+})
+
+describe('systemd notifications when the start fails', () => {
+  test('STATUS says why (port in use), no READY=1, exit 1', async () => {
+    const dir = await cleanup.dir('tributary-notify-fail-')
+    const notify = await listenNotifySocket(dir)
+    cleanup.defer('close notify socket', () => notify.close())
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    cleanup.defer('close the port holder', () => new Promise((resolve) => taken.close(resolve)))
+    const address = taken.address()
+    const port = typeof address === 'object' && address !== null ? address.port : 0
+    await expect(
+      spawnBroker(join(dir, 'data'), {
+        args: ['--mqtt-port', String(port)],
+        env: { NOTIFY_SOCKET: notify.path },
+      }),
+    ).rejects.toThrow(/exited \(code 1/)
+    const statuses = notify.messages.map((m) => m.fields.get('STATUS'))
+    expect(statuses.at(-1)).toMatch(/^start failed: TRIB_LISTEN_FAILED: /)
+    expect(notify.messages.some((m) => m.fields.has('READY'))).toBe(false)
   })
 })
 
