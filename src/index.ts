@@ -11,7 +11,7 @@ import type { NodeView } from './admin/node-view.ts'
 import { AdminServer, readToken } from './admin/server.ts'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
-import type { Config } from './config/schema.ts'
+import type { Config, StreamConfig } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import { Ingest } from './ingest/ingest.ts'
 import { Router } from './ingest/router.ts'
@@ -47,6 +47,8 @@ export interface TributaryNode {
   /** Stops accepting and lets in-flight appends and acks finish. */
   drain(): Promise<void>
   close(): Promise<void>
+  /** New retention policies per stream (SIGHUP): the next retention run applies them. */
+  setRetention(streams: readonly StreamConfig[]): void
 }
 
 export function createNode(config: Readonly<Config>, log: Logger): TributaryNode {
@@ -101,6 +103,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
   let started: Promise<NodeAddresses> | null = null
   let drained: Promise<void> | null = null
   let closed: Promise<void> | null = null
+  let retentionPolicies = new Map(config.streams.map((s) => [s.name, s.retention]))
 
   async function openStore(): Promise<RecoveryReport> {
     const envPath = join(config.dataDir, LMDB_FILE)
@@ -160,7 +163,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     const expired = (await groups?.expire()) ?? []
     if (expired.length > 0)
       log.info({ groups: expired, afterMs: config.http.groupExpireAfterMs }, 'idle consumer groups deleted')
-    const policies = new Map(config.streams.map((s) => [s.name, s.retention]))
+    const policies = retentionPolicies
     const report = await store.applyRetention((name) => policies.get(name), Date.now())
     metrics.retention(report)
     if (report.batchesDeleted > 0) log.info({ retention: report }, 'retention deleted old records')
@@ -328,6 +331,9 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
     close: () => {
       closed ??= close()
       return closed
+    },
+    setRetention: (streams) => {
+      retentionPolicies = new Map(streams.map((s) => [s.name, s.retention]))
     },
   }
 }

@@ -1,9 +1,18 @@
 // `tributary start`: run a node in the foreground until SIGTERM/SIGINT, then
 // shut down cleanly (stop accepting, finish acks, close the store) and exit 0.
+// Under systemd (NOTIFY_SOCKET) it reports readiness, status, watchdog pings
+// and stopping (src/service/notify.ts); SIGHUP re-reads the configuration and
+// applies what can change while running (src/service/reload.ts).
 
 import type { Command } from 'commander'
+import { ConfigError } from '../config/load.ts'
+import type { Config } from '../config/schema.ts'
+import { TributaryError } from '../errors.ts'
+import type { TributaryNode } from '../index.ts'
 import { createNode } from '../index.ts'
-import { createLogger } from '../observability/logger.ts'
+import { createLogger, type Logger } from '../observability/logger.ts'
+import { ServiceNotifier } from '../service/notify.ts'
+import { applyReload } from '../service/reload.ts'
 import { configFrom, withStoreOptions } from './shared.ts'
 
 interface StartOptions {
@@ -29,22 +38,37 @@ export function registerStart(program: Command): void {
       (url: string, previous: string[] = []) => [...previous, url],
     )
     .action(async (options: StartOptions) => {
-      const config = configFrom({ ...options, sinks: options.sink })
+      const flags = { ...options, sinks: options.sink }
+      const config = configFrom(flags)
       const log = createLogger(config.logLevel)
       const node = createNode(config, log)
+      const notifier = new ServiceNotifier(log)
       let stopping = false
+      const exit = (code: number): void => {
+        // Hand STOPPING=1 to systemd before exiting; close() never rejects.
+        void notifier.close().then(() => process.exit(code))
+      }
       const stop = (signal: string): void => {
         if (stopping) return
         stopping = true
         log.info({ signal }, 'shutting down')
+        notifier.stopping(`stopping (${signal}): finishing in-flight appends`)
         node.close().then(
-          () => process.exit(0),
+          () => exit(0),
           (err: unknown) => {
             log.error({ err }, 'shutdown failed')
-            process.exit(1)
+            exit(1)
           },
         )
       }
+      let running = config
+      let listening = 'starting'
+      process.on('SIGHUP', () => {
+        const result = reload(running, () => configFrom(flags), node, log)
+        running = result.running
+        // `systemctl status` shows the last STATUS line: what runs, and what the reload did.
+        notifier.status(`${listening}; SIGHUP at ${new Date().toISOString()}: ${result.summary}`)
+      })
       process.on('unhandledRejection', (reason) => {
         // lmdb-js rejects every promise of a failed commit (disk full, I/O error),
         // also the shared commit promises of writes nobody awaits. The appends that
@@ -59,11 +83,53 @@ export function registerStart(program: Command): void {
       })
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
+      notifier.status('starting: opening the log store')
+      notifier.startWatchdog()
       try {
-        await node.start()
+        const { mqtt } = await node.start()
+        listening = `accepting MQTT connections on ${mqtt.host}:${mqtt.port}`
+        notifier.ready(listening)
       } catch (err) {
+        // One line: a newline would start another VARIABLE= of the notification.
+        const reason = err instanceof TributaryError ? `${err.code}: ${err.message}` : String(err)
+        notifier.status(`start failed: ${reason.replace(/\s+/g, ' ')}`)
         await node.close().catch(() => undefined)
+        await notifier.close()
         throw err
       }
     })
+}
+
+/** SIGHUP: loads the config again and applies the safe part; a bad file keeps the running config. */
+function reload(
+  running: Readonly<Config>,
+  load: () => Readonly<Config>,
+  node: TributaryNode,
+  log: Logger,
+): { running: Readonly<Config>; summary: string } {
+  let next: Readonly<Config>
+  try {
+    next = load()
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems : undefined
+    const code = err instanceof TributaryError ? err.code : undefined
+    log.error(
+      { code, problems, err: err instanceof Error ? err.message : String(err) },
+      'SIGHUP: configuration not reloaded; the running configuration stays',
+    )
+    return { running, summary: 'configuration refused (see the log), the running one stays' }
+  }
+  const result = applyReload(running, next, {
+    setLogLevel: (level) => {
+      log.level = level
+    },
+    setRetention: (streams) => node.setRetention(streams),
+  })
+  const { applied, needsRestart } = result.plan
+  // Logged at the new level: a move to warn hides the info line, never the warning.
+  if (needsRestart.length > 0)
+    log.warn({ applied, needsRestart }, 'SIGHUP: configuration reloaded; some changes need a restart')
+  else log.info({ applied, needsRestart }, 'SIGHUP: configuration reloaded')
+  const summary = `${applied.length} change(s) applied, ${needsRestart.length} need a restart`
+  return { running: result.running, summary }
 }
