@@ -3,7 +3,8 @@
 // process that measures the broker is not the one that loads it.
 //
 // In: a LoadConfig over IPC, then 'go' (start sending: warm-up), 'measure'
-// (start counting), 'stop' (stop sending, drain, disconnect). Out: 'ready'
+// (start counting), 'progress' (answered with the acks counted so far),
+// 'stop' (stop sending, drain, disconnect). Out: 'ready'
 // once every connection has its CONNACK, then one LoadResult.
 //
 // Closed loop (ratePerS null): each connection keeps `window` messages
@@ -58,6 +59,7 @@ export type ToGenerator =
   | { readonly type: 'start'; readonly config: LoadConfig }
   | { readonly type: 'go' }
   | { readonly type: 'measure' }
+  | { readonly type: 'progress' }
   | { readonly type: 'stop' }
 
 export interface ProbeResult {
@@ -95,6 +97,7 @@ export interface LoadResult {
 
 export type FromGenerator =
   | { readonly type: 'ready' }
+  | { readonly type: 'progress'; readonly acked: number; readonly sent: number }
   | { readonly type: 'result'; readonly result: LoadResult }
   | { readonly type: 'failed'; readonly error: string }
 
@@ -444,6 +447,11 @@ class Generator {
   #cpuMs = 0
   #stopped: Promise<LoadResult> | null = null
 
+  /** Acks counted (measuring phase) and messages written so far. */
+  progress(): { acked: number; sent: number } {
+    return { acked: this.#run.acked, sent: this.#run.sent }
+  }
+
   constructor(config: LoadConfig) {
     this.#run = new Run(config)
   }
@@ -624,6 +632,9 @@ function serve(): void {
         return
       case 'measure':
         generator?.measure()
+        return
+      case 'progress':
+        if (generator !== null) send({ type: 'progress', ...generator.progress() })
         return
       case 'stop':
         if (hardStop !== null) clearTimeout(hardStop)

@@ -10,9 +10,10 @@
 // --rate N (offered msgs/s for the fixed-rate runs), --out DIR, --no-write.
 // The drain group (test/bench/drain.ts): --drain-records N (backlog, default
 // 1,000,000), --drain-rate N (live msgs/s while draining, default 5000),
-// --drain-seconds S (bound per variant, default 300), --drain-sink JSON
-// (repeatable: replaces the default variants, idempotent and exactly-once,
-// by sink settings of one's own, e.g. '{"exactlyOnce":true,"maxInFlight":8}').
+// --drain-seconds S (bound per row, default 120; --quick: 100,000 records,
+// 20 s), --drain-sink JSON (repeatable: replaces the default rows, see
+// DEFAULT_VARIANTS in drain.ts, by sink settings of one's own, e.g.
+// '{"exactlyOnce":true,"maxInFlight":8}').
 // A run of the drain group alone writes <date>-<sha>-drain.json/.md and
 // leaves latest.md to the full runs.
 // Every phase is bounded in time; every child is killed by pid at the end and
@@ -248,7 +249,7 @@ async function main(): Promise<void> {
               sink: JSON.parse(json) as Record<string, unknown>,
             }))
       const drainRecords = Number(values['drain-records'] ?? (quick ? 100_000 : 1_000_000))
-      const drainSeconds = Number(values['drain-seconds'] ?? (quick ? 60 : 300))
+      const drainSeconds = Number(values['drain-seconds'] ?? (quick ? 20 : 120))
       process.stdout.write(
         `bench: backlog drain (${drainRecords.toLocaleString('en')} records, live ${values['drain-rate']} msgs/s, ${variants.map((v) => v.label).join(' / ')})\n`,
       )

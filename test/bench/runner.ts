@@ -120,6 +120,19 @@ export class GeneratorProcess {
     this.send({ type: 'start', config })
   }
 
+  /** The acks counted so far (the generator answers between its sends). */
+  progress(): Promise<{ acked: number; sent: number }> {
+    return new Promise((resolve) => {
+      const onMessage = (m: FromGenerator): void => {
+        if (m.type !== 'progress') return
+        this.child.off('message', onMessage)
+        resolve({ acked: m.acked, sent: m.sent })
+      }
+      this.child.on('message', onMessage)
+      this.send({ type: 'progress' })
+    })
+  }
+
   send(message: ToGenerator): void {
     if (this.child.connected) this.child.send(message)
   }
