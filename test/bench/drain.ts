@@ -74,10 +74,10 @@ export interface DrainVariant {
 /**
  * The rows of `npm run bench`: the live load alone (the latency reference),
  * both guarantees with the default sink settings, and each with the settings
- * that drained fastest on the 2-core bench machine without starving the live
- * load (a batch of at most 2000 records of 128 B fits Kafka's default
- * message.max.bytes of 1 MB with the forward headers; the default 5000 does
- * not, see docs/benchmarks/ for the numbers).
+ * that drained fastest on the 2-core bench machine while starving the live
+ * load least before the Kafka sink split batches into requests Kafka accepts
+ * (ccd3b32). Smaller batches one at a time still halve the drain's memory
+ * and PUBACK latency; see docs/benchmarks/drain-notes.md.
  */
 export const DEFAULT_VARIANTS: readonly DrainVariant[] = [
   { label: 'no backlog', sink: {}, backlog: false },
