@@ -28,6 +28,7 @@ import {
 } from '@platformatic/kafka'
 import type { SinkConfig } from '../config/schema.ts'
 import { isTributaryError, TributaryError } from '../errors.ts'
+import { sleep } from '../lib/backoff.ts'
 import type { PartitionRef } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { readCommitted } from './kafka-committed.ts'
@@ -85,6 +86,8 @@ export class KafkaSink implements Sink {
   readonly #topics = new Set<string>()
   /** Positions read from the positions topic at the first call, then kept up to date by our commits. */
   #positions: Promise<Map<string, number>> | null = null
+  /** Producers that have read the positions back since their InitProducerId. */
+  readonly #synced = new WeakSet<Producer>()
   /** Exactly-once: one transaction at a time. */
   #transactions: Promise<unknown> = Promise.resolve()
 
@@ -266,8 +269,9 @@ export class KafkaSink implements Sink {
    */
   async #attempt<T>(producer: Producer, work: () => Promise<T>): Promise<T> {
     const ms = this.#config.requestTimeoutMs
+    const running = work()
     try {
-      return await this.#deadline(work())
+      return await this.#deadline(running)
     } catch (err) {
       const mapped = this.#mapError(err)
       const unusable =
@@ -278,6 +282,9 @@ export class KafkaSink implements Sink {
         this.#producer = null
         await producer.close(true).catch(() => undefined)
       }
+      // Exactly-once: an abandoned transaction must be over (committed or failed)
+      // before the next producer starts, or the two could interleave.
+      if (this.#config.exactlyOnce) await Promise.race([running.then(noop, noop), sleep(ms)])
       this.#context.log.debug({ err: mapped.message, timeoutMs: ms }, 'Kafka request failed')
       throw mapped
     }
@@ -306,16 +313,27 @@ export class KafkaSink implements Sink {
     batch: SinkBatch,
     messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[],
   ): Promise<void> {
-    const next = (batch.records.at(-1)?.offset ?? -1) + 1
     const key = positionKey(batch.origin, batch)
+    // beginTransaction runs InitProducerId on a new producer, which completes or
+    // aborts whatever transaction of ours was still open (a crash, a timeout
+    // whose commit may have gone through). Only after that is the committed
+    // position the truth: read it again then, and skip what is already in.
+    const transaction = await producer.beginTransaction()
+    if (!this.#synced.has(producer)) {
+      const fresh = await this.#readPositions()
+      this.#positions = Promise.resolve(fresh)
+      this.#synced.add(producer)
+    }
+    const committed = (await this.#positions)?.get(key) ?? 0
+    const unsent = messages.filter((_, i) => (batch.records[i]?.offset ?? 0) >= committed)
+    const next = Math.max(committed, (batch.records.at(-1)?.offset ?? -1) + 1)
     const position: MessageToProduce<Buffer, Buffer, Buffer, Buffer> = {
       topic: this.#config.positionsTopic,
       key: Buffer.from(key),
       value: Buffer.from(JSON.stringify({ next })),
       partition: 0,
     }
-    const transaction = await producer.beginTransaction()
-    for (const chunk of this.#chunks([...messages, position]))
+    for (const chunk of this.#chunks([...unsent, position]))
       await transaction.send({ messages: chunk, partitioner: compatibilityPartitioner })
     await transaction.commit()
     const positions = await this.#positions
@@ -382,6 +400,8 @@ export class KafkaSink implements Sink {
  * The client nests the reason (an authentication failure, ECONNREFUSED) in
  * `errors` and `cause` chains under generic messages: keep every distinct one.
  */
+function noop(): void {}
+
 function describe(err: unknown): string {
   const seen: string[] = []
   const visit = (e: unknown, depth: number): void => {

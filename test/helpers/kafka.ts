@@ -309,12 +309,21 @@ function startWatchdog(javaPid: number): ChildProcess {
 export async function startKafka(options: KafkaOptions = {}): Promise<KafkaBroker> {
   const [libs, dir] = await Promise.all([kafkaLibs(), tempDir('tributary-kafka-')])
   const classpath = join(libs, '*')
-  const port = await freePort()
-  let controllerPort = await freePort()
-  while (controllerPort === port) controllerPort = await freePort()
+  // The kernel may hand the same free port out twice in a row: draw until they differ.
+  const taken = new Set<number>()
+  const distinctPort = async (): Promise<number> => {
+    for (;;) {
+      const candidate = await freePort()
+      if (taken.has(candidate)) continue
+      taken.add(candidate)
+      return candidate
+    }
+  }
+  const port = await distinctPort()
+  const controllerPort = await distinctPort()
   const bootstrap = `127.0.0.1:${port}`
-  const saslPort = options.sasl === undefined ? null : await freePort()
-  const tlsPort = options.tls === undefined ? null : await freePort()
+  const saslPort = options.sasl === undefined ? null : await distinctPort()
+  const tlsPort = options.tls === undefined ? null : await distinctPort()
   if (options.tls !== undefined) {
     // Kafka's PEM keystore: the unencrypted PKCS#8 key and the certificate in one file.
     const key = execFileSync('openssl', ['pkcs8', '-topk8', '-nocrypt', '-in', options.tls.serverKey])

@@ -24,7 +24,27 @@ async function smallDisk(megabytes: number): Promise<string> {
 }
 
 describe('disk high-water mark', () => {
-  it('dropOldest deletes unforwarded records and sends a gap record; reject refuses', async () => {
+  it('reject: a publish to the stream is refused with TRIB_DISK_FULL while the disk is above the mark', async () => {
+    // A mark of 1%: every disk is above it, so the guard says full from the start.
+    const { url, node } = await cleanup.node({
+      config: {
+        limits: { diskHighWaterPercent: 1, diskCheckMs: 100 },
+        streams: [{ name: 'alarms', match: ['alarms/#'], onFull: 'reject' }],
+      },
+    })
+    expect(node.disk.full).toBe(true)
+    const client = await cleanup.mqtt(url, { protocolVersion: 5 })
+    const reasons: string[] = []
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'puback' && packet.properties?.reasonString !== undefined)
+        reasons.push(packet.properties.reasonString)
+    })
+    await expect(client.publishAsync('alarms/a1', 'fire', { qos: 1 })).rejects.toThrow()
+    expect(reasons).toEqual([expect.stringMatching(/^TRIB_DISK_FULL: /)])
+    expect(node.store.partitions().find((p) => p.stream === 'alarms')?.nextOffset).toBe(0)
+  })
+
+  it('dropOldest deletes unforwarded records and sends a gap record upstream', async () => {
     const dataDir = await smallDisk(24)
     const rx = new HttpReceiver()
     await rx.start()
@@ -34,37 +54,25 @@ describe('disk high-water mark', () => {
       dataDir,
       config: {
         limits: { diskHighWaterPercent: 50, diskCheckMs: 100, segmentBytes: 1024 * 1024 },
-        streams: [
-          { name: 'sensors', match: ['sensors/#'], onFull: 'dropOldest', key: { from: 'none' } },
-          { name: 'alarms', match: ['alarms/#'], onFull: 'reject' },
-        ],
+        streams: [{ name: 'sensors', match: ['sensors/#'], onFull: 'dropOldest', key: { from: 'none' } }],
         sinks: [{ name: 'hq', type: 'http', url: rx.url, lingerMs: 0, retry: { initialMs: 50, maxMs: 200 } }],
       },
     })
     const client = await cleanup.mqtt(url, { protocolVersion: 5 })
     const payload = Buffer.alloc(50_000, 7)
+    const sensors = () => node.store.partitions().find((p) => p.stream === 'sensors')
+    // Fill until the guard has dropped the oldest records (it runs every 100 ms).
     let published = 0
-    for (; published < 400 && !node.disk.full; published++) {
+    for (; published < 400 && (sensors()?.firstOffset ?? 0) === 0; published++) {
       await client.publishAsync('sensors/bulk', payload, { qos: 1 })
     }
-    expect(node.disk.full, `the disk never passed 50% (${node.disk.usedPercent}%)`).toBe(true)
-
-    const reasons: string[] = []
-    client.on('packetreceive', (packet) => {
-      if (packet.cmd === 'puback' && packet.properties?.reasonString !== undefined)
-        reasons.push(packet.properties.reasonString)
-    })
-    await expect(client.publishAsync('alarms/a1', 'fire', { qos: 1 })).rejects.toThrow()
-    expect(reasons).toEqual([expect.stringMatching(/^TRIB_DISK_FULL: /)])
-    expect(node.store.partitions().find((p) => p.stream === 'alarms')?.nextOffset).toBe(0)
-
+    await waitFor(() => (sensors()?.firstOffset ?? 0) > 0, 'the guard dropping the oldest records')
     await waitFor(() => !node.disk.full, 'the guard freeing the disk', { timeoutMs: 20_000 })
-    const sensors = () => node.store.partitions().find((p) => p.stream === 'sensors')
-    expect(sensors()?.firstOffset).toBeGreaterThan(0)
 
     await rx.start()
     const isGap = (headers: readonly (readonly [string, string])[]): boolean =>
       headers.some(([n]) => n === GAP_HEADER)
+    await client.endAsync()
     const next = sensors()?.nextOffset ?? 0
     const stored = next - (sensors()?.firstOffset ?? 0)
     await waitFor(
