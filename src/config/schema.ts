@@ -28,7 +28,7 @@ const STREAM_NAME = /^[A-Za-z0-9._-]{1,249}$/
 const SINK_NAME = /^[A-Za-z0-9._-]{1,64}$/
 const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/
 export const DEFAULT_SINK_MAX_BATCH_BYTES = 1024 * 1024
-export const DEFAULT_SINK_MAX_BATCH_RECORDS = 5000
+export const DEFAULT_SINK_MAX_BATCH_RECORDS = 1000
 export const DEFAULT_SINK_LINGER_MS = 100
 
 /** An MQTT topic filter: `+` only as a whole level, `#` only as the whole last level [MQTT-4.7.1]. */
