@@ -11,7 +11,7 @@ import { type ConsumerGroups, checkGroupName } from './consumer-groups.ts'
 import { ApiError } from './http-errors.ts'
 import type { NodeView } from './node-view.ts'
 import { streamsOf } from './status.ts'
-import type { Tails } from './tail.ts'
+import { lastEventCursors, type Tails } from './tail.ts'
 
 export const DEFAULT_MAX_RECORDS = 500
 export const MAX_MAX_RECORDS = 10_000
@@ -193,7 +193,20 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
         q.partition === undefined ? localPartitions(stream) : [partitionOf(stream, q.partition)]
       if (q.offset !== undefined && partitions.length > 1 && !['earliest', 'latest'].includes(q.offset))
         throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'a numeric offset needs partition= as well')
-      const from = new Map(partitions.map((p) => [p.partition, startOffset(p, q, 'latest')]))
+      const given = q.offset !== undefined || q.timestamp !== undefined || q.group !== undefined
+      // A reconnecting EventSource sends the last event's id: go on from there (within what is stored).
+      const resume = given ? null : lastEventCursors(request.headers['last-event-id'] as string | undefined)
+      const from = new Map(
+        partitions.map((p) => {
+          const at = resume?.get(p.partition)
+          return [
+            p.partition,
+            at === undefined
+              ? startOffset(p, q, 'latest')
+              : Math.min(Math.max(at, p.firstOffset), p.nextOffset),
+          ]
+        }),
+      )
       tails.admit()
       reply.hijack()
       const origin = partitions[0]?.origin ?? view.nodeId

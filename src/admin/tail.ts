@@ -1,8 +1,11 @@
 // Live tail over Server-Sent Events: each record of the stream's partitions
 // from the chosen start (default: only records appended after connecting) as
-//   id: <partition>:<offset>
+//   id: <partition>:<next offset>,<partition>:<next offset>,...
 //   event: record
 //   data: <the record as JSON, src/log/record-json.ts>
+// The id is where the tail stands in every partition after this record, so a
+// client that reconnects with it as Last-Event-ID (EventSource does that by
+// itself) goes on exactly where it was, in each partition (lastEventCursors).
 // A comment line every KEEPALIVE_MS keeps proxies from closing an idle tail.
 // Bounded: at most `maxClients` tails at once (503 TRIB_HTTP_BUSY beyond),
 // each reading at most READ_RECORDS per partition per poll, and none reads
@@ -23,6 +26,17 @@ export interface TailRequest {
   /** Start offset per partition. */
   readonly from: ReadonlyMap<number, number>
   readonly encoding: 'base64' | null
+}
+
+/** `0:5,1:7` -> {0 => 5, 1 => 7}; null when the header is not such a list. */
+export function lastEventCursors(header: string | undefined): Map<number, number> | null {
+  if (header === undefined || !/^\d+:\d+(,\d+:\d+)*$/.test(header.trim())) return null
+  return new Map(
+    header
+      .trim()
+      .split(',')
+      .map((pair) => pair.split(':').map(Number) as [number, number]),
+  )
 }
 
 export class Tails {
@@ -48,6 +62,9 @@ export class Tails {
   /** Streams records to `res` until the client goes or close() is called. */
   async run(log: Pick<LogStore, 'read'>, res: ServerResponse, request: TailRequest): Promise<void> {
     const cursors = new Map(request.from)
+    /** Where the client stands: the offset after the last record sent, per partition. */
+    const position = new Map(request.from)
+    const eventId = (): string => [...position].map(([p, o]) => `${p}:${o}`).join(',')
     let stopped = false
     let wake: (() => void) | null = null
     const stop = (): void => {
@@ -85,7 +102,8 @@ export class Tails {
               record,
               request.encoding,
             )
-            await write(`id: ${partition}:${record.offset}\nevent: record\ndata: ${JSON.stringify(json)}\n\n`)
+            position.set(partition, record.offset + 1)
+            await write(`id: ${eventId()}\nevent: record\ndata: ${JSON.stringify(json)}\n\n`)
             sent++
           }
           for (const damage of result.corrupt)

@@ -334,25 +334,25 @@ export class Metrics {
       },
     })
     const self = this
-    new Counter({
-      name: `${METRIC_PREFIX}disk_written_bytes_total`,
-      help: 'Bytes this process wrote to storage since it started (write_bytes of /proc/self/io): flash wear',
-      registers: [r],
-      collect() {
-        const written = self.writtenBytes()
-        this.reset()
-        if (written !== null) this.inc(written)
-      },
-    })
-    if (enduranceTBW !== null) {
-      new Gauge({
-        name: `${METRIC_PREFIX}storage_endurance_days`,
-        help: 'Days until metrics.storageEnduranceTBW is written at this process average write rate since start',
+    // Without /proc/self/io (not Linux, a hardened /proc) the wear metrics are left out, not shown as 0.
+    if (this.#startWrittenBytes !== null) {
+      new Counter({
+        name: `${METRIC_PREFIX}disk_written_bytes_total`,
+        help: 'Bytes this process wrote to storage since it started (write_bytes of /proc/self/io): flash wear',
         registers: [r],
         collect() {
-          const days = self.enduranceDays(enduranceTBW)
           this.reset()
-          if (days !== null) this.set(days)
+          this.inc(self.writtenBytes() ?? 0)
+        },
+      })
+    }
+    if (enduranceTBW !== null && this.#startWrittenBytes !== null) {
+      new Gauge({
+        name: `${METRIC_PREFIX}storage_endurance_days`,
+        help: 'Days until metrics.storageEnduranceTBW is written at this process average write rate since start (+Inf before any write)',
+        registers: [r],
+        collect() {
+          this.set(self.enduranceDays(enduranceTBW) ?? Number.POSITIVE_INFINITY)
         },
       })
     }

@@ -288,6 +288,21 @@ describe('admin API', () => {
   })
 })
 
+describe('admin API while draining', () => {
+  test('readyz turns 503 TRIB_NOT_READY once the node stops accepting', async () => {
+    const running = await cleanup.node()
+    await running.node.drain()
+    const res = await inject(running)({ url: '/readyz' })
+    expect(res.statusCode).toBe(503)
+    expect(res.json()).toMatchObject({
+      ready: false,
+      checks: { mqtt: false, store: true, disk: true },
+      error: { code: 'TRIB_NOT_READY', retriable: true },
+    })
+    expect((await inject(running)({ url: '/healthz' })).statusCode).toBe(200)
+  })
+})
+
 describe('admin API auth', () => {
   const TOKEN = 'a-long-enough-test-token'
 

@@ -95,6 +95,47 @@ describe('admin API, more', () => {
     expect(third.status).toBe(200)
   })
 
+  test('a tail that reconnects with Last-Event-ID goes on where it was, missing nothing', async () => {
+    const running = await cleanup.node({
+      config: {
+        streams: [{ name: 'multi', match: ['m/+'], partitions: 3, key: { from: 'topic-level', level: 1 } }],
+      },
+    })
+    const client = await cleanup.mqtt(running.url, { clientId: 'sensor-r' })
+    const events = async (headers: Record<string, string>, count: number) => {
+      const abort = new AbortController()
+      cleanup.defer('abort a tail', () => abort.abort())
+      const res = await fetch(`${running.httpUrl}/v1/streams/multi/tail`, { headers, signal: abort.signal })
+      const reader = res.body?.getReader()
+      if (reader === undefined) throw new Error('no body')
+      const decoder = new TextDecoder()
+      let text = ''
+      while (!text.includes('\n\n')) text += decoder.decode((await reader.read()).value, { stream: true })
+      return {
+        next: async (): Promise<Array<{ id: string; payload: string }>> => {
+          const pattern = /id: (\S+)\nevent: record\ndata: (.*)\n\n/g
+          while ([...text.matchAll(pattern)].length < count)
+            text += decoder.decode((await reader.read()).value, { stream: true })
+          abort.abort()
+          return [...text.matchAll(pattern)].map((m) => ({
+            id: m[1] ?? '',
+            payload: (JSON.parse(m[2] ?? '{}') as { payload: string }).payload,
+          }))
+        },
+      }
+    }
+    const first = await events({}, 3)
+    for (const dev of ['a', 'b', 'c']) await client.publishAsync(`m/${dev}`, `one-${dev}`, { qos: 1 })
+    const seen = await first.next()
+    expect(seen.map((e) => e.payload).sort()).toEqual(['one-a', 'one-b', 'one-c'])
+    const lastId = seen.at(-1)?.id ?? ''
+    expect(lastId).toMatch(/^0:\d+,1:\d+,2:\d+$/)
+    // Published while no tail is connected.
+    for (const dev of ['a', 'b', 'c']) await client.publishAsync(`m/${dev}`, `two-${dev}`, { qos: 1 })
+    const again = await events({ 'last-event-id': lastId }, 3)
+    expect((await again.next()).map((e) => e.payload).sort()).toEqual(['two-a', 'two-b', 'two-c'])
+  })
+
   test('consumer-group offsets and their retention floors survive a restart; idle groups expire', async () => {
     const dataDir = await cleanup.dir()
     const config = { streams: [{ name: 'events', match: ['ev/#'] }] }

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest'
+import { Metrics, procWrittenBytes } from '../../src/observability/metrics.ts'
+
+function sample(text: string, name: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+  if (line === undefined) return undefined
+  const value = line.slice(name.length + 1)
+  return value === '+Inf' ? Number.POSITIVE_INFINITY : Number(value)
+}
+
+describe('metrics', () => {
+  it('projects the storage endurance from the write rate since start', async () => {
+    let written = 1_000
+    let now = 0
+    const metrics = new Metrics({ storageEnduranceTBW: 1, readWrittenBytes: () => written, nowMs: () => now })
+    expect(metrics.enduranceDays(1)).toBeNull()
+    expect(sample(await metrics.text(), 'tributary_storage_endurance_days')).toBe(Number.POSITIVE_INFINITY)
+    // 1 GB in one day: 1 TB lasts 1000 days.
+    written += 1e9
+    now += 86_400_000
+    expect(metrics.writtenBytes()).toBe(1e9)
+    expect(metrics.enduranceDays(1)).toBeCloseTo(1000, 6)
+    expect(metrics.enduranceDays(null)).toBeNull()
+    const text = await metrics.text()
+    expect(sample(text, 'tributary_storage_endurance_days')).toBeCloseTo(1000, 3)
+    expect(sample(text, 'tributary_disk_written_bytes_total')).toBe(1e9)
+  })
+
+  it('leaves the projection out without a rating, and wear out where /proc/self/io cannot be read', async () => {
+    const metrics = new Metrics({ storageEnduranceTBW: null, readWrittenBytes: () => null })
+    const text = await metrics.text()
+    expect(text).not.toContain('tributary_storage_endurance_days')
+    expect(sample(text, 'tributary_disk_written_bytes_total')).toBeUndefined()
+    expect(procWrittenBytes('/nonexistent/io')).toBeNull()
+  })
+
+  it('reads state from the sources at scrape time, once per scrape', async () => {
+    const metrics = new Metrics({ storageEnduranceTBW: null })
+    let sinkReads = 0
+    metrics.setSources({
+      partitions: () => [{ stream: 's', partition: 0, firstOffset: 2, nextOffset: 9, bytes: 700 }],
+      sinks: () => {
+        sinkReads++
+        return [
+          {
+            sink: 'hq',
+            stream: 's',
+            partition: 0,
+            lagRecords: 3,
+            lagBytes: 300,
+            lagSeconds: 1.5,
+            forwarded: 4,
+            deadLettered: 1,
+            retries: 2,
+            stuckRestarts: 0,
+          },
+        ]
+      },
+      connections: () => 7,
+      disk: () => ({ usedPercent: 50, full: false }),
+    })
+    const text = await metrics.text()
+    expect(sinkReads).toBe(1)
+    expect(sample(text, 'tributary_partition_bytes{stream="s",partition="0"}')).toBe(700)
+    expect(sample(text, 'tributary_stored_bytes')).toBe(700)
+    expect(sample(text, 'tributary_mqtt_connections')).toBe(7)
+    expect(sample(text, 'tributary_disk_used_ratio')).toBe(0.5)
+    expect(sample(text, 'tributary_sink_lag_seconds{sink="hq",stream="s",partition="0"}')).toBe(1.5)
+    expect(
+      sample(text, 'tributary_sink_dead_lettered_records_total{sink="hq",stream="s",partition="0"}'),
+    ).toBe(1)
+  })
+})
