@@ -13,7 +13,7 @@ import { createNode } from '../index.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { ServiceNotifier } from '../service/notify.ts'
 import { applyReload } from '../service/reload.ts'
-import { configFrom, withStoreOptions } from './shared.ts'
+import { configFrom, parseHttpPort, withStoreOptions } from './shared.ts'
 
 interface StartOptions {
   config?: string
@@ -22,6 +22,8 @@ interface StartOptions {
   mqttHost?: string
   logLevel?: string
   sink?: string[]
+  httpPort?: number | 'off'
+  httpHost?: string
 }
 
 export function registerStart(program: Command): void {
@@ -32,6 +34,15 @@ export function registerStart(program: Command): void {
     )
     .option('--mqtt-host <host>', 'address to listen on (default 0.0.0.0)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .option(
+      '--http-port <port>',
+      'admin HTTP API port (default 8080; 0 picks a free one; off disables)',
+      parseHttpPort,
+    )
+    .option(
+      '--http-host <host>',
+      'admin HTTP API address (default 127.0.0.1; anything else needs http.token)',
+    )
     .option(
       '--sink <url>',
       'forward every stream upstream (repeatable): kafka://HOST:PORT[?exactlyOnce=true], mqtt://HOST:PORT, http://HOST:PORT/PATH',
