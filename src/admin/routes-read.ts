@@ -143,7 +143,11 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
       const q = request.query
       const p = partitionOf(stream, partition)
       const from = startOffset(p, q, 'earliest')
-      const result = view.log.read(p, from, { maxRecords: q.maxRecords, maxBytes: q.maxBytes })
+      const result = view.log.read(p, from, {
+        maxRecords: q.maxRecords,
+        maxBytes: q.maxBytes,
+        durableOnly: true,
+      })
       const always = q.encoding === 'base64' ? 'base64' : null
       return {
         stream,

@@ -93,7 +93,10 @@ export class Tails {
       while (!stopped) {
         let sent = 0
         for (const [partition, from] of cursors) {
-          const result = log.read({ stream: request.stream, partition }, from, { maxRecords: READ_RECORDS })
+          const result = log.read({ stream: request.stream, partition }, from, {
+            maxRecords: READ_RECORDS,
+            durableOnly: true,
+          })
           cursors.set(partition, result.nextOffset)
           for (const record of result.records) {
             if (stopped) break

@@ -61,6 +61,11 @@ export interface CorruptBatch extends PartitionRef {
 export interface ReadLimits {
   readonly maxRecords?: number
   readonly maxBytes?: number
+  /**
+   * Only records whose write is fdatasync'd: what may leave the node (sinks,
+   * the API). Without it a read also sees records written and not yet synced.
+   */
+  readonly durableOnly?: boolean
 }
 
 export interface ReadResult {

@@ -86,6 +86,10 @@ export class LogWriter {
   }
   /** Settles when the acks of the last frame written are resolved or rejected. */
   #settled: Promise<void> = Promise.resolve()
+  /** Per partition id, the next offset of what was written but not yet covered by an fdatasync. */
+  #unsynced = new Map<number, number>()
+  /** Per partition id, the offset below which every written record is on disk (fdatasync done). */
+  readonly #durableNext = new Map<number, number>()
 
   constructor(parts: LogWriterParts) {
     this.#root = parts.root
@@ -202,6 +206,9 @@ export class LogWriter {
       this.#metrics.commitWritten(records, frame.bytes.length)
     }
     batches.forEach((b, i) => {
+      // The first write of a partition since the store opened: everything before it is durable.
+      if (!this.#durableNext.has(b.meta.id)) this.#durableNext.set(b.meta.id, b.baseOffset)
+      this.#unsynced.set(b.meta.id, b.baseOffset + b.recordCount)
       this.#state.addEntry(b.meta, {
         baseOffset: b.baseOffset,
         recordCount: b.recordCount,
@@ -294,7 +301,21 @@ export class LogWriter {
     return done
   }
 
+  /**
+   * The offset below which the partition's records are durable: what readers
+   * that must not run ahead of the disk (sinks, the API) may see. Null when
+   * nothing was written to the partition since the store opened: what the
+   * start found on disk counts as durable (its first index commit syncs the
+   * active segment).
+   */
+  durableNext(partitionId: number): number | null {
+    return this.#durableNext.get(partitionId) ?? null
+  }
+
   async #sync(): Promise<void> {
+    // Everything written before the fdatasync starts is covered by it.
+    const covered = this.#unsynced
+    this.#unsynced = new Map()
     if (this.#metrics === undefined || this.#appender.synced) {
       await this.#appender.sync()
     } else {
@@ -302,6 +323,8 @@ export class LogWriter {
       await this.#appender.sync()
       this.#metrics.synced((performance.now() - startedAt) / 1000)
     }
+    for (const [id, next] of covered)
+      this.#durableNext.set(id, Math.max(this.#durableNext.get(id) ?? 0, next))
     if (this.#appender.synced && this.#syncTimer !== null) {
       clearTimeout(this.#syncTimer)
       this.#syncTimer = null

@@ -73,6 +73,8 @@ export class PartitionReads {
     let next = start
     let bytes = 0
     for (const entry of this.#index.from(meta.id, start)) {
+      // `meta.nextOffset` may stop short of the index (a read of durable records only).
+      if (entry.baseOffset >= meta.nextOffset) break
       if (records.length >= maxRecords || (bytes >= maxBytes && records.length > 0)) break
       let decoded: ReadResult['records']
       try {
@@ -92,6 +94,7 @@ export class PartitionReads {
       }
       for (const record of decoded) {
         if (record.offset < next) continue
+        if (record.offset >= meta.nextOffset) break
         if (records.length >= maxRecords || (bytes >= maxBytes && records.length > 0)) break
         records.push(record)
         bytes += record.payload.length

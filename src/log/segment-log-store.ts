@@ -353,7 +353,12 @@ export class SegmentLogStore implements LogStore {
   }
 
   read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
-    return this.#reads.read(this.#state.local(ref), fromOffset, limits)
+    const meta = this.#state.local(ref)
+    if (limits.durableOnly !== true) return this.#reads.read(meta, fromOffset, limits)
+    // Written records whose fdatasync has not finished yet are left for a later read.
+    const durable = this.#writer?.durableNext(meta.id) ?? null
+    if (durable === null || durable >= meta.nextOffset) return this.#reads.read(meta, fromOffset, limits)
+    return this.#reads.read({ ...meta, nextOffset: durable }, fromOffset, limits)
   }
 
   offsetForTimestamp(ref: PartitionRef, timestampMs: number): number {

@@ -186,6 +186,8 @@ export class Forwarder {
       const { records, nextOffset } = this.#o.store.read(this.#o.ref, from, {
         maxRecords: isolating ? Math.min(limit, isolatedSize) : limit,
         maxBytes: this.#o.config.maxBatchBytes,
+        // Never forward what a power cut could still take back (and give its offset to another record).
+        durableOnly: true,
       })
       const inRange = until === null ? records : records.filter((r) => r.offset < until)
       if (inRange.length === 0) {

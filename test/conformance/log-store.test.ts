@@ -489,3 +489,35 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
     })
   })
 }
+
+// What may leave the node: a read with durableOnly stops before records whose
+// write has not been fdatasync'd yet (relaxed appends resolve before it).
+describe('SegmentLogStore durable reads', () => {
+  it('durableOnly hides records written but not yet synced, and shows them once synced', async () => {
+    const dir = await tempDir()
+    const store = new SegmentLogStore({
+      dataDir: dir.path,
+      origin: 'node-a',
+      maxPendingAppends: 100,
+      indexCommitMs: 3_600_000,
+      indexMaxPendingBatches: 1_000_000,
+    })
+    try {
+      await store.open()
+      await store.ensureStream('s', 1)
+      const read = (durableOnly: boolean) =>
+        store.read({ stream: 's', partition: 0 }, 0, { durableOnly }).records.map((r) => r.payload.toString())
+      await store.append({ entries: [entry('s', 0, 'a')], durability: 'durable' })
+      await store.append({ entries: [entry('s', 0, 'b')], durability: 'relaxed', relaxedFlushMs: 60_000 })
+      expect(read(false)).toEqual(['a', 'b'])
+      expect(read(true)).toEqual(['a'])
+      expect(store.read({ stream: 's', partition: 0 }, 0, { durableOnly: true }).nextOffset).toBe(1)
+      // A durable append syncs the segment, and with it every frame before it.
+      await store.append({ entries: [], durability: 'durable' })
+      expect(read(true)).toEqual(['a', 'b'])
+    } finally {
+      await store.close()
+      await dir.remove()
+    }
+  })
+})
