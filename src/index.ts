@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConsumerGroups } from './admin/consumer-groups.ts'
 import type { NodeView } from './admin/node-view.ts'
+import type { RecentLogEvents } from './admin/recent-log.ts'
 import { AdminServer, readToken } from './admin/server.ts'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
@@ -51,7 +52,11 @@ export interface TributaryNode {
   setRetention(streams: readonly StreamConfig[]): void
 }
 
-export function createNode(config: Readonly<Config>, log: Logger): TributaryNode {
+/**
+ * `recent`: the ring the logger also writes warn/error lines to (createLogger),
+ * shown by /v1/status and the status page; without it they show none.
+ */
+export function createNode(config: Readonly<Config>, log: Logger, recent?: RecentLogEvents): TributaryNode {
   try {
     mkdirSync(config.dataDir, { recursive: true })
   } catch (err) {
@@ -268,6 +273,7 @@ export function createNode(config: Readonly<Config>, log: Logger): TributaryNode
         full: guard.full,
         highWaterPercent: config.limits.diskHighWaterPercent,
       }),
+      recentErrors: () => recent?.events() ?? [],
     }
   }
 

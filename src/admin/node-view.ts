@@ -4,6 +4,7 @@
 
 import type { LogStore } from '../log/log-store.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
+import type { LogEvent } from './recent-log.ts'
 
 export interface HealthChecks {
   /** The MQTT listener accepts connections (false while draining). */
@@ -28,4 +29,6 @@ export interface NodeView {
   sinks(): readonly ForwarderStatus[]
   connections(): number
   disk(): DiskView
+  /** The last warn/error log events, newest first (empty when the node keeps none). */
+  recentErrors(): readonly LogEvent[]
 }

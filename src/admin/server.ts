@@ -2,12 +2,18 @@
 // the Prometheus format, status, streams, records, consumer groups and live
 // tails. Bound to loopback by default; with a token configured (required off
 // loopback: src/config/load.ts) every route but /healthz needs
-// `Authorization: Bearer <token>`. JSON everywhere, errors with TRIB_* codes.
+// `Authorization: Bearer <token>` (the status page at / also takes ?token=).
+// JSON everywhere but the status page, errors with TRIB_* codes.
 // Reads only: records enter the log through MQTT, never through this server.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+} from 'fastify'
 import type { Config } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
 import type { Logger } from '../observability/logger.ts'
@@ -17,9 +23,12 @@ import { asTributaryError, sendError } from './http-errors.ts'
 import type { NodeView } from './node-view.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { isReady, nodeStatus, sinkSummary } from './status.ts'
+import { STATUS_PAGE_HTML } from './status-page.ts'
 import { Tails } from './tail.ts'
 
 export const ROUTES = [
+  'GET /',
+  'GET /status',
   'GET /healthz',
   'GET /readyz',
   'GET /metrics',
@@ -69,6 +78,13 @@ export function readToken(http: Readonly<Config['http']>): string | null {
   return token
 }
 
+const STATUS_PAGE_PATHS = new Set(['/', '/status'])
+
+function pageToken(query: unknown): string {
+  const token = (query as Record<string, unknown> | undefined)?.token
+  return typeof token === 'string' ? token : ''
+}
+
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
@@ -96,9 +112,12 @@ export class AdminServer {
     if (token !== null) {
       const expected = digest(token)
       app.addHook('onRequest', async (request, reply) => {
-        if (request.url === '/healthz') return
+        const path = request.url.split('?')[0]
+        if (path === '/healthz') return
         const header = request.headers.authorization ?? ''
-        const given = header.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : ''
+        let given = header.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : ''
+        // A browser cannot set a header when it opens a page: the status page alone also takes ?token=.
+        if (given === '' && STATUS_PAGE_PATHS.has(path ?? '')) given = pageToken(request.query)
         // Equal-length digests: the comparison takes the same time whatever was sent.
         if (given === '' || !timingSafeEqual(digest(given), expected))
           return sendError(reply, new TributaryError('TRIB_HTTP_UNAUTHORIZED'))
@@ -122,6 +141,19 @@ export class AdminServer {
   #routes(): void {
     const { app } = this
     const { view, metrics } = this.#o
+    const page = async (_request: unknown, reply: FastifyReply) =>
+      reply
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        // Inline script and style only, requests only to this server; the token must not leave in a Referer.
+        .header(
+          'content-security-policy',
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        )
+        .header('referrer-policy', 'no-referrer')
+        .send(STATUS_PAGE_HTML)
+    app.get('/', page)
+    app.get('/status', page)
     app.get('/healthz', async () => ({ status: 'alive', nodeId: view.nodeId }))
     app.get('/readyz', async (_request, reply) => {
       const checks = view.health()

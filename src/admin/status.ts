@@ -5,6 +5,7 @@
 import type { PartitionStatus } from '../log/log-store.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { DiskView, HealthChecks, NodeView } from './node-view.ts'
+import type { LogEvent } from './recent-log.ts'
 
 export interface PartitionSummary {
   readonly partition: number
@@ -52,6 +53,8 @@ export interface NodeStatus {
     readonly writtenBytes: number | null
     readonly enduranceDays: number | null
   }
+  /** The last warn/error log events, newest first (src/admin/recent-log.ts). */
+  readonly recentErrors: readonly LogEvent[]
 }
 
 export function isReady(checks: HealthChecks): boolean {
@@ -119,5 +122,6 @@ export function nodeStatus(
       storedBytes: streams.reduce((sum, s) => sum + s.bytes, 0),
       ...wear,
     },
+    recentErrors: view.recentErrors(),
   }
 }

@@ -5,6 +5,7 @@
 // applies what can change while running (src/service/reload.ts).
 
 import type { Command } from 'commander'
+import { RecentLogEvents } from '../admin/recent-log.ts'
 import { ConfigError } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
@@ -51,8 +52,9 @@ export function registerStart(program: Command): void {
     .action(async (options: StartOptions) => {
       const flags = { ...options, sinks: options.sink }
       const config = configFrom(flags)
-      const log = createLogger(config.logLevel)
-      const node = createNode(config, log)
+      const recent = new RecentLogEvents()
+      const log = createLogger(config.logLevel, undefined, recent)
+      const node = createNode(config, log, recent)
       const notifier = new ServiceNotifier(log)
       let stopping = false
       const exit = (code: number): void => {

@@ -38,7 +38,7 @@ interface StatusOptions {
 
 export type StatusReport =
   | (NodeStatus & { readonly source: 'api'; readonly api: string })
-  | (Omit<NodeStatus, 'health' | 'mqtt' | 'uptimeSeconds' | 'sinks'> & {
+  | (Omit<NodeStatus, 'health' | 'mqtt' | 'uptimeSeconds' | 'sinks' | 'recentErrors'> & {
       readonly source: 'store'
       readonly api: string | null
       /** Why the API was not used. */

@@ -1,6 +1,7 @@
 // Starts a real tributary node in this process on 127.0.0.1:0 with a temp
 // data dir (or a given one, to restart on the same data).
 
+import { RecentLogEvents } from '../../src/admin/recent-log.ts'
 import { validateConfig } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/schema.ts'
 import { sinkFromUrl } from '../../src/config/sink-url.ts'
@@ -51,7 +52,8 @@ export function testConfig(
 export async function startNode(options: NodeOptions = {}): Promise<RunningNode> {
   const dataDir = options.dataDir ?? (await tempDir()).path
   const config = testConfig(dataDir, options.config, options.sinks)
-  const node = createNode(config, createLogger(config.logLevel))
+  const recent = new RecentLogEvents()
+  const node = createNode(config, createLogger(config.logLevel, undefined, recent), recent)
   const { mqtt, http } = await node.start()
   return {
     node,
