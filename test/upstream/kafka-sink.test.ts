@@ -177,15 +177,22 @@ describe('Kafka sink', () => {
   })
 })
 
+/**
+ * Waits until `topic` holds `count` distinct payloads (every test publishes
+ * unique ones): at-least-once modes may deliver some twice, and a count of
+ * records alone could be reached before the last ones arrive.
+ */
 async function pollKcat(topic: string, count: number, timeoutMs = 60_000): Promise<KcatRecord[]> {
   const deadline = Date.now() + timeoutMs
   let records: KcatRecord[] = []
+  let distinct = 0
   while (Date.now() < deadline) {
     records = await kcatRead(kafka.bootstrap, topic).catch(() => [])
-    if (records.length >= count) return records
+    distinct = new Set(records.map((r) => r.payload)).size
+    if (distinct >= count) return records
     await new Promise((resolve) => setTimeout(resolve, 300))
   }
-  throw new Error(`timed out: ${records.length} of ${count} records in ${topic}`)
+  throw new Error(`timed out: ${distinct} of ${count} distinct payloads in ${topic}`)
 }
 
 function header(record: KcatRecord, name: string): string | undefined {
