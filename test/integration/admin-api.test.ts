@@ -6,6 +6,7 @@ import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { Cleanup, WAIT_MS, withTimeout } from '../helpers/integration.ts'
 import type { RunningNode } from '../helpers/node.ts'
+import { prometheusSamples } from '../helpers/prometheus.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -34,17 +35,6 @@ function inject(running: RunningNode) {
   const admin = running.node.admin
   if (admin === null) throw new Error('admin API not started')
   return admin.app.inject.bind(admin.app)
-}
-
-/** Parses a Prometheus text exposition into sample name{labels} -> value. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue
-    const i = line.lastIndexOf(' ')
-    out.set(line.slice(0, i), Number(line.slice(i + 1)))
-  }
-  return out
 }
 
 describe('admin API', () => {
@@ -255,7 +245,7 @@ describe('admin API', () => {
     const scrape = async (): Promise<Map<string, number>> => {
       const res = await fetch(`${running.httpUrl}/metrics`)
       expect(res.headers.get('content-type')).toMatch(/^text\/plain/)
-      return samples(await res.text())
+      return prometheusSamples(await res.text())
     }
     await publishAll(client, 'sensors/dev-4/temperature', ['warm-up'])
     const before = await scrape()
@@ -284,7 +274,9 @@ describe('admin API', () => {
     const client = await cleanup.mqtt(running.url, { clientId: 'sensor-f', protocolVersion: 5 })
     await client.publishAsync('sensors/dev-5/temperature', 'x'.repeat(64), { qos: 1 }).catch(() => undefined)
     const text = await (await fetch(`${running.httpUrl}/metrics`)).text()
-    expect(samples(text).get('tributary_publishes_refused_total{code="TRIB_PAYLOAD_TOO_LARGE"}')).toBe(1)
+    expect(
+      prometheusSamples(text).get('tributary_publishes_refused_total{code="TRIB_PAYLOAD_TOO_LARGE"}'),
+    ).toBe(1)
   })
 })
 

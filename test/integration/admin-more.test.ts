@@ -10,6 +10,7 @@ import { ConsumerGroups } from '../../src/admin/consumer-groups.ts'
 import { HttpReceiver } from '../helpers/http-receiver.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 import type { RunningNode } from '../helpers/node.ts'
+import { prometheusSamples } from '../helpers/prometheus.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -18,14 +19,7 @@ async function metricsOf(
   running: RunningNode,
   headers: Record<string, string> = {},
 ): Promise<Map<string, number>> {
-  const text = await (await fetch(`${running.httpUrl}/metrics`, { headers })).text()
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue
-    const i = line.lastIndexOf(' ')
-    out.set(line.slice(0, i), Number(line.slice(i + 1)))
-  }
-  return out
+  return prometheusSamples(await (await fetch(`${running.httpUrl}/metrics`, { headers })).text())
 }
 
 describe('admin API, more', () => {
