@@ -23,7 +23,7 @@ module.exports = {
       args: ['start'],
       interpreter: `${prefix}/runtime/bin/node`,
       // The same V8 flags as bin/tributary and the systemd unit.
-      node_args: ['--max-semi-space-size=2'],
+      node_args: ['--max-semi-space-size=2', '--heap-growing-percent=100'],
       cwd: '/var/lib/tributary',
       // pm2 runs processes as the user it runs as; as root, drop to tributary.
       ...(process.getuid && process.getuid() === 0 ? { uid: 'tributary', gid: 'tributary' } : {}),

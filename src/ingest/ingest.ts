@@ -15,11 +15,11 @@
 import { crc32c } from '@node-rs/crc32'
 import type { Config, StreamConfig } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
-import type { Appended, Durability, LogStore, Marker } from '../log/log-store.ts'
+import type { Appended, Durability, LogStore } from '../log/log-store.ts'
 import type { Header, Qos } from '../log/record.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import { RecentPublishes } from './recent-publishes.ts'
-import type { Router } from './router.ts'
+import type { Route, Router } from './router.ts'
 
 /** The MQTT 5 user property a publisher may set to give the device's own time (ms since epoch or ISO 8601). */
 export const DEVICE_TIME_PROPERTY = 'device-time'
@@ -35,7 +35,7 @@ export interface IncomingPublish {
 }
 
 export interface IngestResult {
-  /** Where the publish was stored; empty when no stream took it (live delivery only). */
+  /** Where this call stored the publish; empty when no stream took it (live delivery only) or it was a retry. */
   readonly appended: readonly Appended[]
   /** True when this was a retry of something already stored. */
   readonly duplicate: boolean
@@ -48,6 +48,7 @@ export interface IngestStats {
 }
 
 const NONE: IngestResult = { appended: [], duplicate: false }
+const DUPLICATE: IngestResult = { appended: [], duplicate: true }
 
 function markerKey(qos: Qos, clientId: string, messageId: number): string {
   // NUL cannot occur in an MQTT client id [MQTT-1.5.3-2], so these keys cannot collide.
@@ -71,14 +72,19 @@ function deviceTime(props: IncomingPublish['userProperties']): number | null {
   return Number.isFinite(ms) ? ms : null
 }
 
+/** The strictest ack mode of the streams a publish lands in; one loop, as this runs per publish. */
 function durabilityOf(
-  streams: readonly StreamConfig[],
+  routes: readonly Route[],
   qos: Qos,
 ): { durability: Durability; relaxedFlushMs: number } {
-  const relaxedFlushMs = Math.min(...streams.map((s) => s.relaxedFlushMs))
+  let relaxedFlushMs = Number.POSITIVE_INFINITY
+  let durable = false
+  for (const { stream } of routes) {
+    relaxedFlushMs = Math.min(relaxedFlushMs, stream.relaxedFlushMs)
+    if (stream.ack !== 'relaxed') durable = true
+  }
   // QoS 0 has no ack to protect, so it is never made to wait for an fsync; never worse than relaxed either.
-  if (qos === 0 || streams.every((s) => s.ack === 'relaxed')) return { durability: 'relaxed', relaxedFlushMs }
-  return { durability: 'durable', relaxedFlushMs }
+  return { durability: durable && qos !== 0 ? 'durable' : 'relaxed', relaxedFlushMs }
 }
 
 export class Ingest {
@@ -141,24 +147,25 @@ export class Ingest {
     const { clientId, messageId } = publish
     const key = markerKey(publish.qos, clientId, messageId)
     const running = this.#inFlight.get(key)
-    if (running !== undefined) return running.then((r) => this.#duplicate(r))
+    if (running !== undefined) return running.then(() => this.#duplicate())
     const digest = crc32c(publish.payload, crc32c(publish.topic))
     if (publish.qos === 2) {
-      const stored = this.#store.marker(key)
-      if (stored !== undefined)
-        return Promise.resolve(this.#duplicate({ appended: this.#fromMarker(stored) }))
-    } else {
-      const recent = this.#recent.get(clientId, messageId)
-      if (publish.dup && recent?.digest === digest) return Promise.resolve(this.#duplicate(recent))
+      if (this.#store.marker(key) !== undefined) return Promise.resolve(this.#duplicate())
+    } else if (publish.dup && this.#recent.digest(clientId, messageId) === digest) {
+      return Promise.resolve(this.#duplicate())
     }
-    const marker = publish.qos === 2 ? { key, digest } : undefined
-    const result = this.#append(publish, routes, marker).then((r) => {
-      if (publish.qos === 1) this.#recent.remember(clientId, messageId, { digest, appended: r.appended })
-      return r
-    })
+    const qos1 = publish.qos === 1
+    const result = this.#append(publish, routes, qos1 ? undefined : { key, digest })
     this.#inFlight.set(key, result)
-    // The caller handles a failure; this only clears the entry either way.
-    result.finally(() => this.#inFlight.delete(key)).catch(() => undefined)
+    // Registered before the caller's callbacks, so the window knows the id before the ack leaves.
+    // The caller handles a failure; this only clears the entry.
+    result.then(
+      () => {
+        if (qos1) this.#recent.remember(clientId, messageId, digest)
+        this.#inFlight.delete(key)
+      },
+      () => this.#inFlight.delete(key),
+    )
     return result
   }
 
@@ -173,23 +180,14 @@ export class Ingest {
     return this.#store.removeMarkers(`q2\u0000${clientId}\u0000`)
   }
 
-  #duplicate(result: { readonly appended: readonly Appended[] }): IngestResult {
+  #duplicate(): IngestResult {
     this.stats.duplicates++
-    return { appended: result.appended, duplicate: true }
-  }
-
-  #fromMarker(marker: Marker): Appended[] {
-    return marker.offsets.map(([stream, partition, offset]) => ({
-      stream,
-      partition,
-      offset,
-      timestampMs: 0,
-    }))
+    return DUPLICATE
   }
 
   async #append(
     publish: IncomingPublish,
-    routes: ReturnType<Router['route']>,
+    routes: readonly Route[],
     dedupe: { key: string; digest: number } | undefined,
   ): Promise<IngestResult> {
     const headers = headersOf(publish.userProperties)
@@ -207,10 +205,7 @@ export class Ingest {
         deviceTimeMs,
       },
     }))
-    const { durability, relaxedFlushMs } = durabilityOf(
-      routes.map((r) => r.stream),
-      publish.qos,
-    )
+    const { durability, relaxedFlushMs } = durabilityOf(routes, publish.qos)
     try {
       const appended = await this.#store.append({
         entries,

@@ -31,6 +31,9 @@ export function recordKey(rule: KeyRule, topic: string, clientId: string): Buffe
   }
 }
 
+/** Topics whose matching streams are remembered (src/ingest/router.ts, Router#matched). */
+const MATCH_CACHE_TOPICS = 4096
+
 export interface Route {
   readonly stream: StreamConfig
   readonly key: Buffer | null
@@ -42,6 +45,12 @@ export class Router {
   readonly #fallback: StreamConfig | undefined
   /** Round-robin position per stream, for records without a key. */
   readonly #roundRobin = new Map<string, number>()
+  /**
+   * The streams each recently seen topic matches: sensors publish to the same
+   * few topics over and over, and matching every filter level by level was a
+   * split and an array per filter per publish. Bounded: emptied when full.
+   */
+  readonly #matched = new Map<string, readonly StreamConfig[]>()
 
   constructor(streams: readonly StreamConfig[], unmatched: 'store' | 'live-only') {
     this.#streams = streams.filter((s) => s.match.length > 0)
@@ -50,13 +59,21 @@ export class Router {
 
   /** Every stream the topic matches (or the default stream), each with key and partition. */
   route(topic: string, clientId: string): Route[] {
-    const matched = this.#streams.filter((s) => s.match.some((f) => topicMatches(f, topic)))
-    if (matched.length === 0 && this.#fallback !== undefined && !topic.startsWith('$'))
-      matched.push(this.#fallback)
-    return matched.map((stream) => {
+    return this.#streamsFor(topic).map((stream) => {
       const key = recordKey(stream.key, topic, clientId)
       return { stream, key, partition: this.#partition(stream, key) }
     })
+  }
+
+  #streamsFor(topic: string): readonly StreamConfig[] {
+    const cached = this.#matched.get(topic)
+    if (cached !== undefined) return cached
+    const matched = this.#streams.filter((s) => s.match.some((f) => topicMatches(f, topic)))
+    if (matched.length === 0 && this.#fallback !== undefined && !topic.startsWith('$'))
+      matched.push(this.#fallback)
+    if (this.#matched.size >= MATCH_CACHE_TOPICS) this.#matched.clear()
+    this.#matched.set(topic, matched)
+    return matched
   }
 
   #partition(stream: StreamConfig, key: Buffer | null): number {

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline'
 export const REPO_ROOT = join(import.meta.dirname, '..', '..')
 export const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts')
 /** The V8 flags bin/tributary runs the broker with (keep the two in step). */
-export const BROKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2']
+export const BROKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--heap-growing-percent=100']
 
 /** The test runner's environment without TRIBUTARY_* settings, so ambient config never leaks into a child. */
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {

@@ -319,7 +319,7 @@ echo "config=$(/usr/local/bin/tributary config check /etc/tributary/tributary.ya
 # the installed config, the data in /var/lib/tributary.
 cd /var/lib/tributary
 setpriv --reuid=tributary --regid=tributary --init-groups --reset-env \
-  /opt/tributary/runtime/bin/node --max-semi-space-size=2 /opt/tributary/dist/cli/main.js start \
+  /opt/tributary/runtime/bin/node --max-semi-space-size=2 --heap-growing-percent=100 /opt/tributary/dist/cli/main.js start \
   --mqtt-host 127.0.0.1 --mqtt-port 0 >"${work}/service.log" 2>&1 &
 service=$!
 for _ in $(seq 200); do
