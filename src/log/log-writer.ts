@@ -1,6 +1,6 @@
 // The write side of SegmentLogStore: one loop that, in turn, writes group
-// commits (one frame, one fdatasync each; the next frame is written while the
-// last one syncs, acks leave in frame order), commits the index to LMDB
+// commits (one frame each; one fdatasync at a time covers every frame written
+// before it started, acks leave in frame order), commits the index to LMDB
 // lazily (every `indexCommitMs` or `indexMaxPendingBatches`, after a sync of
 // the segment, never ahead of it) together with queued LMDB work (partition
 // registry, retention, quarantine), and syncs `relaxed` frames within their
@@ -24,6 +24,13 @@ import {
   type SegmentUse,
 } from './store-recovery.ts'
 
+/** A frame (or a relaxed flush, or a presync) waiting for the next fdatasync of its segment. */
+interface SyncWaiter {
+  readonly segment: number
+  readonly resolve: () => void
+  readonly reject: (err: unknown) => void
+}
+
 export type Queued = CommitItem &
   (
     | { readonly kind: 'append'; readonly resolve: (appended: Appended[]) => void }
@@ -36,6 +43,15 @@ export interface Maintenance {
   readonly resolve: () => void
   readonly reject: (err: unknown) => void
 }
+
+/**
+ * When an fdatasync takes long (an SD card: 5-20 ms), the next one starts a
+ * tenth of that later, at most this much: publishers answering the acks the
+ * last sync released are then in it, instead of waiting one whole sync more
+ * (PostgreSQL's commit_delay, sized by the disk). Fast disks get no delay.
+ */
+const COMMIT_DELAY_MAX_MS = 2
+const COMMIT_DELAY_FROM_SYNC_MS = 2
 
 /** Above this much unsynced data the index commit syncs it off the loop first (#presync). */
 const PRESYNC_BYTES = 1024 * 1024
@@ -80,10 +96,14 @@ export class LogWriter {
   #indexFailed = false
   #syncTimer: NodeJS.Timeout | null = null
   #syncDue = false
-  #syncChain: { readonly done: Promise<void>; readonly segment: number } = {
-    done: Promise.resolve(),
-    segment: -1,
-  }
+  /** The fdatasync in flight; it never rejects (its waiters get the failure). */
+  #syncing: Promise<void> | null = null
+  /** Written since the fdatasync in flight started: the next one covers them. */
+  #waiting: SyncWaiter[] = []
+  /** The segment whose last fdatasync failed: what was written into it is never acknowledged. */
+  #failedSegment = -1
+  /** How long the last fdatasync took, ms. */
+  #lastSyncMs = 0
   /** Settles when the acks of the last frame written are resolved or rejected. */
   #settled: Promise<void> = Promise.resolve()
   /** Per partition id, the next offset of what was written but not yet covered by an fdatasync. */
@@ -144,7 +164,12 @@ export class LogWriter {
   }
 
   #hasWork(): boolean {
-    return this.#queue.length > 0 || this.#syncDue || this.#indexWork()
+    return (
+      this.#queue.length > 0 ||
+      this.#syncDue ||
+      this.#indexWork() ||
+      (this.#syncing === null && this.#waiting.length > 0)
+    )
   }
 
   #indexWork(): boolean {
@@ -171,10 +196,12 @@ export class LogWriter {
       }
       if (this.#syncDue) {
         this.#syncDue = false
-        // Beside the loop, in the sync chain. A failure leaves the relaxed appends
+        // Beside the loop, with the next fdatasync. A failure leaves the relaxed appends
         // it covered as they are (already acknowledged); the segment is rolled.
-        this.#chainSync(this.#appender.position.segment).catch(() => undefined)
+        this.#afterSync(this.#appender.position.segment).catch(() => undefined)
       }
+      // What waits for a sync and has no frame to join: the sync starts now.
+      if (this.#queue.length === 0) this.#startSync()
     }
   }
 
@@ -189,7 +216,7 @@ export class LogWriter {
       appender.position.segment,
     )
     // Rolls happen only with no sync in flight: every sync then covers the segment its frames are in.
-    if (appender.rollsFor(frame.bytes.length)) await this.#syncChain.done.catch(() => undefined)
+    if (appender.rollsFor(frame.bytes.length)) await this.#drainSyncs()
     let at: { segment: number; position: number }
     try {
       at = await appender.append(frame.bytes)
@@ -240,8 +267,7 @@ export class LogWriter {
       this.#armSync(relaxedFlushMs)
       return
     }
-    const previous = this.#settled
-    this.#settled = this.#chainSync(at.segment).then(
+    this.#settled = this.#afterSync(at.segment).then(
       () => {
         for (const i of afterSync) {
           const item = items[i]
@@ -258,9 +284,15 @@ export class LogWriter {
         for (const i of afterSync) items[i]?.reject(failure)
       },
     )
-    // Pipelining, one deep: the next frame is written while this one syncs, but
-    // not before the sync of the frame before this one is done.
-    await previous
+    if (this.#syncing === null) {
+      this.#startSync()
+      return
+    }
+    // An fdatasync is in flight and this frame waits for the next one. What
+    // arrives meanwhile is written as one frame when the sync ends, and the
+    // next sync covers both: on a card that syncs in 10 ms a publish waits for
+    // the rest of one sync and one more, not for two more.
+    await this.#syncing
   }
 
   /**
@@ -271,7 +303,8 @@ export class LogWriter {
    */
   #presync(): void {
     this.#presyncing = true
-    const done = this.#chainSync(this.#appender.position.segment)
+    const done = this.#afterSync(this.#appender.position.segment)
+    this.#startSync()
     // A failure here is the next commit's (its sync fails or rolls); the index commit follows either way.
     done
       .catch(() => undefined)
@@ -283,22 +316,60 @@ export class LogWriter {
       })
   }
 
+  /** Settles when an fdatasync that starts after this call is done (the loop starts it). */
+  #afterSync(segment: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ segment, resolve, reject })
+    })
+  }
+
   /**
-   * The sync that covers a frame just written, after the syncs of the frames
-   * before it, so acks leave in frame order. A failed sync fails the syncs of
-   * every later frame in the same (now suspect) segment too.
+   * Starts one fdatasync for everything waiting, unless one is in flight.
+   * Waiters settle in the order they came, so acks leave in frame order. A
+   * failed sync fails every later waiter in the same (now suspect) segment
+   * too: on Linux a later "successful" fdatasync proves nothing about the
+   * pages the failed one dropped. The appender rolls to a new segment.
    */
-  #chainSync(segment: number): Promise<void> {
-    const before = this.#syncChain
-    const done = before.done.then(
-      () => this.#sync(),
+  #startSync(): void {
+    if (this.#syncing !== null || this.#waiting.length === 0) return
+    const delayMs =
+      this.#lastSyncMs >= COMMIT_DELAY_FROM_SYNC_MS ? Math.min(COMMIT_DELAY_MAX_MS, this.#lastSyncMs / 10) : 0
+    const started =
+      delayMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, delayMs)) : Promise.resolve()
+    this.#syncing = started
+      .then(() => this.#syncWaiting())
+      .then(() => {
+        this.#syncing = null
+        this.#kick()
+      })
+  }
+
+  /** One fdatasync for every waiter there is now (frames written during the delay too). */
+  #syncWaiting(): Promise<void> {
+    const covered = this.#waiting
+    this.#waiting = []
+    const segment = this.#appender.position.segment
+    return this.#sync().then(
+      () => {
+        for (const waiter of covered) {
+          if (waiter.segment === this.#failedSegment)
+            waiter.reject(new Error(`an earlier fdatasync of segment ${waiter.segment} failed`))
+          else waiter.resolve()
+        }
+      },
       (err: unknown) => {
-        if (before.segment === segment) throw err
-        return this.#sync()
+        this.#failedSegment = segment
+        for (const waiter of covered) waiter.reject(err)
       },
     )
-    this.#syncChain = { done, segment }
-    return done
+  }
+
+  /** Until every frame written so far has had its fdatasync (done or failed). */
+  async #drainSyncs(): Promise<void> {
+    while (this.#syncing !== null || this.#waiting.length > 0) {
+      this.#startSync()
+      await this.#syncing
+    }
   }
 
   /**
@@ -316,13 +387,10 @@ export class LogWriter {
     // Everything written before the fdatasync starts is covered by it.
     const covered = this.#unsynced
     this.#unsynced = new Map()
-    if (this.#metrics === undefined || this.#appender.synced) {
-      await this.#appender.sync()
-    } else {
-      const startedAt = performance.now()
-      await this.#appender.sync()
-      this.#metrics.synced((performance.now() - startedAt) / 1000)
-    }
+    const startedAt = performance.now()
+    await this.#appender.sync()
+    this.#lastSyncMs = performance.now() - startedAt
+    this.#metrics?.synced(this.#lastSyncMs / 1000)
     for (const [id, next] of covered)
       this.#durableNext.set(id, Math.max(this.#durableNext.get(id) ?? 0, next))
     if (this.#appender.synced && this.#syncTimer !== null) {
@@ -375,7 +443,7 @@ export class LogWriter {
     const root = this.#root
     const appender = this.#appender
     try {
-      await this.#syncChain.done.catch(() => undefined)
+      await this.#drainSyncs()
       await this.#sync()
       const position = appender.position
       await root.transaction(() => {

@@ -359,6 +359,42 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
       expect(payloadsRead.at(-1)).toBe('c')
     })
 
+    it('does not ack a frame written while a failing fdatasync ran, though the next sync succeeds', async () => {
+      const live = await liveStore()
+      await append(live, entry('s', 0, 'a'))
+      const probe = await openHandle(join(dir.path, 'probe'), 'w')
+      const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+      await probe.close()
+      const datasync = proto.datasync
+      let calls = 0
+      proto.datasync = function (this: unknown) {
+        calls++
+        if (calls > 1) return datasync.call(this)
+        return new Promise<void>((_, reject) =>
+          setTimeout(
+            () => reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })),
+            100,
+          ),
+        )
+      }
+      try {
+        const b = live.append({ entries: [entry('s', 0, 'b')], durability: 'durable' })
+        await new Promise((resolve) => setTimeout(resolve, 30))
+        const c = live.append({ entries: [entry('s', 0, 'c')], durability: 'durable' })
+        const failed = (e: unknown) => isTributaryError(e, 'TRIB_STORE_WRITE_FAILED')
+        await expect(b).rejects.toSatisfy(failed)
+        await expect(c, 'written into the suspect segment before the failure was known').rejects.toSatisfy(
+          failed,
+        )
+        expect(calls, 'a second fdatasync ran, and succeeded').toBeGreaterThanOrEqual(2)
+      } finally {
+        proto.datasync = datasync
+      }
+      const [d] = await live.append({ entries: [entry('s', 0, 'd')], durability: 'durable' })
+      expect(d?.offset).toBe(3)
+      expect(segmentFiles(join(dir.path, 'live'))).toHaveLength(2)
+    })
+
     it('cuts off a torn frame at the end of the last segment, unreported', async () => {
       const live = await liveStore()
       await append(live, entry('s', 0, 'kept'))
