@@ -242,6 +242,9 @@ function sdCardTable(runs: readonly RunResult[], report: BenchReport): Table {
       `${ms(plain?.probe?.latencyMs?.p50)} / ${ms(plain?.probe?.latencyMs?.p99)} / ${ms(plain?.probe?.latencyMs?.max)}`,
       `${ms(s.probe?.latencyMs?.p50)} / ${ms(s.probe?.latencyMs?.p99)} / ${ms(s.probe?.latencyMs?.max)}`,
       s.probe === null ? DASH : `${s.probe.received}/${s.probe.sent}`,
+      s.health == null
+        ? DASH
+        : `${ms(s.health.latencyMs?.p50)} / ${ms(s.health.latencyMs?.p99)} / ${ms(s.health.latencyMs?.max)} (${s.health.ok}/${s.health.sent})`,
     ]
   })
   return {
@@ -260,10 +263,11 @@ function sdCardTable(runs: readonly RunResult[], report: BenchReport): Table {
       'QoS 0 probe plain p50/p99/max ms',
       'QoS 0 probe slow p50/p99/max ms',
       'probe recv/sent',
+      '/healthz slow p50/p99/max ms (ok/sent)',
     ],
     rows,
     notes: [
-      'The broker runs under `strace -f --seccomp-bpf -e trace=fsync,fdatasync,msync,sync_file_range -e inject=...:delay_exit=10000`; figures are the broker’s (strace’s child), not strace’s. Probe: a separate process publishes QoS 0 on probe/latency 20 times a second and a separate subscriber connection times publish -> delivery.',
+      'The broker runs under `strace -f --seccomp-bpf -e trace=fsync,fdatasync,msync,sync_file_range -e inject=...:delay_exit=10000`; figures are the broker’s (strace’s child), not strace’s. Probe: a separate process publishes QoS 0 on probe/latency 20 times a second and a separate subscriber connection times publish -> delivery. /healthz: the bench process GETs tributary’s admin API (on for these runs only, on a loopback port) 20 times a second over one keep-alive connection during the measured window, timed from when each request was due; a 200 counts as ok.',
     ],
   }
 }

@@ -6,6 +6,7 @@
 
 import { type ChildProcess, fork } from 'node:child_process'
 import { join } from 'node:path'
+import { HealthProbe, type HealthProbeResult } from './health-probe.ts'
 import type { FromGenerator, LoadConfig, LoadResult, ToGenerator } from './load.ts'
 import { PeakSampler, type Peaks, type ProcSnapshot, readProc } from './proc-metrics.ts'
 import { exitWithin, sleep, stopChild, track, withDeadline } from './procs.ts'
@@ -16,6 +17,8 @@ const LOAD_SCRIPT = join(import.meta.dirname, 'load.ts')
 const MAX_SAMPLES_PER_GENERATOR = 4_000_000
 const DRAIN_MS = 5000
 const PROBE_TOPIC = 'probe/latency'
+/** GET /healthz per second, where the system serves it (test/bench/health-probe.ts). */
+const HEALTH_PROBE_RATE_PER_S = 20
 const MB = 1e6
 
 export interface LoadSpec {
@@ -79,6 +82,12 @@ export interface RunResult {
   readonly probe: {
     readonly sent: number
     readonly received: number
+    readonly latencyMs: LatencySummary | null
+  } | null
+  /** GET /healthz during the measured window (tributary under slow syncs). */
+  readonly health?: {
+    readonly sent: number
+    readonly ok: number
     readonly latencyMs: LatencySummary | null
   } | null
   /** Warnings and errors in the system's own log. */
@@ -214,6 +223,8 @@ export async function runScenario(
     syncDelayUs,
     timeoutMs: 60_000,
     tributaryEntry: timing.tributaryEntry,
+    // The admin API's responsiveness is measured where the disk is slow.
+    adminApi: syncDelayUs !== null,
   })
   const generators: GeneratorProcess[] = []
   try {
@@ -250,15 +261,20 @@ async function measure(
   let syncs1: number | null = null
   let results: LoadResult[]
   let peaks: Peaks
+  let health: HealthProbe | null = null
+  let healthResult: HealthProbeResult | null = null
   try {
     for (const g of generators) g.send({ type: 'go' })
     await sleep(timing.warmupS * 1000)
     for (const g of generators) g.send({ type: 'measure' })
     start = readProc(system.pid)
     syncs0 = system.syncCount()
+    if (system.healthUrl !== null) health = new HealthProbe(system.healthUrl, HEALTH_PROBE_RATE_PER_S)
     await sleep(timing.durationS * 1000)
     end = readProc(system.pid)
     syncs1 = system.syncCount()
+    healthResult = (await health?.stop()) ?? null
+    health = null
     for (const g of generators) g.send({ type: 'stop' })
     results = await withDeadline(
       Promise.all(generators.map((g) => g.result)),
@@ -266,8 +282,9 @@ async function measure(
       'load generators reporting',
     )
   } finally {
-    // The sampler stops whether or not the load finished.
+    // The sampler and the probe stop whether or not the load finished.
     peaks = sampler.stop()
+    await health?.stop()
   }
   if (start === null || end === null) throw new Error(`${system.name} died during the run`)
 
@@ -330,6 +347,14 @@ async function measure(
             sent: probeResult.sent,
             received: probeResult.received,
             latencyMs: probeResult.samples.length > 0 ? latencySummary(probeResult.samples) : null,
+          },
+    health:
+      healthResult === null
+        ? null
+        : {
+            sent: healthResult.sent,
+            ok: healthResult.ok,
+            latencyMs: healthResult.samplesUs.length > 0 ? latencySummary(healthResult.samplesUs) : null,
           },
     problems: system.problems(),
   }

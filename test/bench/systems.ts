@@ -65,6 +65,8 @@ export interface StartOptions {
   readonly tributaryEntry?: TributaryEntry
   /** Start-up deadline. */
   readonly timeoutMs: number
+  /** tributary only: serve the admin API on a loopback port, for the /healthz probe. */
+  readonly adminApi?: boolean
 }
 
 export interface StartedSystem {
@@ -79,6 +81,8 @@ export interface StartedSystem {
   problems(): string[]
   /** Sync syscalls seen so far (only under strace). */
   syncCount(): number | null
+  /** The admin API's /healthz, when the system serves one for this run. */
+  readonly healthUrl: string | null
   stop(): Promise<void>
 }
 
@@ -166,6 +170,7 @@ async function started(
   description: string,
   problems: { list: string[] },
   stopSignal: NodeJS.Signals,
+  healthUrl: string | null = null,
 ): Promise<StartedSystem> {
   let port: number
   let pid: number
@@ -187,6 +192,7 @@ async function started(
     description,
     problems: () => [...problems.list],
     syncCount: () => (options.syncDelayUs === null ? null : countSyncs(straceLog)),
+    healthUrl,
     stop: () => {
       stopped ??= stopChild(child, pid, stopSignal, 15_000).finally(() => removeTempDir(dir))
       return stopped
@@ -296,17 +302,18 @@ export interface TributaryOptions {
   readonly ack: 'durable' | 'relaxed'
   /** Keep every record (no retention), e.g. for the restart test. */
   readonly noRetention?: boolean
+  /** Serve the admin API on this loopback port (default: no admin API). */
+  readonly httpPort?: number
 }
 
 /** Writes tributary's config file for a run: the default stream with the given ack mode. */
 export function tributaryConfig(dir: string, options: TributaryOptions): string {
   const file = join(dir, 'tributary.yaml')
   const retention = options.noRetention === true ? '\n    retention: { maxAgeMs: null, maxBytes: null }' : ''
-  // No admin API: the benchmark measures the broker alone, and a fixed port could clash.
-  writeFileSync(
-    file,
-    `http:\n  port: null\nstreams:\n  - name: default\n    ack: ${options.ack}${retention}\n`,
-  )
+  // No admin API unless asked for: the benchmark measures the broker alone.
+  const http =
+    options.httpPort === undefined ? 'port: null' : `host: ${LOOPBACK}\n  port: ${options.httpPort}`
+  writeFileSync(file, `http:\n  ${http}\nstreams:\n  - name: default\n    ack: ${options.ack}${retention}\n`)
   return file
 }
 
@@ -369,7 +376,8 @@ async function startTributary(name: SystemName, options: StartOptions): Promise<
   const ack = name === 'tributary-relaxed' ? 'relaxed' : 'durable'
   const dir = makeTempDir(name)
   const dataDir = join(dir, 'data')
-  const configFile = tributaryConfig(dir, { ack })
+  const httpPort = options.adminApi === true ? await freePort() : undefined
+  const configFile = tributaryConfig(dir, { ack, ...(httpPort === undefined ? {} : { httpPort }) })
   const port = await freePort()
   const entry = options.tributaryEntry ?? 'dist'
   const child = launchTributary(TRIBUTARY_ENTRIES[entry], dataDir, configFile, port, options, dir)
@@ -383,9 +391,10 @@ async function startTributary(name: SystemName, options: StartOptions): Promise<
     options,
     dir,
     basename(process.execPath),
-    `default stream, ack: ${ack}; ${entry === 'dist' ? 'node dist/cli/main.js (the build bin/tributary runs)' : 'node src/cli/main.ts (Node type stripping)'}`,
+    `default stream, ack: ${ack}; ${entry === 'dist' ? 'node dist/cli/main.js (the build bin/tributary runs)' : 'node src/cli/main.ts (Node type stripping)'}${httpPort === undefined ? '' : '; admin API on (the /healthz probe)'}`,
     problems,
     'SIGTERM',
+    httpPort === undefined ? null : `http://${LOOPBACK}:${httpPort}/healthz`,
   )
 }
 
