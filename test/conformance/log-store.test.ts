@@ -335,12 +335,17 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
       expect(again.marker('q2\u0000c2\u00001\u0000')).toBeUndefined()
     })
 
+    /** Node's FileHandle prototype, whose `datasync` the fdatasync tests replace (and put back). */
+    async function fileHandleProto(): Promise<{ datasync: () => Promise<void> }> {
+      const probe = await openHandle(join(dir.path, 'probe'), 'w')
+      await probe.close()
+      return Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+    }
+
     it('does not ack a frame whose fdatasync failed, and moves on to a new segment', async () => {
       const live = await liveStore()
       await append(live, entry('s', 0, 'a'))
-      const probe = await openHandle(join(dir.path, 'probe'), 'w')
-      const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
-      await probe.close()
+      const proto = await fileHandleProto()
       const datasync = proto.datasync
       proto.datasync = () =>
         Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))
@@ -362,9 +367,7 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
     it('does not ack a frame written while a failing fdatasync ran, though the next sync succeeds', async () => {
       const live = await liveStore()
       await append(live, entry('s', 0, 'a'))
-      const probe = await openHandle(join(dir.path, 'probe'), 'w')
-      const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
-      await probe.close()
+      const proto = await fileHandleProto()
       const datasync = proto.datasync
       let calls = 0
       proto.datasync = function (this: unknown) {
