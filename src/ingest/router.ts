@@ -31,7 +31,7 @@ export function recordKey(rule: KeyRule, topic: string, clientId: string): Buffe
   }
 }
 
-/** Topics whose matching streams are remembered (src/ingest/router.ts, Router#matched). */
+/** How many topics Router#matched remembers before it starts over. */
 const MATCH_CACHE_TOPICS = 4096
 
 export interface Route {

@@ -46,9 +46,10 @@ export interface Maintenance {
 
 /**
  * When an fdatasync takes long (an SD card: 5-20 ms), the next one starts a
- * tenth of that later, at most this much: publishers answering the acks the
- * last sync released are then in it, instead of waiting one whole sync more
- * (PostgreSQL's commit_delay, sized by the disk). Fast disks get no delay.
+ * tenth of that later, at most COMMIT_DELAY_MAX_MS: publishers answering the
+ * acks the last sync released are then in it, instead of waiting one whole
+ * sync more (PostgreSQL's commit_delay, sized by the disk). Syncs shorter than
+ * COMMIT_DELAY_FROM_SYNC_MS (an SSD, ~0.1-0.3 ms) get no delay.
  */
 const COMMIT_DELAY_MAX_MS = 2
 const COMMIT_DELAY_FROM_SYNC_MS = 2
