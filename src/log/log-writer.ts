@@ -266,6 +266,8 @@ export class LogWriter {
     })
     if (afterSync.length === 0) {
       this.#armSync(relaxedFlushMs)
+      // A relaxed flush or presync deferred while frames kept coming starts with this frame.
+      this.#startSync()
       return
     }
     this.#settled = this.#afterSync(at.segment).then(
