@@ -55,8 +55,11 @@ function markerKey(qos: Qos, clientId: string, messageId: number): string {
   return `q${qos}\u0000${clientId}\u0000${messageId}\u0000`
 }
 
-function headersOf(props: IncomingPublish['userProperties']): Header[] {
-  if (props === undefined) return []
+/** Shared by every publish without user properties (records never change their headers). */
+const NO_HEADERS: readonly Header[] = Object.freeze([])
+
+function headersOf(props: IncomingPublish['userProperties']): readonly Header[] {
+  if (props === undefined) return NO_HEADERS
   const headers: Header[] = []
   for (const [name, value] of Object.entries(props)) {
     for (const v of Array.isArray(value) ? value : [value]) headers.push([name, v])
@@ -185,7 +188,8 @@ export class Ingest {
     return DUPLICATE
   }
 
-  async #append(
+  /** One promise step on top of the store's (not an async function's two): this runs per publish. */
+  #append(
     publish: IncomingPublish,
     routes: readonly Route[],
     dedupe: { key: string; digest: number } | undefined,
@@ -206,19 +210,20 @@ export class Ingest {
       },
     }))
     const { durability, relaxedFlushMs } = durabilityOf(routes, publish.qos)
-    try {
-      const appended = await this.#store.append({
-        entries,
-        durability,
-        relaxedFlushMs,
-        ...(dedupe === undefined ? {} : { marker: dedupe }),
-      })
-      this.stats.records += appended.length
-      if (this.#metrics !== undefined) for (const a of appended) this.#metrics.ingested(a.stream)
-      return { appended, duplicate: false }
-    } catch (err) {
-      this.stats.rejected++
-      throw err
-    }
+    const request =
+      dedupe === undefined
+        ? { entries, durability, relaxedFlushMs }
+        : { entries, durability, relaxedFlushMs, marker: dedupe }
+    return this.#store.append(request).then(
+      (appended) => {
+        this.stats.records += appended.length
+        if (this.#metrics !== undefined) for (const a of appended) this.#metrics.ingested(a.stream)
+        return { appended, duplicate: false }
+      },
+      (err: unknown) => {
+        this.stats.rejected++
+        throw err
+      },
+    )
   }
 }
