@@ -18,6 +18,7 @@ import {
   collectDefaultMetrics,
   Gauge,
   Histogram,
+  type HistogramConfiguration,
   Registry,
 } from 'prom-client'
 
@@ -114,6 +115,8 @@ export class Metrics {
     collectDefaultMetrics({ register: r })
     const counter = <L extends string>(c: Omit<CounterConfiguration<L>, 'registers'>): Counter<L> =>
       new Counter<L>({ ...c, name: `${METRIC_PREFIX}${c.name}`, registers: [r] })
+    const histogram = <L extends string>(h: Omit<HistogramConfiguration<L>, 'registers'>): Histogram<L> =>
+      new Histogram<L>({ ...h, name: `${METRIC_PREFIX}${h.name}`, registers: [r] })
 
     this.#ingested = counter({
       name: 'ingest_records_total',
@@ -130,33 +133,29 @@ export class Metrics {
       help: 'QoS 0 publishes delivered live but not stored (commit queue full, disk refused), by code',
       labelNames: ['code'],
     })
-    const ackLatency = new Histogram({
-      name: `${METRIC_PREFIX}ack_latency_seconds`,
+    const ackLatency = histogram({
+      name: 'ack_latency_seconds',
       help: 'From a QoS 1/2 publish reaching the broker to its PUBACK/PUBREC being released (records durable per the ack mode)',
       labelNames: ['qos'],
       buckets: LATENCY_BUCKETS,
-      registers: [r],
     })
     // Bound once: a label lookup per acknowledged publish showed in the profile.
     this.#ackLatencyQos1 = ackLatency.labels('1')
     this.#ackLatencyQos2 = ackLatency.labels('2')
-    this.#commitRecords = new Histogram({
-      name: `${METRIC_PREFIX}commit_records`,
+    this.#commitRecords = histogram({
+      name: 'commit_records',
       help: 'Records per group commit (one frame, one fdatasync)',
       buckets: COMMIT_RECORD_BUCKETS,
-      registers: [r],
     })
-    this.#commitBytes = new Histogram({
-      name: `${METRIC_PREFIX}commit_bytes`,
+    this.#commitBytes = histogram({
+      name: 'commit_bytes',
       help: 'Bytes per group commit frame written to the segment file',
       buckets: COMMIT_BYTE_BUCKETS,
-      registers: [r],
     })
-    this.#fsync = new Histogram({
-      name: `${METRIC_PREFIX}fsync_seconds`,
+    this.#fsync = histogram({
+      name: 'fsync_seconds',
       help: 'Duration of each fdatasync of the active segment file',
       buckets: LATENCY_BUCKETS,
-      registers: [r],
     })
     this.#retentionRecords = counter({
       name: 'retention_deleted_records_total',
