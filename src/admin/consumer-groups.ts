@@ -1,6 +1,6 @@
 // Consumer groups for local applications (the Kafka idea over HTTP): per
-// (group, stream, partition) the next offset the group will read, in the
-// `consumer-groups` database of the node's LMDB environment. A commit is
+// (group, stream, origin, partition) the next offset the group will read, in
+// the `consumer-groups` database of the node's LMDB environment. A commit is
 // flushed to disk before it is confirmed.
 //
 // Every committed offset is a retention floor (holder `group:<name>`), so
@@ -11,15 +11,18 @@
 //
 // This module writes only its own database and the floors, never records.
 
-import type { Database, RootDatabase } from 'lmdb'
+import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { LogStore, PartitionRef } from '../log/log-store.ts'
-
-export const GROUPS_DB = 'consumer-groups'
+import type { NodeEnvironment } from '../log/node-environment.ts'
 export const GROUP_NAME = /^[A-Za-z0-9._-]{1,249}$/
 
-/** lmdb-js array key (ordered-binary): [group, stream, partition]. */
-type Key = [string, string, number]
+/**
+ * lmdb-js array key (ordered-binary): [group, stream, partition] for this
+ * node's partitions (the format since offsets were first stored), and
+ * [group, stream, partition, origin] for a replica of another node's.
+ */
+type Key = [string, string, number] | [string, string, number, string]
 
 interface Stored {
   readonly offset: number
@@ -32,7 +35,10 @@ export interface GroupOffset extends PartitionRef {
   readonly committedAtMs: number
 }
 
-export type GroupLog = Pick<LogStore, 'partitions' | 'setRetentionFloor' | 'removeRetentionFloor'>
+export type GroupLog = Pick<
+  LogStore,
+  'origin' | 'partitions' | 'partition' | 'setRetentionFloor' | 'removeRetentionFloor'
+>
 
 function holder(group: string): string {
   return `group:${group}`
@@ -47,18 +53,22 @@ export function checkGroupName(group: string): void {
 }
 
 export class ConsumerGroups {
-  readonly #env: RootDatabase
+  readonly #env: NodeEnvironment
   readonly #db: Database<Stored, Key>
   readonly #log: GroupLog
-  readonly #origin: string
   readonly #expireAfterMs: number | null
 
-  constructor(env: RootDatabase, log: GroupLog, origin: string, expireAfterMs: number | null) {
+  constructor(env: NodeEnvironment, log: GroupLog, expireAfterMs: number | null) {
     this.#env = env
-    this.#db = env.openDB<Stored, Key>({ name: GROUPS_DB })
+    this.#db = env.database('consumer-groups')
     this.#log = log
-    this.#origin = origin
     this.#expireAfterMs = expireAfterMs
+  }
+
+  #key(group: string, ref: PartitionRef): Key {
+    return ref.origin === this.#log.origin
+      ? [group, ref.stream, ref.partition]
+      : [group, ref.stream, ref.partition, ref.origin]
   }
 
   /** Registers every stored offset as a retention floor (at start, before retention first runs). */
@@ -67,9 +77,10 @@ export class ConsumerGroups {
   }
 
   all(): GroupOffset[] {
-    return [...this.#db.getRange({})].map(({ key: [group, stream, partition], value }) => ({
+    return [...this.#db.getRange({})].map(({ key: [group, stream, partition, origin], value }) => ({
       group,
       stream,
+      origin: origin ?? this.#log.origin,
       partition,
       offset: value.offset,
       committedAtMs: value.committedAtMs,
@@ -81,7 +92,7 @@ export class ConsumerGroups {
   }
 
   offset(group: string, ref: PartitionRef): number | null {
-    return this.#db.get([group, ref.stream, ref.partition])?.offset ?? null
+    return this.#db.get(this.#key(group, ref))?.offset ?? null
   }
 
   /** Stores the offsets (one transaction, flushed) and moves the group's retention floors. */
@@ -91,11 +102,10 @@ export class ConsumerGroups {
     nowMs = Date.now(),
   ): Promise<GroupOffset[]> {
     checkGroupName(group)
-    const partitions = this.#log.partitions().filter((p) => p.origin === this.#origin)
     for (const e of entries) {
-      const p = partitions.find((q) => q.stream === e.stream && q.partition === e.partition)
+      const p = this.#log.partition(e)
       if (p === undefined) {
-        const known = partitions.some((q) => q.stream === e.stream)
+        const known = this.#log.partitions().some((q) => q.stream === e.stream && q.origin === e.origin)
         throw new TributaryError(
           known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
           known ? `${e.stream} has no partition ${e.partition}` : e.stream,
@@ -109,13 +119,14 @@ export class ConsumerGroups {
     }
     await this.#db.transaction(() => {
       for (const e of entries)
-        this.#db.putSync([group, e.stream, e.partition], { offset: e.offset, committedAtMs: nowMs })
+        this.#db.putSync(this.#key(group, e), { offset: e.offset, committedAtMs: nowMs })
     })
     await this.#env.flushed
     for (const e of entries) this.#log.setRetentionFloor(holder(group), e, e.offset)
     return entries.map((e) => ({
       group,
       stream: e.stream,
+      origin: e.origin,
       partition: e.partition,
       offset: e.offset,
       committedAtMs: nowMs,
@@ -123,15 +134,19 @@ export class ConsumerGroups {
   }
 
   /** Deletes the group's offsets (all, one stream's, or one partition's) and their floors; returns how many. */
-  async remove(group: string, only: { stream?: string; partition?: number } = {}): Promise<number> {
+  async remove(
+    group: string,
+    only: { stream?: string; origin?: string; partition?: number } = {},
+  ): Promise<number> {
     const doomed = this.offsets(group).filter(
       (o) =>
         (only.stream === undefined || o.stream === only.stream) &&
+        (only.origin === undefined || o.origin === only.origin) &&
         (only.partition === undefined || o.partition === only.partition),
     )
     if (doomed.length === 0) return 0
     await this.#db.transaction(() => {
-      for (const o of doomed) this.#db.removeSync([o.group, o.stream, o.partition])
+      for (const o of doomed) this.#db.removeSync(this.#key(o.group, o))
     })
     await this.#env.flushed
     for (const o of doomed) this.#log.removeRetentionFloor(holder(o.group), o)

@@ -1,10 +1,14 @@
 // What the admin API may see of a node: read-only status interfaces, plus
-// the consumer groups (which write only their own offsets). The composition
-// root (src/index.ts) builds one from the running parts; tests can fake it.
+// the consumer groups (which write only their own offsets). `nodeView`
+// builds one from the running parts (the composition root hands them over);
+// tests can fake it.
 
+import type { Broker } from '../broker/broker.ts'
+import type { DiskGuard } from '../log/disk-guard.ts'
 import type { LogStore } from '../log/log-store.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
-import type { LogEvent } from './recent-log.ts'
+import type { Upstream } from '../upstream/upstream.ts'
+import type { LogEvent, RecentLogEvents } from './recent-log.ts'
 
 export interface HealthChecks {
   /** The MQTT listener accepts connections (false while draining). */
@@ -24,11 +28,48 @@ export interface NodeView {
   readonly nodeId: string
   readonly startedAtMs: number
   /** The log, read side only. */
-  readonly log: Pick<LogStore, 'partitions' | 'read' | 'offsetForTimestamp'>
+  readonly log: Pick<LogStore, 'partitions' | 'partition' | 'read' | 'offsetForTimestamp'>
   health(): HealthChecks
   sinks(): readonly ForwarderStatus[]
   connections(): number
   disk(): DiskView
   /** The last warn/error log events, newest first (empty when the node keeps none). */
   recentErrors(): readonly LogEvent[]
+}
+
+/** The running parts a view reads; the broker and upstream are null until they started. */
+export interface ViewedParts {
+  readonly nodeId: string
+  readonly startedAtMs: number
+  readonly store: Pick<LogStore, 'partitions' | 'partition' | 'read' | 'offsetForTimestamp'>
+  readonly storeOpen: () => boolean
+  readonly broker: () => Pick<Broker, 'listening' | 'connections'> | null
+  readonly upstream: () => Pick<Upstream, 'status'> | null
+  readonly guard: Pick<DiskGuard, 'full' | 'usedPercent'>
+  readonly highWaterPercent: number
+  /** The logger's ring of warn/error lines; without it the view shows none. */
+  readonly recent: RecentLogEvents | undefined
+}
+
+export function nodeView(parts: ViewedParts): NodeView {
+  const { store, guard } = parts
+  return {
+    nodeId: parts.nodeId,
+    startedAtMs: parts.startedAtMs,
+    log: {
+      partitions: () => store.partitions(),
+      partition: (ref) => store.partition(ref),
+      read: (ref, from, limits) => store.read(ref, from, limits),
+      offsetForTimestamp: (ref, ms) => store.offsetForTimestamp(ref, ms),
+    },
+    health: () => ({ mqtt: parts.broker()?.listening === true, store: parts.storeOpen(), disk: !guard.full }),
+    sinks: () => parts.upstream()?.status() ?? [],
+    connections: () => parts.broker()?.connections ?? 0,
+    disk: () => ({
+      usedPercent: guard.usedPercent,
+      full: guard.full,
+      highWaterPercent: parts.highWaterPercent,
+    }),
+    recentErrors: () => parts.recent?.events() ?? [],
+  }
 }

@@ -1,7 +1,8 @@
 // The consumer API: streams and partitions, records from an offset, a time
 // or a consumer group's committed offset, consumer-group offsets, and the
 // live tail (tail.ts). Everything here reads the log; consumer groups write
-// only their own offsets.
+// only their own offsets. Every route names a partition of this node by
+// default; `origin=<node id>` names the replica of another node's.
 
 import type { FastifyInstance } from 'fastify'
 import { TributaryError } from '../errors.ts'
@@ -25,6 +26,7 @@ interface Parts {
 }
 
 const streamParam = { type: 'string', minLength: 1, maxLength: 249 } as const
+const originParam = { type: 'string', minLength: 1, maxLength: 128 } as const
 const encodingParam = { type: 'string', enum: ['utf8', 'base64'], default: 'utf8' } as const
 
 /** A time as ISO 8601 or ms since the epoch. */
@@ -49,16 +51,22 @@ function parseOffset(name: string, text: string): number | 'earliest' | 'latest'
   return n
 }
 
+/** Offsets of a replica name its origin; this node's, as before replicas, do not. */
+function originOf(ref: { readonly origin: string }, local: string): { origin?: string } {
+  return ref.origin === local ? {} : { origin: ref.origin }
+}
+
 export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
   const { view, groups, tails } = parts
 
-  const localPartitions = (stream: string): PartitionStatus[] => {
-    const list = view.log.partitions().filter((p) => p.stream === stream && p.origin === view.nodeId)
+  /** The stream's partitions of `origin` (this node by default). */
+  const partitionsOf = (stream: string, origin = view.nodeId): PartitionStatus[] => {
+    const list = view.log.partitions().filter((p) => p.stream === stream && p.origin === origin)
     if (list.length === 0) throw new TributaryError('TRIB_STREAM_UNKNOWN', stream)
     return list
   }
-  const partitionOf = (stream: string, partition: number): PartitionStatus => {
-    const p = localPartitions(stream).find((q) => q.partition === partition)
+  const partitionOf = (stream: string, partition: number, origin?: string): PartitionStatus => {
+    const p = partitionsOf(stream, origin).find((q) => q.partition === partition)
     if (p === undefined)
       throw new TributaryError('TRIB_PARTITION_UNKNOWN', `${stream} has no partition ${partition}`)
     return p
@@ -91,11 +99,20 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
 
   app.get('/v1/streams', async () => ({ streams: streamsOf(view.log.partitions()) }))
 
-  app.get<{ Params: { stream: string } }>(
+  app.get<{ Params: { stream: string }; Querystring: { origin?: string } }>(
     '/v1/streams/:stream',
-    { schema: { params: { type: 'object', properties: { stream: streamParam }, required: ['stream'] } } },
+    {
+      schema: {
+        params: { type: 'object', properties: { stream: streamParam }, required: ['stream'] },
+        querystring: {
+          type: 'object',
+          properties: { origin: originParam },
+          additionalProperties: false,
+        },
+      },
+    },
     async (request) => {
-      const [stream] = streamsOf(localPartitions(request.params.stream))
+      const [stream] = streamsOf(partitionsOf(request.params.stream, request.query.origin))
       return stream
     },
   )
@@ -103,6 +120,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
   app.get<{
     Params: { stream: string; partition: number }
     Querystring: {
+      origin?: string
       offset?: string
       timestamp?: string
       group?: string
@@ -116,12 +134,17 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
       schema: {
         params: {
           type: 'object',
-          properties: { stream: streamParam, partition: { type: 'integer', minimum: 0 } },
+          properties: {
+            stream: streamParam,
+            origin: originParam,
+            partition: { type: 'integer', minimum: 0 },
+          },
           required: ['stream', 'partition'],
         },
         querystring: {
           type: 'object',
           properties: {
+            origin: originParam,
             offset: { type: 'string' },
             timestamp: { type: 'string' },
             group: { type: 'string' },
@@ -141,7 +164,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
     async (request) => {
       const { stream, partition } = request.params
       const q = request.query
-      const p = partitionOf(stream, partition)
+      const p = partitionOf(stream, partition, q.origin)
       const from = startOffset(p, q, 'earliest')
       const result = view.log.read(p, from, {
         maxRecords: q.maxRecords,
@@ -166,6 +189,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
   app.get<{
     Params: { stream: string }
     Querystring: {
+      origin?: string
       partition?: number
       offset?: string
       timestamp?: string
@@ -180,6 +204,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
         querystring: {
           type: 'object',
           properties: {
+            origin: originParam,
             partition: { type: 'integer', minimum: 0 },
             offset: { type: 'string' },
             timestamp: { type: 'string' },
@@ -194,7 +219,9 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
       const { stream } = request.params
       const q = request.query
       const partitions =
-        q.partition === undefined ? localPartitions(stream) : [partitionOf(stream, q.partition)]
+        q.partition === undefined
+          ? partitionsOf(stream, q.origin)
+          : [partitionOf(stream, q.partition, q.origin)]
       if (q.offset !== undefined && partitions.length > 1 && !['earliest', 'latest'].includes(q.offset))
         throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'a numeric offset needs partition= as well')
       const given = q.offset !== undefined || q.timestamp !== undefined || q.group !== undefined
@@ -213,7 +240,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
       )
       tails.admit()
       reply.hijack()
-      const origin = partitions[0]?.origin ?? view.nodeId
+      const origin = q.origin ?? view.nodeId
       await tails
         .run(view.log, reply.raw, {
           stream,
@@ -257,13 +284,13 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
       checkGroupName(group)
       const offsets = groups.offsets(group)
       if (offsets.length === 0) throw new TributaryError('TRIB_GROUP_UNKNOWN', group)
-      const partitions = view.log.partitions()
       return {
         group,
         offsets: offsets.map((o) => {
-          const p = partitions.find((q) => q.stream === o.stream && q.partition === o.partition)
+          const p = view.log.partition(o)
           return {
             stream: o.stream,
+            ...originOf(o, view.nodeId),
             partition: o.partition,
             offset: o.offset,
             committedAt: new Date(o.committedAtMs).toISOString(),
@@ -279,6 +306,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
     type: 'object',
     properties: {
       stream: streamParam,
+      origin: originParam,
       partition: { type: 'integer', minimum: 0 },
       offset: {
         anyOf: [
@@ -293,6 +321,7 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
   } as const
   type CommitEntry = {
     stream: string
+    origin?: string
     partition: number
     offset?: number | 'earliest' | 'latest'
     timestamp?: string
@@ -326,20 +355,21 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
             'TRIB_HTTP_BAD_REQUEST',
             'each entry needs exactly one of offset and timestamp',
           )
-        const p = partitionOf(e.stream, e.partition)
+        const p = partitionOf(e.stream, e.partition, e.origin)
         let offset: number
         if (e.timestamp !== undefined)
           offset = view.log.offsetForTimestamp(p, parseTime('timestamp', e.timestamp))
         else if (e.offset === 'earliest') offset = p.firstOffset
         else if (e.offset === 'latest') offset = p.nextOffset
         else offset = e.offset ?? 0
-        return { stream: e.stream, partition: e.partition, offset }
+        return { stream: p.stream, origin: p.origin, partition: p.partition, offset }
       })
       const committed = await groups.commit(group, resolved)
       return {
         group,
         offsets: committed.map((o) => ({
           stream: o.stream,
+          ...originOf(o, view.nodeId),
           partition: o.partition,
           offset: o.offset,
           committedAt: new Date(o.committedAtMs).toISOString(),
@@ -348,14 +378,21 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
     },
   )
 
-  app.delete<{ Params: { group: string }; Querystring: { stream?: string; partition?: number } }>(
+  app.delete<{
+    Params: { group: string }
+    Querystring: { stream?: string; origin?: string; partition?: number }
+  }>(
     '/v1/groups/:group/offsets',
     {
       schema: {
         params: groupParams,
         querystring: {
           type: 'object',
-          properties: { stream: streamParam, partition: { type: 'integer', minimum: 0 } },
+          properties: {
+            stream: streamParam,
+            origin: originParam,
+            partition: { type: 'integer', minimum: 0 },
+          },
           additionalProperties: false,
         },
       },
@@ -363,11 +400,11 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
     async (request) => {
       const { group } = request.params
       checkGroupName(group)
-      const { stream, partition } = request.query
-      if (partition !== undefined && stream === undefined)
-        throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'partition= needs stream= as well')
+      const { stream, origin, partition } = request.query
+      if ((partition !== undefined || origin !== undefined) && stream === undefined)
+        throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'partition= and origin= need stream= as well')
       const removed = await groups.remove(group, {
-        ...(stream === undefined ? {} : { stream }),
+        ...(stream === undefined ? {} : { stream, origin: origin ?? view.nodeId }),
         ...(partition === undefined ? {} : { partition }),
       })
       if (removed === 0) throw new TributaryError('TRIB_GROUP_UNKNOWN', group)

@@ -7,7 +7,6 @@
 // Reads only: records enter the log through MQTT, never through this server.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -48,34 +47,12 @@ export const ROUTES = [
 export interface AdminServerOptions {
   readonly http: Readonly<Config['http']>
   readonly storageEnduranceTBW: number | null
-  /** From readToken(http), read once at start; null: no token asked for (loopback only). */
+  /** From readToken(http) (config/http-token.ts), read once at start; null: no token asked for (loopback only). */
   readonly token: string | null
   readonly view: NodeView
   readonly groups: ConsumerGroups
   readonly metrics: Metrics
   readonly log: Logger
-}
-
-/** The token from http.token or the first line of http.tokenFile; null when none is set. */
-export function readToken(http: Readonly<Config['http']>): string | null {
-  if (http.token !== undefined) return http.token
-  if (http.tokenFile === undefined) return null
-  let text: string
-  try {
-    text = readFileSync(http.tokenFile, 'utf8')
-  } catch (err) {
-    throw new TributaryError(
-      'TRIB_CONFIG_UNREADABLE',
-      `http.tokenFile ${http.tokenFile}: ${(err as Error).message}`,
-    )
-  }
-  const token = text.split('\n')[0]?.trim() ?? ''
-  if (token.length < 16)
-    throw new TributaryError(
-      'TRIB_CONFIG_INVALID',
-      `http.tokenFile ${http.tokenFile}: the token needs at least 16 characters`,
-    )
-  return token
 }
 
 const STATUS_PAGE_PATHS = new Set(['/', '/status'])

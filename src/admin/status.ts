@@ -80,7 +80,7 @@ export function streamsOf(partitions: readonly PartitionStatus[]): StreamSummary
     name,
     records: list.reduce((sum, p) => sum + p.records, 0),
     bytes: list.reduce((sum, p) => sum + p.bytes, 0),
-    partitions: list.sort((a, b) => a.partition - b.partition),
+    partitions: list.sort((a, b) => a.origin.localeCompare(b.origin) || a.partition - b.partition),
   }))
 }
 

@@ -93,7 +93,7 @@ export class Tails {
       while (!stopped) {
         let sent = 0
         for (const [partition, from] of cursors) {
-          const result = log.read({ stream: request.stream, partition }, from, {
+          const result = log.read({ stream: request.stream, origin: request.origin, partition }, from, {
             maxRecords: READ_RECORDS,
             durableOnly: true,
           })

@@ -2,8 +2,8 @@
 // retained messages durable in the node's LMDB environment, so they survive a
 // process restart (kill -9 included).
 //
-// Owns five named databases in the caller's environment (the caller opens and
-// closes the environment and must allow for them in `maxDbs`):
+// Owns five named databases of the node's environment (src/log/node-environment.ts
+// has their encodings; the caller opens and closes the environment):
 //   mqtt-retained       [topic]            -> retained PUBLISH
 //   mqtt-subscriptions  [clientId, topic]  -> { clientId, sub } as aedes added it
 //   mqtt-outgoing       sequence number    -> { clientId, packet } queued towards a client
@@ -39,7 +39,8 @@ import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { Brokers, Client } from 'aedes'
 import type MemoryPersistenceDeclaration from 'aedes-persistence/types/asyncPersistence.js'
-import type { Database, RootDatabase } from 'lmdb'
+import type { Database } from 'lmdb'
+import type { NodeEnvironment } from '../log/node-environment.ts'
 
 // aedes-persistence ships the in-memory store's declaration in types/, not next
 // to asyncPersistence.js, so an import of the JS file has no types; load it
@@ -87,23 +88,6 @@ interface OutgoingEntry {
 // LMDB's default maximum key size is 1978 bytes; MQTT topics and client ids may
 // be up to 65535. Keys longer than this are replaced by a digest.
 const MAX_NATURAL_KEY_BYTES = 1024
-
-// Pinned so that encoder options set on the root database cannot change how
-// session values round-trip: undefined must stay undefined, numbers must stay
-// float64, decoded objects must be mutable (aedes edits queued packets) and
-// buffers must be copies, not views into LMDB's reusable read buffer. These
-// encoder options are passed through to msgpackr but are not in lmdb's
-// DatabaseOptions type, hence a variable rather than an object literal.
-const VALUE_ENCODING = {
-  encoding: 'msgpack',
-  keyEncoding: 'ordered-binary',
-  useRecords: false,
-  structuredClone: false,
-  encodeUndefinedAsNil: false,
-  useFloat32: 0,
-  copyBuffers: true,
-  freezeData: false,
-} as const
 
 /**
  * The LMDB key for a tuple of client ids, topics and packet ids. JSON of an
@@ -162,14 +146,14 @@ export class LmdbSessionStore extends MemoryPersistence {
 
   readonly #limits: SessionStoreLimits
 
-  constructor(root: RootDatabase, limits: SessionStoreLimits = {}) {
+  constructor(env: NodeEnvironment, limits: SessionStoreLimits = {}) {
     super()
     this.#limits = limits
-    this.#retainedDb = root.openDB({ name: 'mqtt-retained', ...VALUE_ENCODING })
-    this.#subscriptionsDb = root.openDB({ name: 'mqtt-subscriptions', ...VALUE_ENCODING })
-    this.#outgoingDb = root.openDB({ name: 'mqtt-outgoing', ...VALUE_ENCODING })
-    this.#incomingDb = root.openDB({ name: 'mqtt-incoming', ...VALUE_ENCODING })
-    this.#willsDb = root.openDB({ name: 'mqtt-wills', ...VALUE_ENCODING })
+    this.#retainedDb = env.database('mqtt-retained')
+    this.#subscriptionsDb = env.database('mqtt-subscriptions')
+    this.#outgoingDb = env.database('mqtt-outgoing')
+    this.#incomingDb = env.database('mqtt-incoming')
+    this.#willsDb = env.database('mqtt-wills')
   }
 
   /**

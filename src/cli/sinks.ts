@@ -7,12 +7,12 @@
 
 import type { Command } from 'commander'
 import type { Config } from '../config/schema.ts'
-import type { PartitionStatus } from '../log/log-store.ts'
+import { type PartitionStatus, samePartition } from '../log/log-store.ts'
 import type { SegmentLogStore } from '../log/segment-log-store.ts'
-import { listCursors, openCursorsDb } from '../upstream/cursors.ts'
+import { listCursors } from '../upstream/cursors.ts'
 import { lagOf } from '../upstream/lag.ts'
 import { forwardedStreams } from '../upstream/upstream.ts'
-import { configFrom, nodeIdOf, openStoreReadOnly, printJson, printTable, withStoreOptions } from './shared.ts'
+import { configFrom, openStoreReadOnly, printJson, printTable, withStoreOptions } from './shared.ts'
 
 export interface SinkRow {
   sink: string
@@ -27,13 +27,11 @@ export interface SinkRow {
 }
 
 /** Per sink and partition, from the stored cursors: the figures of `tributary sinks` (and `status` without a node). */
-export function storedSinkRows(config: Readonly<Config>, store: SegmentLogStore, origin: string): SinkRow[] {
-  const partitions = store.partitions().filter((p) => p.origin === origin)
-  const cursors = listCursors(openCursorsDb(store.environment))
+export function storedSinkRows(config: Readonly<Config>, store: SegmentLogStore): SinkRow[] {
+  const partitions = store.localPartitions()
+  const cursors = listCursors(store.environment)
   const cursorOf = (sink: string, p: PartitionStatus): number =>
-    cursors.find(
-      (c) => c.sink === sink && c.stream === p.stream && c.partition === p.partition && c.origin === p.origin,
-    )?.offset ?? 0
+    cursors.find((c) => c.sink === sink && samePartition(c, p))?.offset ?? 0
   const row = (sink: string, type: string, p: PartitionStatus): SinkRow => {
     const cursor = cursorOf(sink, p)
     return {
@@ -53,9 +51,7 @@ export function storedSinkRows(config: Readonly<Config>, store: SegmentLogStore,
   }
   const configured = new Set(config.sinks.map((s) => s.name))
   for (const c of cursors) {
-    const p = partitions.find(
-      (q) => q.stream === c.stream && q.partition === c.partition && q.origin === c.origin,
-    )
+    const p = partitions.find((q) => samePartition(q, c))
     if (!configured.has(c.sink) && p !== undefined) rows.push(row(c.sink, '-', p))
   }
   return rows
@@ -67,10 +63,9 @@ export function registerSinks(program: Command): void {
     .option('--json', 'one JSON object per sink and partition per line')
     .action(async (options: { config?: string; dataDir?: string; json?: boolean }) => {
       const config = configFrom(options)
-      const origin = nodeIdOf(config)
       const store = await openStoreReadOnly(config)
       try {
-        const rows = storedSinkRows(config, store, origin)
+        const rows = storedSinkRows(config, store)
         if (options.json === true) {
           for (const r of rows) printJson(r)
           return

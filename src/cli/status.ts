@@ -8,8 +8,8 @@
 import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { readToken } from '../admin/server.ts'
 import { type NodeStatus, type SinkSummary, streamsOf } from '../admin/status.ts'
+import { readToken } from '../config/http-token.ts'
 import type { Config } from '../config/schema.ts'
 import { type ErrorCode, TributaryError } from '../errors.ts'
 import { lockHolder } from '../lib/pid-lock.ts'
@@ -17,7 +17,6 @@ import {
   authority,
   clientHost,
   configFrom,
-  nodeIdOf,
   openStoreReadOnly,
   parseHttpPort,
   printJson,
@@ -80,7 +79,6 @@ async function fromStore(
   api: string | null,
   reason: string,
 ): Promise<StatusReport> {
-  const origin = nodeIdOf(config)
   const store = await openStoreReadOnly(config)
   try {
     const streams = streamsOf(store.partitions())
@@ -96,10 +94,10 @@ async function fromStore(
       api,
       reason,
       runningPid: lockHolder(join(config.dataDir, 'tributary.pid')),
-      nodeId: origin,
+      nodeId: store.origin,
       health: null,
       streams,
-      sinks: storedSinkRows(config, store, origin).map(({ type: _type, ...row }) => row),
+      sinks: storedSinkRows(config, store).map(({ type: _type, ...row }) => row),
       disk: {
         usedPercent,
         full: usedPercent !== null && usedPercent >= config.limits.diskHighWaterPercent,

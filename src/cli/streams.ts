@@ -1,7 +1,9 @@
 // `tributary streams`: streams, partitions, offsets and bytes, read from the
-// store (works while the broker runs).
+// store (works while the broker runs): the partition rows of the admin API's
+// status, one line each. The ORIGIN column names the node that wrote a replica.
 
 import type { Command } from 'commander'
+import { streamsOf } from '../admin/status.ts'
 import { configFrom, openStoreReadOnly, printJson, printTable, withStoreOptions } from './shared.ts'
 
 export function registerStreams(program: Command): void {
@@ -12,24 +14,29 @@ export function registerStreams(program: Command): void {
       const config = configFrom(options)
       const store = await openStoreReadOnly(config)
       try {
-        const rows = store.partitions().map((p) => ({
-          stream: p.stream,
-          partition: p.partition,
-          firstOffset: p.firstOffset,
-          nextOffset: p.nextOffset,
-          records: p.nextOffset - p.firstOffset,
-          bytes: p.bytes,
-          lastWrite: p.lastTimestampMs === null ? null : new Date(p.lastTimestampMs).toISOString(),
-        }))
+        const rows = streamsOf(store.partitions()).flatMap((s) =>
+          s.partitions.map((p) => ({ stream: s.name, ...p })),
+        )
+        const replicas = rows.some((r) => r.origin !== store.origin)
         if (options.json === true) {
           for (const row of rows) printJson(row)
           return
         }
         printTable(
-          ['STREAM', 'PARTITION', 'FIRST', 'NEXT', 'RECORDS', 'BYTES', 'LAST WRITE'],
+          [
+            'STREAM',
+            'PARTITION',
+            ...(replicas ? ['ORIGIN'] : []),
+            'FIRST',
+            'NEXT',
+            'RECORDS',
+            'BYTES',
+            'LAST WRITE',
+          ],
           rows.map((r) => [
             r.stream,
             r.partition,
+            ...(replicas ? [r.origin] : []),
             r.firstOffset,
             r.nextOffset,
             r.records,

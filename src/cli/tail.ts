@@ -1,10 +1,12 @@
 // `tributary tail STREAM`: print records of a stream, like tail(1): the last
 // --limit records by default, or from the beginning, an offset or a time;
-// --follow keeps printing new records as they are committed.
+// --follow keeps printing new records as they are committed. This node's
+// partitions by default; --origin NODE reads the replica of another node's.
 
 import { once } from 'node:events'
 import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
+import { type PartitionRef, partitionRef } from '../log/log-store.ts'
 import type { StoredRecord } from '../log/record.ts'
 import { bytesForHumans, recordJson } from '../log/record-json.ts'
 import type { SegmentLogStore } from '../log/segment-log-store.ts'
@@ -17,6 +19,7 @@ interface TailOptions {
   config?: string
   dataDir?: string
   partition?: number
+  origin?: string
   fromBeginning?: boolean
   fromOffset?: number
   fromTime?: string
@@ -49,22 +52,17 @@ function parseNonNegative(name: string): (v: string) => number {
   }
 }
 
-function startOffset(
-  store: SegmentLogStore,
-  stream: string,
-  partition: number,
-  options: TailOptions,
-  limit: number,
-): number {
-  const status = store.partitions().find((p) => p.stream === stream && p.partition === partition)
-  if (status === undefined) throw new TributaryError('TRIB_PARTITION_UNKNOWN', `${stream}/${partition}`)
+function startOffset(store: SegmentLogStore, ref: PartitionRef, options: TailOptions, limit: number): number {
+  const status = store.partition(ref)
+  if (status === undefined)
+    throw new TributaryError('TRIB_PARTITION_UNKNOWN', `${ref.stream}/${ref.partition}`)
   if (options.fromBeginning === true) return status.firstOffset
   if (options.fromOffset !== undefined) return options.fromOffset
   if (options.fromTime !== undefined) {
     const ms = Date.parse(options.fromTime)
     if (!Number.isFinite(ms))
       throw new Error(`--from-time must be an ISO 8601 time, got "${options.fromTime}"`)
-    return store.offsetForTimestamp({ stream, partition }, ms)
+    return store.offsetForTimestamp(ref, ms)
   }
   return Math.max(status.firstOffset, status.nextOffset - limit)
 }
@@ -74,6 +72,7 @@ export function registerTail(program: Command): void {
     .description('print records of a stream (the last 10 by default)')
     .argument('<stream>', 'stream name')
     .option('-p, --partition <n>', 'only this partition', parseNonNegative('--partition'))
+    .option('--origin <node-id>', "another node's partitions, as replicated here (default: this node's)")
     .option('--from-beginning', 'start at the first retained record')
     .option('--from-offset <n>', 'start at this offset', parseNonNegative('--from-offset'))
     .option('--from-time <iso>', 'start at the first record ingested at or after this time')
@@ -88,24 +87,25 @@ export function registerTail(program: Command): void {
       const config = configFrom(options)
       const store = await openStoreReadOnly(config)
       const json = options.json === true
-      const partitions = store
-        .partitions()
-        .filter(
-          (p) =>
-            p.stream === stream && (options.partition === undefined || p.partition === options.partition),
-        )
+      const origin = options.origin ?? store.origin
+      const ofStream = store.partitions().filter((p) => p.stream === stream && p.origin === origin)
+      const partitions = ofStream
+        .filter((p) => options.partition === undefined || p.partition === options.partition)
         .map((p) => p.partition)
       if (partitions.length === 0) {
         await store.close()
-        const known = store.partitions().some((p) => p.stream === stream)
-        throw new TributaryError(known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN', stream)
+        throw new TributaryError(
+          ofStream.length > 0 ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
+          stream,
+        )
       }
+      const refOf = (partition: number): PartitionRef => partitionRef(origin, { stream, partition })
       const fromOption =
         options.fromBeginning === true || options.fromOffset !== undefined || options.fromTime !== undefined
       const limit =
         options.limit ?? (fromOption || options.follow === true ? Number.POSITIVE_INFINITY : DEFAULT_LIMIT)
       const cursors = new Map(
-        partitions.map((p) => [p, startOffset(store, stream, p, options, options.limit ?? DEFAULT_LIMIT)]),
+        partitions.map((p) => [p, startOffset(store, refOf(p), options, options.limit ?? DEFAULT_LIMIT)]),
       )
       let printed = 0
       // Waits for stdout to drain whenever its buffer is full: piping a partition of
@@ -119,12 +119,11 @@ export function registerTail(program: Command): void {
       }
       const readChunk = (partition: number): Located[] => {
         const from = cursors.get(partition) ?? 0
-        const result = store.read({ stream, partition }, from, { maxRecords: 500 })
+        const result = store.read(refOf(partition), from, { maxRecords: 500 })
         for (const damage of result.corrupt) {
           process.stderr.write(`warning: TRIB_BATCH_CORRUPT ${JSON.stringify(damage)}\n`)
         }
-        const first =
-          store.partitions().find((p) => p.stream === stream && p.partition === partition)?.firstOffset ?? 0
+        const first = store.partition(refOf(partition))?.firstOffset ?? 0
         let expected = Math.max(from, first)
         for (const { offset } of result.records) {
           const damaged = result.corrupt.some((c) => c.baseOffset === expected)

@@ -83,25 +83,30 @@ export class DiskGuard {
   async #dropOldest(usedPercent: number, nowMs: number): Promise<GapRecord[]> {
     const dropping = new Set(this.#o.streams.filter((s) => s.onFull === 'dropOldest').map((s) => s.name))
     if (dropping.size === 0) return []
-    const before = this.#o.store.partitions().filter((p) => dropping.has(p.stream))
+    // Only this node's partitions: a gap record can be appended only there.
+    const before = this.#o.store.localPartitions().filter((p) => dropping.has(p.stream))
     const total = before.reduce((sum, p) => sum + p.bytes, 0)
     if (total === 0) return []
     // The excess is a share of the filesystem; take it from these partitions in proportion to their size.
     const share = Math.min(1, (usedPercent - this.#o.highWaterPercent + MARGIN_PERCENT) / 100)
     const keep = new Map(before.map((p) => [`${p.stream}/${p.partition}`, Math.floor(p.bytes * (1 - share))]))
+    const origin = this.#o.store.origin
     const report = await this.#o.store.applyRetention(
-      (stream, partition) =>
-        dropping.has(stream)
-          ? { maxAgeMs: null, maxBytes: keep.get(`${stream}/${partition}`) ?? 0, keepNewestBatch: true }
+      (ref) =>
+        ref.origin === origin && dropping.has(ref.stream)
+          ? {
+              maxAgeMs: null,
+              maxBytes: keep.get(`${ref.stream}/${ref.partition}`) ?? 0,
+              keepNewestBatch: true,
+            }
           : undefined,
       nowMs,
       { force: true },
     )
     if (report.batchesDeleted === 0) return []
-    const after = new Map(this.#o.store.partitions().map((p) => [`${p.stream}/${p.partition}`, p]))
     const gaps: GapRecord[] = []
     for (const old of before) {
-      const now = after.get(`${old.stream}/${old.partition}`)
+      const now = this.#o.store.partition(old)
       if (now === undefined || now.firstOffset <= old.firstOffset) continue
       const gap = this.#gap(old, now, nowMs)
       if (gap !== null) gaps.push(gap)

@@ -6,19 +6,14 @@
 // this happens here and not in the broker.
 // Exit 0: healthy. Any other exit or a signal: damaged.
 
-import { open } from 'lmdb'
+import { NodeEnvironment } from './node-environment.ts'
 import { SegmentLogStore } from './segment-log-store.ts'
 
-const [dataDir, envPath] = process.argv.slice(2)
-if (dataDir === undefined || envPath === undefined) process.exit(2)
-const root = open({ path: envPath, readOnly: true, maxDbs: 32 })
-const names = ['log-meta', 'log-segments', 'log-markers', 'log-quarantine'].concat(
-  ['retained', 'subscriptions', 'outgoing', 'incoming', 'wills'].map((n) => `mqtt-${n}`),
-)
-for (const name of names) {
-  for (const entry of root.openDB({ name, encoding: 'binary', keyEncoding: 'binary' }).getRange()) void entry
-}
-await root.close()
+const [dataDir] = process.argv.slice(2)
+if (dataDir === undefined) process.exit(2)
+const env = NodeEnvironment.open(dataDir, { readOnly: true })
+env.readSmallDatabases()
+await env.close()
 const store = new SegmentLogStore({ dataDir, origin: 'probe', maxPendingAppends: 1, readOnly: true })
 await store.open()
 await store.close()

@@ -4,14 +4,15 @@
 // will never get. Written when the disk guard deletes records a sink still
 // needed (dropOldest) and when a damaged batch is quarantined at start.
 
-import type { AppendEntry, PartitionRef } from './log-store.ts'
+import type { AppendEntry, LocalPartitionRef } from './log-store.ts'
 
 export const GAP_HEADER = 'tributary-gap'
 export const GAP_TOPIC_PREFIX = '$tributary/gap/'
 
 export type GapCause = 'dropOldest' | 'damaged'
 
-export interface GapRecord extends PartitionRef {
+/** Always in one of this node's partitions: a replica's gaps are its origin's to write. */
+export interface GapRecord extends LocalPartitionRef {
   /** First and last offset of the missing records. */
   readonly from: number
   readonly to: number

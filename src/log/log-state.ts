@@ -1,12 +1,20 @@
 // The log's bookkeeping in memory, between lazy index commits: the partition
-// registry (offsets, bytes, times), what each segment file still holds, the
-// retention floors, and what changed since the last index commit (written to
-// LMDB by `writeChanges` inside that commit's transaction).
+// registry of every origin (offsets, bytes, times), what each segment file
+// still holds, the retention floors per (stream, origin, partition), and what
+// changed since the last index commit (written to LMDB by `writeChanges`
+// inside that commit's transaction). Only this node's partitions are
+// appended to (`local`); every other lookup names the origin.
 
 import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { BatchIndex, IndexEntry } from './batch-index.ts'
-import type { PartitionRef, PartitionStatus, RetentionPolicy, RetentionReport } from './log-store.ts'
+import type {
+  LocalPartitionRef,
+  PartitionRef,
+  PartitionStatus,
+  RetentionPolicy,
+  RetentionReport,
+} from './log-store.ts'
 import { type PartitionMeta, partitionKey, type SegmentPosition, type SegmentUse } from './store-recovery.ts'
 
 export class LogState {
@@ -39,8 +47,19 @@ export class LogState {
     return this.#byId.get(id)
   }
 
-  has(stream: string, partition: number): boolean {
-    return this.#partitions.has(partitionKey(stream, this.#origin, partition))
+  /** The partition, of any origin; undefined when not held. */
+  get(ref: PartitionRef): PartitionMeta | undefined {
+    return this.#partitions.get(partitionKey(ref.stream, ref.origin, ref.partition))
+  }
+
+  /** Like `get`, but TRIB_STREAM_UNKNOWN / TRIB_PARTITION_UNKNOWN when not held. */
+  find(ref: PartitionRef): PartitionMeta {
+    const meta = this.get(ref)
+    if (meta !== undefined) return meta
+    const streamKnown = [...this.#partitions.values()].some(
+      (m) => m.stream === ref.stream && m.origin === ref.origin,
+    )
+    throw unknownPartition(ref, streamKnown)
   }
 
   /** Loads (or reloads, for read-only refreshes) the registry from log-meta. */
@@ -64,16 +83,10 @@ export class LogState {
   }
 
   /** A partition this origin appends to; TRIB_STREAM_UNKNOWN / TRIB_PARTITION_UNKNOWN otherwise. */
-  local(ref: PartitionRef): PartitionMeta {
+  local(ref: LocalPartitionRef): PartitionMeta {
     const partitions = this.#local.get(ref.stream)
     const meta = partitions?.[ref.partition]
-    if (meta === undefined) {
-      const known = partitions !== undefined
-      throw new TributaryError(
-        known ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
-        known ? `${ref.stream} has no partition ${ref.partition}` : ref.stream,
-      )
-    }
+    if (meta === undefined) throw unknownPartition(ref, partitions !== undefined)
     return meta
   }
 
@@ -142,22 +155,31 @@ export class LogState {
     this.#dirtySegments.clear()
   }
 
-  statuses(): PartitionStatus[] {
+  /** Every partition's status, by stream, origin and partition; with `origin`, only that origin's. */
+  statuses(origin?: string): PartitionStatus[] {
     return [...this.#partitions.values()]
-      .map((m) => ({
-        stream: m.stream,
-        partition: m.partition,
-        origin: m.origin,
-        firstOffset: m.firstOffset,
-        nextOffset: m.nextOffset,
-        bytes: m.bytes,
-        lastTimestampMs: m.lastTimestampMs,
-      }))
-      .sort((a, b) => a.stream.localeCompare(b.stream) || a.partition - b.partition)
+      .filter((m) => origin === undefined || m.origin === origin)
+      .map((m) => this.status(m))
+      .sort(
+        (a, b) =>
+          a.stream.localeCompare(b.stream) || a.origin.localeCompare(b.origin) || a.partition - b.partition,
+      )
+  }
+
+  status(m: PartitionMeta): PartitionStatus {
+    return {
+      stream: m.stream,
+      partition: m.partition,
+      origin: m.origin,
+      firstOffset: m.firstOffset,
+      nextOffset: m.nextOffset,
+      bytes: m.bytes,
+      lastTimestampMs: m.lastTimestampMs,
+    }
   }
 
   setFloor(holder: string, ref: PartitionRef, offset: number): void {
-    const key = partitionKey(ref.stream, this.#origin, ref.partition)
+    const key = partitionKey(ref.stream, ref.origin, ref.partition)
     let holders = this.#floors.get(key)
     if (holders === undefined) {
       holders = new Map()
@@ -167,7 +189,7 @@ export class LogState {
   }
 
   removeFloor(holder: string, ref: PartitionRef): void {
-    this.#floors.get(partitionKey(ref.stream, this.#origin, ref.partition))?.delete(holder)
+    this.#floors.get(partitionKey(ref.stream, ref.origin, ref.partition))?.delete(holder)
   }
 
   #floor(meta: PartitionMeta): number {
@@ -179,13 +201,13 @@ export class LogState {
 
   /** Drops batches from the front of each partition per policy; inside an LMDB write transaction. */
   retain(
-    policyFor: (stream: string, partition: number) => RetentionPolicy | undefined,
+    policyFor: (ref: PartitionRef) => RetentionPolicy | undefined,
     nowMs: number,
     force: boolean,
   ): RetentionReport {
     const report = { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] as PartitionRef[] }
     for (const meta of this.#partitions.values()) {
-      const policy = policyFor(meta.stream, meta.partition)
+      const policy = policyFor(meta)
       if (policy === undefined) continue
       const floor = force ? Number.POSITIVE_INFINITY : this.#floor(meta)
       let remaining = meta.bytes
@@ -196,7 +218,7 @@ export class LogState {
         if (!tooOld && !tooBig) break
         if (policy.keepNewestBatch === true && entry.baseOffset + entry.recordCount >= meta.nextOffset) break
         if (entry.baseOffset + entry.recordCount > floor) {
-          report.heldBack.push({ stream: meta.stream, partition: meta.partition })
+          report.heldBack.push({ stream: meta.stream, origin: meta.origin, partition: meta.partition })
           break
         }
         doomed.push(entry)
@@ -212,4 +234,11 @@ export class LogState {
     }
     return report
   }
+}
+
+function unknownPartition(ref: LocalPartitionRef, streamKnown: boolean): TributaryError {
+  return new TributaryError(
+    streamKnown ? 'TRIB_PARTITION_UNKNOWN' : 'TRIB_STREAM_UNKNOWN',
+    streamKnown ? `${ref.stream} has no partition ${ref.partition}` : ref.stream,
+  )
 }

@@ -1,7 +1,14 @@
-// The LogStore seam: what ingest, the CLI and (later) replication and the
-// upstream forwarders need from the partitioned log. One implementation
-// (LMDB) today; test/conformance/log-store.test.ts is the suite every
-// implementation runs, for each durability mode.
+// The LogStore seam: what ingest, the CLI, the admin API, the upstream
+// forwarders and (later) replication need from the partitioned log. One
+// implementation (segment files + LMDB index) today;
+// test/conformance/log-store.test.ts is the suite every implementation runs,
+// for each durability mode.
+//
+// A partition is named by (stream, origin, partition): the origin is the node
+// that accepted its records. This node appends only to its own partitions
+// (`localPartitions()`, `AppendEntry` names no origin); every reader names the
+// origin, so a replica of another node's partition is read, listed, held back
+// by retention floors and measured for lag like a local one.
 
 import type { RecordInput, StoredRecord } from './record.ts'
 
@@ -12,12 +19,29 @@ import type { RecordInput, StoredRecord } from './record.ts'
  */
 export type Durability = 'durable' | 'relaxed'
 
-export interface PartitionRef {
+/** One of this node's own partitions: the append path, where the origin is always this node. */
+export interface LocalPartitionRef {
   readonly stream: string
   readonly partition: number
 }
 
-export interface AppendEntry extends PartitionRef {
+/** Any partition the store holds, this node's or a replica of another origin's. */
+export interface PartitionRef extends LocalPartitionRef {
+  /** The node that accepted the partition's records (its node id). */
+  readonly origin: string
+}
+
+/** The ref of `origin`'s partition `ref` (a local one: `partitionRef(store.origin, ref)`). */
+export function partitionRef(origin: string, ref: LocalPartitionRef): PartitionRef {
+  return { stream: ref.stream, origin, partition: ref.partition }
+}
+
+/** Two refs name the same partition. */
+export function samePartition(a: PartitionRef, b: PartitionRef): boolean {
+  return a.stream === b.stream && a.partition === b.partition && a.origin === b.origin
+}
+
+export interface AppendEntry extends LocalPartitionRef {
   readonly record: RecordInput
 }
 
@@ -38,13 +62,12 @@ export interface AppendRequest {
   readonly marker?: { readonly key: string; readonly digest: number }
 }
 
-export interface Appended extends PartitionRef {
+export interface Appended extends LocalPartitionRef {
   readonly offset: number
   readonly timestampMs: number
 }
 
 export interface PartitionStatus extends PartitionRef {
-  readonly origin: string
   readonly firstOffset: number
   readonly nextOffset: number
   readonly bytes: number
@@ -106,16 +129,23 @@ export interface RetentionReport {
 }
 
 export interface LogStore {
+  /** This node's id: the origin of the partitions it appends to. */
+  readonly origin: string
   /** Opens the store, checks every partition's tail and quarantines damage. Idempotent. */
   open(): Promise<RecoveryReport>
-  /** Makes sure a stream has at least `partitions` partitions. */
+  /** Makes sure a stream has at least `partitions` partitions of this node. */
   ensureStream(stream: string, partitions: number): Promise<void>
   /** Appends entries atomically (one transaction, with the marker) and resolves per `durability`. */
   append(request: AppendRequest): Promise<Appended[]>
   read(ref: PartitionRef, fromOffset: number, limits?: ReadLimits): ReadResult
   /** First offset whose ingest time is at or after `timestampMs`; the next offset when there is none. */
   offsetForTimestamp(ref: PartitionRef, timestampMs: number): number
+  /** Every partition the store holds, of every origin, by stream, origin and partition. */
   partitions(): PartitionStatus[]
+  /** This node's own partitions (origin = `origin`), by stream and partition. */
+  localPartitions(): PartitionStatus[]
+  /** One partition's status; undefined when the store does not hold it. */
+  partition(ref: PartitionRef): PartitionStatus | undefined
   marker(key: string): Marker | undefined
   /** Removes markers (e.g. a client's dedupe state when it starts a clean session). */
   removeMarkers(keyPrefix: string): Promise<void>
@@ -126,7 +156,7 @@ export interface LogStore {
   setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void
   removeRetentionFloor(holder: string, ref: PartitionRef): void
   applyRetention(
-    policyFor: (stream: string, partition: number) => RetentionPolicy | undefined,
+    policyFor: (ref: PartitionRef) => RetentionPolicy | undefined,
     nowMs: number,
     options?: { force?: boolean },
   ): Promise<RetentionReport>

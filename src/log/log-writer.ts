@@ -6,7 +6,7 @@
 // registry, retention, quarantine), and syncs `relaxed` frames within their
 // window. Everything runs on that one loop, so nothing here races itself.
 
-import type { Database, RootDatabase } from 'lmdb'
+import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import type { BatchIndex } from './batch-index.ts'
@@ -14,6 +14,7 @@ import { buildCommit, type CommitItem } from './commit-frame.ts'
 import type { LogState } from './log-state.ts'
 import type { Appended } from './log-store.ts'
 import type { MarkerOverlay } from './marker-overlay.ts'
+import type { NodeEnvironment } from './node-environment.ts'
 import { errorText } from './partition-reads.ts'
 import type { SegmentAppender } from './segment-appender.ts'
 import {
@@ -63,7 +64,7 @@ export function unobserved(run: () => void): Maintenance {
 }
 
 export interface LogWriterParts {
-  readonly root: RootDatabase
+  readonly env: NodeEnvironment
   readonly meta: Database<PartitionMeta | SegmentPosition | number, string>
   readonly segmentUse: Database<SegmentUse, number>
   readonly index: BatchIndex
@@ -77,7 +78,7 @@ export interface LogWriterParts {
 }
 
 export class LogWriter {
-  readonly #root: RootDatabase
+  readonly #env: NodeEnvironment
   readonly #meta: LogWriterParts['meta']
   readonly #segmentUse: LogWriterParts['segmentUse']
   readonly #index: BatchIndex
@@ -113,7 +114,7 @@ export class LogWriter {
   readonly #durableNext = new Map<number, number>()
 
   constructor(parts: LogWriterParts) {
-    this.#root = parts.root
+    this.#env = parts.env
     this.#meta = parts.meta
     this.#segmentUse = parts.segmentUse
     this.#index = parts.index
@@ -443,13 +444,13 @@ export class LogWriter {
     this.#indexDue = false
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
     this.#indexTimer = null
-    const root = this.#root
+    const env = this.#env
     const appender = this.#appender
     try {
       await this.#drainSyncs()
       await this.#sync()
       const position = appender.position
-      await root.transaction(() => {
+      await env.transaction(() => {
         this.#index.writePending()
         this.#markers.writePending()
         for (const task of tasks) task.run()

@@ -51,6 +51,7 @@ export class PartitionReads {
       }
       const damage = {
         stream: meta.stream,
+        origin: meta.origin,
         partition: meta.partition,
         baseOffset: entry.baseOffset,
         recordCount,
@@ -82,6 +83,7 @@ export class PartitionReads {
       } catch (err) {
         const damage = this.check(meta, entry).damage ?? {
           stream: meta.stream,
+          origin: meta.origin,
           partition: meta.partition,
           baseOffset: entry.baseOffset,
           recordCount: null,
@@ -148,6 +150,7 @@ export class PartitionReads {
         if (entry.baseOffset > expected) {
           gaps.push({
             stream: meta.stream,
+            origin: meta.origin,
             partition: meta.partition,
             from: expected,
             to: entry.baseOffset - 1,
@@ -163,7 +166,13 @@ export class PartitionReads {
         expected = entry.baseOffset + entry.recordCount
       }
       if (expected < meta.nextOffset) {
-        gaps.push({ stream: meta.stream, partition: meta.partition, from: expected, to: meta.nextOffset - 1 })
+        gaps.push({
+          stream: meta.stream,
+          origin: meta.origin,
+          partition: meta.partition,
+          from: expected,
+          to: meta.nextOffset - 1,
+        })
       }
     }
     return { batchesChecked, records, corrupt, gaps }

@@ -8,20 +8,21 @@
 //
 // On disk, under <dataDir>:
 //   segments/<seq>.seg  frames, one global sequence (segment-files.ts); rolled at `segmentBytes`
-//   log.mdb             LMDB, committed lazily (every `indexCommitMs` or `indexMaxPendingBatches`):
-//     log-index       [partition id u32][base offset u64] -> segment, position, length, count, max time
-//     log-meta        "partition:<stream>:<origin>:<n>" -> PartitionMeta; "next-partition-id";
-//                     "segment-position" -> { segment, position }: frames before it are indexed
-//     log-segments    segment seq -> { batches, bytes } still indexed (a file at 0 can go)
-//     log-markers     ingest's dedupe state
-//     log-quarantine  [partition id u32][base offset u64] -> { batch, error, atMs }
+//   log.mdb             the node's LMDB environment (node-environment.ts has its layout),
+//                       committed lazily (every `indexCommitMs` or `indexMaxPendingBatches`);
+//                       the log's databases are log-index, log-meta, log-segments,
+//                       log-markers and log-quarantine.
 // The index commit first syncs the segment, so LMDB is never ahead of the
 // segments; at open, frames after "segment-position" are replayed
 // (store-recovery.ts). Read-only openers replay them in memory.
+//
+// The store opens the environment and closes it last: the other modules that
+// keep state in it (sessions, cursors, consumer groups) use `environment`
+// while the store is open and finish their writes before close().
 
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Database, open, type RootDatabase } from 'lmdb'
+import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
@@ -43,6 +44,7 @@ import type {
 } from './log-store.ts'
 import { LogWriter, unobserved } from './log-writer.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
+import { NodeEnvironment } from './node-environment.ts'
 import { PartitionReads } from './partition-reads.ts'
 import { SegmentAppender } from './segment-appender.ts'
 import {
@@ -63,7 +65,6 @@ import {
   type SegmentUse,
 } from './store-recovery.ts'
 
-export const LMDB_FILE = 'log.mdb'
 export const DEFAULT_TAIL_BATCHES_CHECKED = 8
 const DEFAULT_INDEX_COMMIT_MS = 200
 const DEFAULT_INDEX_MAX_PENDING_BATCHES = 4096
@@ -95,7 +96,7 @@ export class SegmentLogStore implements LogStore {
   readonly #options: SegmentLogStoreOptions
   readonly #segmentsDir: string
   readonly #reader: SegmentReader
-  #root: RootDatabase | null = null
+  #env: NodeEnvironment | null = null
   #meta!: Database<PartitionMeta | SegmentPosition | number, string>
   #quarantine!: Database<{ batch: Buffer; error: string; atMs: number }, Buffer>
   #segmentUse!: Database<SegmentUse, number>
@@ -115,6 +116,10 @@ export class SegmentLogStore implements LogStore {
     this.#reader = new SegmentReader(this.#segmentsDir)
   }
 
+  get origin(): string {
+    return this.#options.origin
+  }
+
   open(): Promise<RecoveryReport> {
     this.#opened ??= this.#open()
     return this.#opened
@@ -129,22 +134,14 @@ export class SegmentLogStore implements LogStore {
         throw new TributaryError('TRIB_DATA_DIR_UNUSABLE', this.#options.dataDir, { cause: err })
       }
     }
-    const root = open({
-      path: join(this.#options.dataDir, LMDB_FILE),
-      maxDbs: 32,
-      readOnly,
-      overlappingSync: true,
-      separateFlushed: true,
-    })
-    this.#root = root
-    this.#meta = root.openDB({ name: 'log-meta' })
-    this.#quarantine = root.openDB({ name: 'log-quarantine', keyEncoding: 'binary' })
-    this.#segmentUse = root.openDB({ name: 'log-segments', keyEncoding: 'uint32' })
-    this.#index = new BatchIndex(
-      root.openDB({ name: 'log-index', keyEncoding: 'binary', encoding: 'binary' }),
-    )
+    const env = NodeEnvironment.open(this.#options.dataDir, { readOnly })
+    this.#env = env
+    this.#meta = env.database('log-meta')
+    this.#quarantine = env.database('log-quarantine')
+    this.#segmentUse = env.database('log-segments')
+    this.#index = new BatchIndex(env.database('log-index'))
     this.#state = new LogState(this.#options.origin, this.#index)
-    this.#markers = new MarkerOverlay(root.openDB({ name: 'log-markers' }))
+    this.#markers = new MarkerOverlay(env.database('log-markers'))
     this.#reads = new PartitionReads(this.#index, this.#reader, (damage) =>
       this.#options.onCorrupt?.(damage, 'skipped'),
     )
@@ -175,7 +172,7 @@ export class SegmentLogStore implements LogStore {
       (sequence) => this.#state.use(sequence),
     )
     const writer = new LogWriter({
-      root,
+      env,
       meta: this.#meta,
       segmentUse: this.#segmentUse,
       index: this.#index,
@@ -229,8 +226,8 @@ export class SegmentLogStore implements LogStore {
 
   /** Read-only opens: see what the writing process acknowledged since (for `tail --follow`). */
   refresh(): void {
-    if (this.#options.readOnly !== true || this.#root === null) return
-    this.#root.resetReadTxn()
+    if (this.#options.readOnly !== true || this.#env === null) return
+    this.#env.resetReadTxn()
     this.#index.committed()
     this.#markers.committed()
     this.#state.committed()
@@ -238,10 +235,10 @@ export class SegmentLogStore implements LogStore {
     this.#loadAndReplay()
   }
 
-  /** The LMDB environment, for other modules that keep their state beside the log (MQTT sessions). */
-  get environment(): RootDatabase {
-    if (this.#root === null) throw new TributaryError('TRIB_STORE_CLOSED', 'open() the store first')
-    return this.#root
+  /** The LMDB environment, for the modules that keep their state beside the log (node-environment.ts). */
+  get environment(): NodeEnvironment {
+    if (this.#env === null) throw new TributaryError('TRIB_STORE_CLOSED', 'open() the store first')
+    return this.#env
   }
 
   /** Checks the last batches of every partition (CRC32C, structure, offsets). */
@@ -284,7 +281,7 @@ export class SegmentLogStore implements LogStore {
   }
 
   #assertOpen(): void {
-    if (this.#root === null || this.#closing !== null) throw new TributaryError('TRIB_STORE_CLOSED')
+    if (this.#env === null || this.#closing !== null) throw new TributaryError('TRIB_STORE_CLOSED')
   }
 
   /**
@@ -295,7 +292,7 @@ export class SegmentLogStore implements LogStore {
     this.#assertOpen()
     let added = 0
     for (let p = 0; p < partitions; p++) {
-      if (this.#state.has(stream, p)) continue
+      if (this.#state.get({ stream, origin: this.origin, partition: p }) !== undefined) continue
       const meta: PartitionMeta = {
         id: this.#nextPartitionId++,
         stream,
@@ -313,7 +310,7 @@ export class SegmentLogStore implements LogStore {
     if (added === 0) return
     const nextId = this.#nextPartitionId
     await this.#writable().inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
-    await this.#root?.flushed
+    await this.#env?.flushed
   }
 
   append(request: AppendRequest): Promise<Appended[]> {
@@ -353,7 +350,7 @@ export class SegmentLogStore implements LogStore {
   }
 
   read(ref: PartitionRef, fromOffset: number, limits: ReadLimits = {}): ReadResult {
-    const meta = this.#state.local(ref)
+    const meta = this.#state.find(ref)
     if (limits.durableOnly !== true) return this.#reads.read(meta, fromOffset, limits)
     // Written records whose fdatasync has not finished yet are left for a later read.
     const durable = this.#writer?.durableNext(meta.id) ?? null
@@ -362,11 +359,20 @@ export class SegmentLogStore implements LogStore {
   }
 
   offsetForTimestamp(ref: PartitionRef, timestampMs: number): number {
-    return this.#reads.offsetForTimestamp(this.#state.local(ref), timestampMs)
+    return this.#reads.offsetForTimestamp(this.#state.find(ref), timestampMs)
   }
 
   partitions(): PartitionStatus[] {
     return this.#state.statuses()
+  }
+
+  localPartitions(): PartitionStatus[] {
+    return this.#state.statuses(this.origin)
+  }
+
+  partition(ref: PartitionRef): PartitionStatus | undefined {
+    const meta = this.#state.get(ref)
+    return meta === undefined ? undefined : this.#state.status(meta)
   }
 
   setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void {
@@ -383,7 +389,7 @@ export class SegmentLogStore implements LogStore {
    * deletion: a crash must never bring back an index entry whose file is gone).
    */
   async applyRetention(
-    policyFor: (stream: string, partition: number) => RetentionPolicy | undefined,
+    policyFor: (ref: PartitionRef) => RetentionPolicy | undefined,
     nowMs: number,
     options: { force?: boolean } = {},
   ): Promise<RetentionReport> {
@@ -394,7 +400,7 @@ export class SegmentLogStore implements LogStore {
       report = this.#state.retain(policyFor, nowMs, options.force === true)
       this.#state.dropUnused(writer.activeSegment)
     })
-    await this.#root?.flushed
+    await this.#env?.flushed
     this.#removeUnusedSegments()
     return report ?? { batchesDeleted: 0, recordsDeleted: 0, bytesDeleted: 0, heldBack: [] }
   }
@@ -431,9 +437,9 @@ export class SegmentLogStore implements LogStore {
     await this.#writer?.close()
     this.#writer = null
     this.#reader.close()
-    const root = this.#root
-    if (root === null) return
-    await root.close()
-    this.#root = null
+    const env = this.#env
+    if (env === null) return
+    await env.close()
+    this.#env = null
   }
 }

@@ -107,7 +107,7 @@ function applyFrame(
   for (const { partitionId, batch, at } of scanned.frame.batches) {
     const meta = target.partition(partitionId)
     if (meta === undefined) continue
-    const ref = { stream: meta.stream, partition: meta.partition }
+    const ref = { stream: meta.stream, origin: meta.origin, partition: meta.partition }
     let header: ReturnType<typeof verifyBatch>
     try {
       header = verifyBatch(batch)

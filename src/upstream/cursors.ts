@@ -6,14 +6,12 @@
 // therefore see up to `flushMs` of records again (at-least-once), unless it
 // keeps its own position (Kafka exactly-once), which wins over this one.
 
-import type { Database, RootDatabase } from 'lmdb'
+import type { Database } from 'lmdb'
 import type { PartitionRef } from '../log/log-store.ts'
-
-export const CURSORS_DB = 'upstream-cursors'
+import type { NodeEnvironment } from '../log/node-environment.ts'
 
 export interface CursorKey extends PartitionRef {
   readonly sink: string
-  readonly origin: string
 }
 
 export interface StoredCursor extends CursorKey {
@@ -27,12 +25,9 @@ function keyOf(k: CursorKey): Key {
   return [k.sink, k.stream, k.origin, k.partition]
 }
 
-export function openCursorsDb(env: RootDatabase): Database<number, Key> {
-  return env.openDB<number, Key>({ name: CURSORS_DB })
-}
-
 /** Every stored cursor (for `tributary sinks`, which opens the environment read-only). */
-export function listCursors(db: Database<number, Key>): StoredCursor[] {
+export function listCursors(env: NodeEnvironment): StoredCursor[] {
+  const db = env.database<number, Key>('upstream-cursors')
   return [...db.getRange({})].map(({ key: [sink, stream, origin, partition], value }) => ({
     sink,
     stream,
@@ -50,8 +45,8 @@ export class CursorStore {
   #timer: NodeJS.Timeout | null = null
   #writing: Promise<unknown> = Promise.resolve()
 
-  constructor(env: RootDatabase, flushMs: number) {
-    this.#db = openCursorsDb(env)
+  constructor(env: NodeEnvironment, flushMs: number) {
+    this.#db = env.database('upstream-cursors')
     this.#flushMs = flushMs
   }
 

@@ -15,7 +15,7 @@
 import type { SinkConfig } from '../config/schema.ts'
 import { isTributaryError, TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
-import type { LogStore, PartitionRef, PartitionStatus } from '../log/log-store.ts'
+import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { StoredRecord } from '../log/record.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { CursorStore } from './cursors.ts'
@@ -36,7 +36,6 @@ export type ForwarderState = 'starting' | 'idle' | 'sending' | 'retrying' | 'fai
 
 export interface ForwarderStatus extends PartitionRef, Lag {
   readonly sink: string
-  readonly origin: string
   /** Next offset to forward. */
   readonly cursor: number
   readonly nextOffset: number
@@ -53,8 +52,8 @@ export interface ForwarderStatus extends PartitionRef, Lag {
 export interface ForwarderOptions {
   readonly sink: Sink
   readonly config: SinkConfig
+  /** The partition it forwards, of whichever origin. */
   readonly ref: PartitionRef
-  readonly origin: string
   readonly priority: number
   readonly deadLetterStream: string
   readonly store: LogStore
@@ -127,7 +126,7 @@ export class Forwarder {
   }
 
   get #key() {
-    return { sink: this.#o.sink.name, origin: this.#o.origin, ...this.#o.ref }
+    return { sink: this.#o.sink.name, ...this.#o.ref }
   }
 
   start(): void {
@@ -143,7 +142,8 @@ export class Forwarder {
     this.#state = 'stopped'
   }
 
-  status(partition: PartitionStatus | undefined): ForwarderStatus {
+  status(): ForwarderStatus {
+    const partition = this.#o.store.partition(this.#o.ref)
     const behind =
       partition === undefined
         ? { lagRecords: 0, lagBytes: 0, lagSeconds: 0 }
@@ -205,15 +205,7 @@ export class Forwarder {
   /** Where the next batch starts, and where it must end (newest-first backfill stops at the range sent ahead). */
   #nextRead(): { from: number; until: number | null } {
     if (this.#o.config.drainOrder !== 'newest-first') return { from: this.#cursor, until: null }
-    const end =
-      this.#o.store
-        .partitions()
-        .find(
-          (p) =>
-            p.stream === this.#o.ref.stream &&
-            p.partition === this.#o.ref.partition &&
-            p.origin === this.#o.origin,
-        )?.nextOffset ?? this.#cursor
+    const end = this.#o.store.partition(this.#o.ref)?.nextOffset ?? this.#cursor
     const batch = this.#o.config.maxBatchRecords
     if (this.#ahead === null && end - this.#cursor > batch) {
       this.#ahead = { from: end - batch, next: end - batch }
@@ -248,7 +240,7 @@ export class Forwarder {
     const position = this.#o.sink.committedPosition?.bind(this.#o.sink)
     while (position !== undefined && !signal.aborted) {
       try {
-        remote = await position(this.#o.ref, this.#o.origin)
+        remote = await position(this.#o.ref)
         this.#recovered()
         break
       } catch (err) {
@@ -273,7 +265,7 @@ export class Forwarder {
   }
 
   async #forward(records: readonly StoredRecord[], signal: AbortSignal): Promise<void> {
-    const batch: SinkBatch = { ...this.#o.ref, origin: this.#o.origin, records }
+    const batch: SinkBatch = { ...this.#o.ref, records }
     const last = records[records.length - 1]
     if (last === undefined) return
     this.#state = 'sending'
@@ -353,7 +345,7 @@ export class Forwarder {
       await writeDeadLetter(
         this.#o.store,
         this.#o.deadLetterStream,
-        { sink: this.#o.sink.name, origin: this.#o.origin, ...this.#o.ref, reason: err.message },
+        { sink: this.#o.sink.name, ...this.#o.ref, reason: err.message },
         record,
       )
     } catch (writeErr) {

@@ -66,8 +66,8 @@ interface TopicSpec {
   readonly compacted?: boolean
 }
 
-function positionKey(origin: string, ref: PartitionRef): string {
-  return `${origin}/${ref.stream}/${ref.partition}`
+function positionKey(ref: PartitionRef): string {
+  return `${ref.origin}/${ref.stream}/${ref.partition}`
 }
 
 function kafkaErrorId(err: unknown, ids: readonly string[]): string | null {
@@ -313,7 +313,7 @@ export class KafkaSink implements Sink {
     batch: SinkBatch,
     messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[],
   ): Promise<void> {
-    const key = positionKey(batch.origin, batch)
+    const key = positionKey(batch)
     // beginTransaction runs InitProducerId on a new producer, which completes or
     // aborts whatever transaction of ours was still open (a crash, a timeout
     // whose commit may have gone through). Only after that is the committed
@@ -350,14 +350,14 @@ export class KafkaSink implements Sink {
     return unavailable(`Kafka: ${describe(err)}`, err)
   }
 
-  committedPosition(ref: PartitionRef, origin: string): Promise<number | null> {
+  committedPosition(ref: PartitionRef): Promise<number | null> {
     if (!this.#config.exactlyOnce) return Promise.resolve(null)
     this.#positions ??= this.#deadline(this.#readPositions())
     const reading = this.#positions
     reading.catch(() => {
       if (this.#positions === reading) this.#positions = null
     })
-    return reading.then((positions) => positions.get(positionKey(origin, ref)) ?? null)
+    return reading.then((positions) => positions.get(positionKey(ref)) ?? null)
   }
 
   /** Every committed position in the positions topic (read_committed, from the start to its end). */

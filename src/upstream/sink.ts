@@ -9,9 +9,8 @@ import { TributaryError } from '../errors.ts'
 import type { PartitionRef } from '../log/log-store.ts'
 import type { Header, StoredRecord } from '../log/record.ts'
 
+/** `origin` is the node that accepted the records: the partition's origin. */
 export interface SinkBatch extends PartitionRef {
-  /** The node that accepted the records: the partition's origin. */
-  readonly origin: string
   /** Consecutive records of the partition, oldest first (offsets may skip deleted or damaged ones). */
   readonly records: readonly StoredRecord[]
 }
@@ -29,7 +28,7 @@ export interface Sink {
    * atomically with the records: the offset to go on from, or null when the
    * peer has none. At-least-once sinks leave this out.
    */
-  committedPosition?(ref: PartitionRef, origin: string): Promise<number | null>
+  committedPosition?(ref: PartitionRef): Promise<number | null>
   /** Tears down connections (the watchdog's restart); the next send connects again. */
   reset(): Promise<void>
   close(): Promise<void>

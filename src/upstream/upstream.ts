@@ -5,10 +5,10 @@
 // A sink forwards the streams it lists, or with "*" every stream but the
 // dead-letter streams (a dead letter was already refused once).
 
-import type { RootDatabase } from 'lmdb'
 import { deadLetterStreamOf } from '../config/load.ts'
 import type { Config, SinkConfig, StreamConfig } from '../config/schema.ts'
-import type { LogStore, PartitionRef } from '../log/log-store.ts'
+import { type LogStore, type PartitionRef, partitionRef, samePartition } from '../log/log-store.ts'
+import type { NodeEnvironment } from '../log/node-environment.ts'
 import type { Logger } from '../observability/logger.ts'
 import { CursorStore } from './cursors.ts'
 import { Forwarder, type ForwarderStatus } from './forwarder.ts'
@@ -22,8 +22,7 @@ export const CURSOR_FLUSH_MS = 1000
 export interface UpstreamOptions {
   readonly config: Readonly<Config>
   readonly store: LogStore
-  readonly env: RootDatabase
-  readonly origin: string
+  readonly env: NodeEnvironment
   readonly log: Logger
 }
 
@@ -48,7 +47,9 @@ export class Upstream {
   }
 
   async start(): Promise<void> {
-    const { config, origin, log, store } = this.#o
+    const { config, log, store } = this.#o
+    // Forwarders of this node's partitions; the sinks' producer and client ids are this node's.
+    const origin = store.origin
     for (const sinkConfig of config.sinks) {
       const sink = await createSink(sinkConfig, {
         origin,
@@ -72,8 +73,7 @@ export class Upstream {
           const forwarder = new Forwarder({
             sink,
             config: sinkConfig,
-            ref: { stream: stream.name, partition },
-            origin,
+            ref: partitionRef(origin, { stream: stream.name, partition }),
             priority: stream.priority,
             deadLetterStream: deadLetterStreamOf(stream),
             store,
@@ -94,20 +94,14 @@ export class Upstream {
   }
 
   status(): ForwarderStatus[] {
-    const partitions = new Map(
-      this.#o.store
-        .partitions()
-        .filter((p) => p.origin === this.#o.origin)
-        .map((p) => [`${p.stream}\u0000${p.partition}`, p]),
-    )
-    return this.#forwarders.map((f) => f.status(partitions.get(`${f.ref.stream}\u0000${f.ref.partition}`)))
+    return this.#forwarders.map((f) => f.status())
   }
 
   /** The lowest offset of the partition some sink has not forwarded yet; null when no sink forwards it. */
   neededFrom(ref: PartitionRef): number | null {
     let lowest: number | null = null
     for (const f of this.#forwarders) {
-      if (f.ref.stream !== ref.stream || f.ref.partition !== ref.partition) continue
+      if (!samePartition(f.ref, ref)) continue
       const cursor = f.cursor
       lowest = lowest === null ? cursor : Math.min(lowest, cursor)
     }

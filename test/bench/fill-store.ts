@@ -142,7 +142,9 @@ async function read(dataDir: string, maxSeconds: number): Promise<ReadResult> {
   let records = 0
   let bytes = 0
   while (offset < status.nextOffset && performance.now() < deadline) {
-    const result = store.read({ stream: FILL_STREAM, partition: 0 }, offset, { maxRecords: 1000 })
+    const result = store.read({ stream: FILL_STREAM, origin: store.origin, partition: 0 }, offset, {
+      maxRecords: 1000,
+    })
     if (result.records.length === 0 && result.nextOffset <= offset) break
     records += result.records.length
     for (const r of result.records) bytes += r.payload.length

@@ -14,15 +14,15 @@ import { tempDir } from '../helpers/temp-dir.ts'
 
 interface Factory {
   readonly name: string
-  /** Opens a store on `dir`; the same dir reopens the same data. */
-  readonly create: (dir: string, maxPendingAppends?: number) => LogStore
+  /** Opens a store on `dir` as node `origin` (node-a); the same dir reopens the same data. */
+  readonly create: (dir: string, maxPendingAppends?: number, origin?: string) => LogStore
 }
 
 const implementations: Factory[] = [
   {
     name: 'SegmentLogStore',
-    create: (dir, maxPendingAppends = 10_000) =>
-      new SegmentLogStore({ dataDir: dir, origin: 'node-a', maxPendingAppends }),
+    create: (dir, maxPendingAppends = 10_000, origin = 'node-a') =>
+      new SegmentLogStore({ dataDir: dir, origin, maxPendingAppends }),
   },
 ]
 
@@ -81,7 +81,7 @@ for (const impl of implementations) {
           [1, 1],
           [2, 0],
         ])
-        const { records, nextOffset } = store.read({ stream: 's', partition: 1 }, 0)
+        const { records, nextOffset } = store.read({ stream: 's', origin: 'node-a', partition: 1 }, 0)
         expect(nextOffset).toBe(2)
         expect(records[0]).toMatchObject({ ...record, offset: 0 })
         expect(records[0]?.payload.equals(Buffer.from('hello'))).toBe(true)
@@ -92,7 +92,9 @@ for (const impl of implementations) {
       it('keeps call order within a partition across concurrent appends', async () => {
         const all = await Promise.all(Array.from({ length: 200 }, (_, i) => append(entry('s', 0, `m${i}`))))
         expect(all.map(([a]) => a?.offset)).toEqual(Array.from({ length: 200 }, (_, i) => i))
-        const { records } = store.read({ stream: 's', partition: 0 }, 0, { maxRecords: 500 })
+        const { records } = store.read({ stream: 's', origin: 'node-a', partition: 0 }, 0, {
+          maxRecords: 500,
+        })
         expect(records.map((r) => r.payload.toString())).toEqual(
           Array.from({ length: 200 }, (_, i) => `m${i}`),
         )
@@ -102,13 +104,13 @@ for (const impl of implementations) {
 
       it('reads from the middle of a batch and honours record and byte limits', async () => {
         await append(...Array.from({ length: 10 }, (_, i) => entry('s', 0, `r${i}`)))
-        const mid = store.read({ stream: 's', partition: 0 }, 4, { maxRecords: 3 })
+        const mid = store.read({ stream: 's', origin: 'node-a', partition: 0 }, 4, { maxRecords: 3 })
         expect(mid.records.map((r) => r.offset)).toEqual([4, 5, 6])
         expect(mid.nextOffset).toBe(7)
-        const bytes = store.read({ stream: 's', partition: 0 }, 0, { maxBytes: 5 })
+        const bytes = store.read({ stream: 's', origin: 'node-a', partition: 0 }, 0, { maxBytes: 5 })
         expect(bytes.records.length).toBeGreaterThanOrEqual(1)
         expect(bytes.records.length).toBeLessThan(10)
-        const end = store.read({ stream: 's', partition: 0 }, 10)
+        const end = store.read({ stream: 's', origin: 'node-a', partition: 0 }, 10)
         expect(end.records).toEqual([])
         expect(end.nextOffset).toBe(10)
       })
@@ -117,11 +119,19 @@ for (const impl of implementations) {
         const [a] = await append(entry('s', 0, 'a'))
         await new Promise((r) => setTimeout(r, 15))
         const [b] = await append(entry('s', 0, 'b'))
-        expect(store.offsetForTimestamp({ stream: 's', partition: 0 }, 0)).toBe(0)
-        expect(store.offsetForTimestamp({ stream: 's', partition: 0 }, (a?.timestampMs ?? 0) + 1)).toBe(
-          b?.offset,
-        )
-        expect(store.offsetForTimestamp({ stream: 's', partition: 0 }, (b?.timestampMs ?? 0) + 1)).toBe(2)
+        expect(store.offsetForTimestamp({ stream: 's', origin: 'node-a', partition: 0 }, 0)).toBe(0)
+        expect(
+          store.offsetForTimestamp(
+            { stream: 's', origin: 'node-a', partition: 0 },
+            (a?.timestampMs ?? 0) + 1,
+          ),
+        ).toBe(b?.offset)
+        expect(
+          store.offsetForTimestamp(
+            { stream: 's', origin: 'node-a', partition: 0 },
+            (b?.timestampMs ?? 0) + 1,
+          ),
+        ).toBe(2)
       })
 
       it('finds timestamps across many batches, like a scan would', async () => {
@@ -129,7 +139,7 @@ for (const impl of implementations) {
           await append(...Array.from({ length: 1 + (i % 3) }, (_, j) => entry('s', 2, `b${i}-${j}`)))
           if (i % 4 === 0) await new Promise((r) => setTimeout(r, 2))
         }
-        const ref = { stream: 's', partition: 2 }
+        const ref = { stream: 's', origin: 'node-a', partition: 2 }
         const all = store.read(ref, 0, { maxRecords: 1000 }).records
         const times = [...new Set(all.map((r) => r.timestampMs))]
         for (const t of [0, ...times, ...times.map((x) => x + 1), Number.MAX_SAFE_INTEGER]) {
@@ -156,24 +166,58 @@ for (const impl of implementations) {
         await store.open()
         const [next] = await append(entry('s', 0, 'three'))
         expect(next?.offset).toBe(2)
-        expect(store.read({ stream: 's', partition: 0 }, 0).records.map((r) => r.payload.toString())).toEqual(
-          ['one', 'two', 'three'],
-        )
+        expect(
+          store
+            .read({ stream: 's', origin: 'node-a', partition: 0 }, 0)
+            .records.map((r) => r.payload.toString()),
+        ).toEqual(['one', 'two', 'three'])
         expect(store.partitions().find((p) => p.partition === 0)).toMatchObject({
           firstOffset: 0,
           nextOffset: 3,
         })
       })
 
+      it("names another origin's partition (a replica) everywhere it names its own", async () => {
+        await append(entry('s', 0, 'a0'))
+        await append(entry('s', 0, 'a1'))
+        await store.close()
+        // The same data opened by node-b: node-a's partitions are another origin's, held here.
+        store = impl.create(dir.path, 10_000, 'node-b')
+        await store.open()
+        const ref = { stream: 's', origin: 'node-a', partition: 0 }
+        expect(store.origin).toBe('node-b')
+        expect(store.localPartitions()).toEqual([])
+        expect(store.partitions().map((p) => [p.origin, p.partition, p.nextOffset])).toEqual([
+          ['node-a', 0, 2],
+          ['node-a', 1, 0],
+          ['node-a', 2, 0],
+        ])
+        expect(store.partition(ref)).toMatchObject({ firstOffset: 0, nextOffset: 2 })
+        expect(store.partition({ ...ref, origin: 'node-b' })).toBeUndefined()
+        expect(store.read(ref, 0).records.map((r) => r.payload.toString())).toEqual(['a0', 'a1'])
+        expect(store.offsetForTimestamp(ref, 0)).toBe(0)
+        store.setRetentionFloor('follower', ref, 1)
+        const held = await store.applyRetention(() => ({ maxAgeMs: null, maxBytes: 1 }), Date.now())
+        expect(held.heldBack).toEqual([ref])
+        expect(store.read(ref, 0).records.map((r) => r.offset)).toEqual([1])
+        // Appends go to this node's partitions only; node-b has none of stream s yet.
+        await expect(append(entry('s', 0, 'x'))).rejects.toMatchObject({ code: 'TRIB_STREAM_UNKNOWN' })
+        expect(() => store.read({ ...ref, origin: 'node-b' }, 0)).toThrow(
+          expect.objectContaining({ code: 'TRIB_STREAM_UNKNOWN' }),
+        )
+        await store.ensureStream('s', 1)
+        expect(store.localPartitions().map((p) => [p.origin, p.partition])).toEqual([['node-b', 0]])
+      })
+
       it('deletes by age and size but never past a retention floor unless forced', async () => {
         for (let i = 0; i < 5; i++) await append(entry('s', 0, 'x'.repeat(100)))
-        store.setRetentionFloor('sink-a', { stream: 's', partition: 0 }, 2)
+        store.setRetentionFloor('sink-a', { stream: 's', origin: 'node-a', partition: 0 }, 2)
         const held = await store.applyRetention(() => ({ maxAgeMs: 1, maxBytes: null }), Date.now() + 1000)
         expect(held.recordsDeleted).toBe(2)
-        expect(held.heldBack).toEqual([{ stream: 's', partition: 0 }])
-        expect(store.read({ stream: 's', partition: 0 }, 0).records[0]?.offset).toBe(2)
-        store.setRetentionFloor('sink-b', { stream: 's', partition: 0 }, 3)
-        store.removeRetentionFloor('sink-a', { stream: 's', partition: 0 })
+        expect(held.heldBack).toEqual([{ stream: 's', origin: 'node-a', partition: 0 }])
+        expect(store.read({ stream: 's', origin: 'node-a', partition: 0 }, 0).records[0]?.offset).toBe(2)
+        store.setRetentionFloor('sink-b', { stream: 's', origin: 'node-a', partition: 0 }, 3)
+        store.removeRetentionFloor('sink-a', { stream: 's', origin: 'node-a', partition: 0 })
         const released = await store.applyRetention(
           () => ({ maxAgeMs: 1, maxBytes: null }),
           Date.now() + 1000,
@@ -268,7 +312,7 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
 
     const payloads = (store: LogStore, partition = 0) =>
       store
-        .read({ stream: 's', partition }, 0, { maxRecords: 10_000 })
+        .read({ stream: 's', origin: 'node-a', partition }, 0, { maxRecords: 10_000 })
         .records.map((r) => r.payload.toString())
 
     beforeEach(async () => {
@@ -505,7 +549,7 @@ for (const durability of ['durable', 'relaxed'] as Durability[]) {
       expect(after).toBeLessThan(before)
       const first = live.partitions().find((p) => p.partition === 0)?.firstOffset ?? 0
       expect(first).toBe(report.recordsDeleted)
-      const left = live.read({ stream: 's', partition: 0 }, 0, { maxRecords: 100 })
+      const left = live.read({ stream: 's', origin: 'node-a', partition: 0 }, 0, { maxRecords: 100 })
       expect(left.records[0]?.offset).toBe(first)
       expect(left.corrupt).toEqual([])
       await live.close()
@@ -545,12 +589,16 @@ describe('SegmentLogStore durable reads', () => {
       await store.open()
       await store.ensureStream('s', 1)
       const read = (durableOnly: boolean) =>
-        store.read({ stream: 's', partition: 0 }, 0, { durableOnly }).records.map((r) => r.payload.toString())
+        store
+          .read({ stream: 's', origin: 'node-a', partition: 0 }, 0, { durableOnly })
+          .records.map((r) => r.payload.toString())
       await store.append({ entries: [entry('s', 0, 'a')], durability: 'durable' })
       await store.append({ entries: [entry('s', 0, 'b')], durability: 'relaxed', relaxedFlushMs: 60_000 })
       expect(read(false)).toEqual(['a', 'b'])
       expect(read(true)).toEqual(['a'])
-      expect(store.read({ stream: 's', partition: 0 }, 0, { durableOnly: true }).nextOffset).toBe(1)
+      expect(
+        store.read({ stream: 's', origin: 'node-a', partition: 0 }, 0, { durableOnly: true }).nextOffset,
+      ).toBe(1)
       // A durable append syncs the segment, and with it every frame before it.
       await store.append({ entries: [], durability: 'durable' })
       expect(read(true)).toEqual(['a', 'b'])

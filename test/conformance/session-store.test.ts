@@ -12,9 +12,9 @@ import { deepEqual, deepStrictEqual, equal, notEqual, ok, strictEqual } from 'no
 import { createRequire } from 'node:module'
 import type { Readable } from 'node:stream'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
-import { open, type RootDatabase } from 'lmdb'
 import { afterEach, describe, expect, test } from 'vitest'
 import { LmdbSessionStore } from '../../src/broker/session-store.ts'
+import { NodeEnvironment } from '../../src/log/node-environment.ts'
 import { tempDir as makeTempDir } from '../helpers/temp-dir.ts'
 
 type StoredPacket = Parameters<LmdbSessionStore['storeRetained']>[0]
@@ -32,7 +32,7 @@ function client(id: string): Client {
 // ---------------------------------------------------------------------------
 // Temp environments, closed and removed after every test.
 
-const openRoots = new Set<RootDatabase>()
+const openRoots = new Set<NodeEnvironment>()
 const tempDirs: { remove: () => Promise<void> }[] = []
 
 async function tempDir(): Promise<string> {
@@ -41,13 +41,13 @@ async function tempDir(): Promise<string> {
   return dir.path
 }
 
-function openRoot(dir: string): RootDatabase {
-  const root = open({ path: dir })
+function openRoot(dir: string): NodeEnvironment {
+  const root = NodeEnvironment.open(dir)
   openRoots.add(root)
   return root
 }
 
-async function closeRoot(root: RootDatabase): Promise<void> {
+async function closeRoot(root: NodeEnvironment): Promise<void> {
   openRoots.delete(root)
   await root.close()
 }

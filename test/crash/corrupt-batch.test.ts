@@ -5,7 +5,7 @@
 // `tributary log verify` (exit 1, naming the batch) and skipped with a
 // warning by `tributary tail`, and every other record reads back intact.
 
-import { readdirSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -140,11 +140,12 @@ describe('a damaged batch on disk', () => {
     const report = JSON.parse(verify.stdout) as {
       corrupt: unknown[]
       quarantined: number
-      gaps: Array<{ stream: string; partition: number; from: number; to: number }>
+      gaps: Array<{ stream: string; origin: string; partition: number; from: number; to: number }>
     }
     expect(report.corrupt).toEqual([])
     expect(report.quarantined).toBe(1)
-    expect(report.gaps).toEqual([{ stream: STREAM, partition: 0, from: victim, to: victim }])
+    const origin = readFileSync(join(dataDir, 'node-id'), 'utf8').trim()
+    expect(report.gaps).toEqual([{ stream: STREAM, origin, partition: 0, from: victim, to: victim }])
 
     const tail = await runTributary([
       'tail',

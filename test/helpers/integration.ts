@@ -43,12 +43,12 @@ export async function waitFor(
   }
 }
 
-/** Every record of one partition, from its first offset (bounded to 100 reads). */
+/** Every record of one of the node's own partitions, from its first offset (bounded to 100 reads). */
 export function readAll(store: LogStore, stream: string, partition = 0): StoredRecord[] {
   const records: StoredRecord[] = []
   let from = 0
   for (let i = 0; i < 100; i++) {
-    const result = store.read({ stream, partition }, from)
+    const result = store.read({ stream, origin: store.origin, partition }, from)
     if (result.records.length === 0) return records
     records.push(...result.records)
     from = result.nextOffset

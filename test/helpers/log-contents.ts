@@ -35,7 +35,7 @@ export async function readLogContents(dataDir: string, streams?: readonly string
     const corrupt: CorruptBatch[] = []
     for (const p of store.partitions()) {
       if (streams !== undefined && !streams.includes(p.stream)) continue
-      const ref = { stream: p.stream, partition: p.partition }
+      const ref = { stream: p.stream, origin: p.origin, partition: p.partition }
       let from = p.firstOffset
       for (let reads = 0; from < p.nextOffset; reads++) {
         if (reads >= MAX_READS_PER_PARTITION)

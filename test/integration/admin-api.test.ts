@@ -177,7 +177,7 @@ describe('admin API', () => {
     // Retention that would delete everything keeps what the group has not read.
     const everything = () => ({ maxAgeMs: null, maxBytes: 1 })
     const held = await running.node.store.applyRetention(everything, Date.now())
-    expect(held.heldBack).toEqual([{ stream: 'events', partition: 0 }])
+    expect(held.heldBack).toEqual([{ stream: 'events', origin: running.node.nodeId, partition: 0 }])
     const partition = () => running.node.store.partitions().find((p) => p.stream === 'events')
     expect(partition()?.firstOffset).toBe(3)
 

@@ -160,12 +160,12 @@ describe('admin API, more', () => {
     })
     const everything = () => ({ maxAgeMs: null, maxBytes: 1 })
     const held = await second.node.store.applyRetention(everything, Date.now())
-    expect(held.heldBack).toEqual([{ stream: 'events', partition: 0 }])
+    expect(held.heldBack).toEqual([{ stream: 'events', origin: second.node.nodeId, partition: 0 }])
     expect(held.recordsDeleted).toBe(0)
 
     // Two minutes on, the group has been silent longer than groupExpireAfterMs: it goes, and its floor.
     const store = second.node.store
-    const groups = new ConsumerGroups(store.environment, store, second.node.nodeId, 60_000)
+    const groups = new ConsumerGroups(store.environment, store, 60_000)
     expect(await groups.expire(Date.now() + 120_000)).toEqual(['app'])
     expect((await fetch(`${second.httpUrl}/v1/groups/app/offsets`)).status).toBe(404)
     expect((await store.applyRetention(everything, Date.now())).recordsDeleted).toBe(4)
