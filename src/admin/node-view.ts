@@ -3,8 +3,8 @@
 // root (src/index.ts) builds one from the running parts; tests can fake it.
 
 import type { LogStore } from '../log/log-store.ts'
+import type { LogEvent } from '../observability/recent-log.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
-import type { LogEvent } from './recent-log.ts'
 
 export interface HealthChecks {
   /** The MQTT listener accepts connections (false while draining). */

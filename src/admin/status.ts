@@ -3,9 +3,9 @@
 // node answers).
 
 import type { PartitionStatus } from '../log/log-store.ts'
+import type { LogEvent } from '../observability/recent-log.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { DiskView, HealthChecks, NodeView } from './node-view.ts'
-import type { LogEvent } from './recent-log.ts'
 
 export interface PartitionSummary {
   readonly partition: number
@@ -53,7 +53,7 @@ export interface NodeStatus {
     readonly writtenBytes: number | null
     readonly enduranceDays: number | null
   }
-  /** The last warn/error log events, newest first (src/admin/recent-log.ts). */
+  /** The last warn/error log events, newest first (src/observability/recent-log.ts). */
   readonly recentErrors: readonly LogEvent[]
 }
 
