@@ -94,6 +94,7 @@ export class Metrics {
   readonly #ingestedByStream = new Map<string, Child>()
   readonly #refused: Counter<'code'>
   readonly #qos0NotStored: Counter<'code'>
+  readonly #sessionQueueDropped: Counter
   readonly #ackLatencyQos1: HistogramChild
   readonly #ackLatencyQos2: HistogramChild
   readonly #commitRecords: Histogram
@@ -132,6 +133,10 @@ export class Metrics {
       name: 'qos0_not_stored_total',
       help: 'QoS 0 publishes delivered live but not stored (commit queue full, disk refused), by code',
       labelNames: ['code'],
+    })
+    this.#sessionQueueDropped = counter({
+      name: 'session_queue_dropped_total',
+      help: 'Live deliveries dropped, oldest first, from persistent sessions over limits.maxQueuedPerSession (the records stay in the log)',
     })
     const ackLatency = histogram({
       name: 'ack_latency_seconds',
@@ -208,6 +213,10 @@ export class Metrics {
 
   qos0NotStored(code: string): void {
     this.#qos0NotStored.inc({ code })
+  }
+
+  sessionQueueDropped(deliveries: number): void {
+    this.#sessionQueueDropped.inc(deliveries)
   }
 
   ackLatency(qos: 1 | 2, seconds: number): void {
