@@ -187,12 +187,12 @@ export class Broker {
       messageId: packet.messageId,
       userProperties: packet.properties?.userProperties,
     }
-    const invalid = this.#ingest.check(publish)
-    if (invalid !== null) {
-      this.#refuse(done, invalid)
+    const checked = this.#ingest.check(publish)
+    if (checked instanceof TributaryError) {
+      this.#refuse(done, checked)
       return
     }
-    const stored = this.#ingest.accept(publish)
+    const stored = this.#ingest.accept(checked)
     if (publish.qos === 0) {
       // QoS 0 has no ack to protect: live delivery goes on at once instead of
       // waiting for the disk, and the append completes on its own. A QoS 0 record
