@@ -9,10 +9,11 @@ import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { readToken } from '../admin/server.ts'
-import { type NodeStatus, type SinkSummary, streamsOf } from '../admin/status.ts'
+import { type NodeStatus, streamsOf } from '../admin/status.ts'
 import type { Config } from '../config/schema.ts'
 import { type ErrorCode, TributaryError } from '../errors.ts'
 import { lockHolder } from '../lib/pid-lock.ts'
+import type { SinkFigures } from '../observability/metrics.ts'
 import {
   authority,
   clientHost,
@@ -48,7 +49,7 @@ export type StatusReport =
       readonly health: null
       readonly sinks: Array<
         Pick<
-          SinkSummary,
+          SinkFigures,
           'sink' | 'stream' | 'partition' | 'cursor' | 'nextOffset' | 'lagRecords' | 'lagBytes' | 'lagSeconds'
         >
       >

@@ -36,10 +36,20 @@ export interface PartitionFigures {
   readonly bytes: number
 }
 
+/**
+ * One forwarder's figures, per (sink, stream, partition): what /metrics exports
+ * and, the same shape, what /v1/sinks, /v1/status and `tributary status` show
+ * (src/admin/status.ts). Defined here, in the base layer, so both may use it.
+ */
 export interface SinkFigures {
   readonly sink: string
   readonly stream: string
   readonly partition: number
+  /** The forwarder's state: starting, idle, sending, retrying, failed or stopped. */
+  readonly state: string
+  /** Next offset to forward. */
+  readonly cursor: number
+  readonly nextOffset: number
   readonly lagRecords: number
   readonly lagBytes: number
   readonly lagSeconds: number
@@ -47,6 +57,7 @@ export interface SinkFigures {
   readonly deadLettered: number
   readonly retries: number
   readonly stuckRestarts: number
+  readonly lastError: { readonly code: string; readonly message: string; readonly atMs: number } | null
 }
 
 export interface MetricSources {
