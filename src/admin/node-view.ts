@@ -6,9 +6,9 @@
 import type { Broker } from '../broker/broker.ts'
 import type { DiskGuard } from '../log/disk-guard.ts'
 import type { LogStore } from '../log/log-store.ts'
+import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { Upstream } from '../upstream/upstream.ts'
-import type { LogEvent, RecentLogEvents } from './recent-log.ts'
 
 export interface HealthChecks {
   /** The MQTT listener accepts connections (false while draining). */

@@ -21,7 +21,7 @@ import type { ConsumerGroups } from './consumer-groups.ts'
 import { asTributaryError, sendError } from './http-errors.ts'
 import type { NodeView } from './node-view.ts'
 import { registerReadRoutes } from './routes-read.ts'
-import { isReady, nodeStatus, sinkSummary } from './status.ts'
+import { isReady, nodeStatus, sinkFigures } from './status.ts'
 import { STATUS_PAGE_HTML } from './status-page.ts'
 import { Tails } from './tail.ts'
 
@@ -156,7 +156,7 @@ export class AdminServer {
         enduranceDays: metrics.enduranceDays(this.#o.storageEnduranceTBW),
       }),
     )
-    app.get('/v1/sinks', async () => ({ sinks: view.sinks().map(sinkSummary) }))
+    app.get('/v1/sinks', async () => ({ sinks: view.sinks().map(sinkFigures) }))
   }
 
   /** Listens on http.host:http.port; TRIB_LISTEN_FAILED when the address cannot be bound. */

@@ -3,9 +3,10 @@
 // node answers).
 
 import type { PartitionStatus } from '../log/log-store.ts'
+import type { SinkFigures } from '../observability/metrics.ts'
+import type { LogEvent } from '../observability/recent-log.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { DiskView, HealthChecks, NodeView } from './node-view.ts'
-import type { LogEvent } from './recent-log.ts'
 
 export interface PartitionSummary {
   readonly partition: number
@@ -24,36 +25,19 @@ export interface StreamSummary {
   readonly partitions: PartitionSummary[]
 }
 
-export interface SinkSummary {
-  readonly sink: string
-  readonly stream: string
-  readonly partition: number
-  readonly state: string
-  readonly cursor: number
-  readonly nextOffset: number
-  readonly lagRecords: number
-  readonly lagBytes: number
-  readonly lagSeconds: number
-  readonly forwarded: number
-  readonly deadLettered: number
-  readonly retries: number
-  readonly stuckRestarts: number
-  readonly lastError: ForwarderStatus['lastError']
-}
-
 export interface NodeStatus {
   readonly nodeId: string
   readonly uptimeSeconds: number
   readonly health: { readonly ready: boolean; readonly checks: HealthChecks }
   readonly mqtt: { readonly connections: number }
   readonly streams: StreamSummary[]
-  readonly sinks: SinkSummary[]
+  readonly sinks: SinkFigures[]
   readonly disk: DiskView & {
     readonly storedBytes: number
     readonly writtenBytes: number | null
     readonly enduranceDays: number | null
   }
-  /** The last warn/error log events, newest first (src/admin/recent-log.ts). */
+  /** The last warn/error log events, newest first (src/observability/recent-log.ts). */
   readonly recentErrors: readonly LogEvent[]
 }
 
@@ -84,7 +68,8 @@ export function streamsOf(partitions: readonly PartitionStatus[]): StreamSummary
   }))
 }
 
-export function sinkSummary(s: ForwarderStatus): SinkSummary {
+/** A forwarder's status as the API shows it: lag in seconds to the millisecond. */
+export function sinkFigures(s: ForwarderStatus): SinkFigures {
   return {
     sink: s.sink,
     stream: s.stream,
@@ -116,7 +101,7 @@ export function nodeStatus(
     health: { ready: isReady(checks), checks },
     mqtt: { connections: view.connections() },
     streams,
-    sinks: view.sinks().map(sinkSummary),
+    sinks: view.sinks().map(sinkFigures),
     disk: {
       ...view.disk(),
       storedBytes: streams.reduce((sum, s) => sum + s.bytes, 0),

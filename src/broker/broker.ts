@@ -20,8 +20,8 @@ export interface BrokerOptions {
   readonly nodeId: string
   readonly maxPayloadBytes: number
   readonly maxQueuedPerSession: number
-  /** Refusals, QoS 0 records not stored, and how long acks waited for the disk. */
-  readonly metrics?: Pick<Metrics, 'refused' | 'qos0NotStored' | 'ackLatency'>
+  /** Refusals, QoS 0 records not stored, session-queue drops, and how long acks waited for the disk. */
+  readonly metrics?: Pick<Metrics, 'refused' | 'qos0NotStored' | 'sessionQueueDropped' | 'ackLatency'>
 }
 
 const WILL_SWEEP_HEARTBEAT_MS = 5000
@@ -85,11 +85,13 @@ export class Broker {
     this.#log = log
     this.#sessions = new IngestAwareSessionStore(sessions, {
       maxQueuedPerSession: options.maxQueuedPerSession,
-      onDrop: (clientId, dropped) =>
+      onDrop: (clientId, dropped) => {
+        options.metrics?.sessionQueueDropped(dropped)
         log.warn(
           { clientId, dropped, limit: options.maxQueuedPerSession },
           'session queue full: oldest live deliveries dropped (the records stay in the log)',
-        ),
+        )
+      },
     })
     this.#sessions.onRelease = (clientId, messageId) => ingest.release(clientId, messageId)
   }
@@ -185,12 +187,12 @@ export class Broker {
       messageId: packet.messageId,
       userProperties: packet.properties?.userProperties,
     }
-    const invalid = this.#ingest.check(publish)
-    if (invalid !== null) {
-      this.#refuse(done, invalid)
+    const checked = this.#ingest.check(publish)
+    if (checked instanceof TributaryError) {
+      this.#refuse(done, checked)
       return
     }
-    const stored = this.#ingest.accept(publish)
+    const stored = this.#ingest.accept(checked)
     if (publish.qos === 0) {
       // QoS 0 has no ack to protect: live delivery goes on at once instead of
       // waiting for the disk, and the append completes on its own. A QoS 0 record

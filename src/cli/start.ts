@@ -5,13 +5,13 @@
 // applies what can change while running (src/service/reload.ts).
 
 import type { Command } from 'commander'
-import { RecentLogEvents } from '../admin/recent-log.ts'
 import { ConfigError } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { TributaryError } from '../errors.ts'
 import type { TributaryNode } from '../index.ts'
 import { createNode } from '../index.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
+import { RecentLogEvents } from '../observability/recent-log.ts'
 import { ServiceNotifier } from '../service/notify.ts'
 import { applyReload } from '../service/reload.ts'
 import { configFrom, parseHttpPort, withStoreOptions } from './shared.ts'

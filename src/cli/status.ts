@@ -8,11 +8,12 @@
 import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { type NodeStatus, type SinkSummary, streamsOf } from '../admin/status.ts'
+import { type NodeStatus, streamsOf } from '../admin/status.ts'
 import { readToken } from '../config/http-token.ts'
 import type { Config } from '../config/schema.ts'
 import { type ErrorCode, TributaryError } from '../errors.ts'
 import { lockHolder } from '../lib/pid-lock.ts'
+import type { SinkFigures } from '../observability/metrics.ts'
 import {
   authority,
   clientHost,
@@ -47,7 +48,7 @@ export type StatusReport =
       readonly health: null
       readonly sinks: Array<
         Pick<
-          SinkSummary,
+          SinkFigures,
           'sink' | 'stream' | 'partition' | 'cursor' | 'nextOffset' | 'lagRecords' | 'lagBytes' | 'lagSeconds'
         >
       >

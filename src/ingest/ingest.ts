@@ -34,6 +34,10 @@ export interface IncomingPublish {
   readonly userProperties: Readonly<Record<string, string | string[]>> | undefined
 }
 
+declare const checked: unique symbol
+/** A publish that passed `check`: the only kind `accept` takes, so each publish is checked once. */
+export type CheckedPublish = IncomingPublish & { readonly [checked]: true }
+
 export interface IngestResult {
   /** Where this call stored the publish; empty when no stream took it (live delivery only) or it was a retry. */
   readonly appended: readonly Appended[]
@@ -123,9 +127,12 @@ export class Ingest {
     for (const stream of streams) await this.#store.ensureStream(stream.name, stream.partitions)
   }
 
-  /** The limits a publish must meet before anything else happens; null when it does. */
-  check(publish: IncomingPublish): TributaryError | null {
-    if (publish.payload.length <= this.#maxPayloadBytes) return null
+  /**
+   * The limits a publish must meet before anything else happens: the publish,
+   * now a CheckedPublish for `accept`, when it does; the refusal when not.
+   */
+  check(publish: IncomingPublish): CheckedPublish | TributaryError {
+    if (publish.payload.length <= this.#maxPayloadBytes) return publish as CheckedPublish
     this.stats.rejected++
     return new TributaryError(
       'TRIB_PAYLOAD_TOO_LARGE',
@@ -133,9 +140,7 @@ export class Ingest {
     )
   }
 
-  accept(publish: IncomingPublish): Promise<IngestResult> {
-    const invalid = this.check(publish)
-    if (invalid !== null) return Promise.reject(invalid)
+  accept(publish: CheckedPublish): Promise<IngestResult> {
     const routes = this.#router.route(publish.topic, publish.clientId)
     if (routes.length === 0) return Promise.resolve(NONE)
     if (this.#diskFull()) {

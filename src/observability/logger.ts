@@ -3,7 +3,7 @@
 // lines at warn and above also go to it (the status page's recent errors).
 
 import { type DestinationStream, destination, type Logger, multistream, pino } from 'pino'
-import type { RecentLogEvents } from '../admin/recent-log.ts'
+import type { RecentLogEvents } from './recent-log.ts'
 
 export type { Logger }
 

@@ -36,10 +36,20 @@ export interface PartitionFigures {
   readonly bytes: number
 }
 
+/**
+ * One forwarder's figures, per (sink, stream, partition): what /metrics exports
+ * and, the same shape, what /v1/sinks, /v1/status and `tributary status` show
+ * (src/admin/status.ts). Defined here, in the base layer, so both may use it.
+ */
 export interface SinkFigures {
   readonly sink: string
   readonly stream: string
   readonly partition: number
+  /** The forwarder's state: starting, idle, sending, retrying, failed or stopped. */
+  readonly state: string
+  /** Next offset to forward. */
+  readonly cursor: number
+  readonly nextOffset: number
   readonly lagRecords: number
   readonly lagBytes: number
   readonly lagSeconds: number
@@ -47,6 +57,7 @@ export interface SinkFigures {
   readonly deadLettered: number
   readonly retries: number
   readonly stuckRestarts: number
+  readonly lastError: { readonly code: string; readonly message: string; readonly atMs: number } | null
 }
 
 export interface MetricSources {
@@ -94,6 +105,7 @@ export class Metrics {
   readonly #ingestedByStream = new Map<string, Child>()
   readonly #refused: Counter<'code'>
   readonly #qos0NotStored: Counter<'code'>
+  readonly #sessionQueueDropped: Counter
   readonly #ackLatencyQos1: HistogramChild
   readonly #ackLatencyQos2: HistogramChild
   readonly #commitRecords: Histogram
@@ -132,6 +144,10 @@ export class Metrics {
       name: 'qos0_not_stored_total',
       help: 'QoS 0 publishes delivered live but not stored (commit queue full, disk refused), by code',
       labelNames: ['code'],
+    })
+    this.#sessionQueueDropped = counter({
+      name: 'session_queue_dropped_total',
+      help: 'Live deliveries dropped, oldest first, from persistent sessions over limits.maxQueuedPerSession (the records stay in the log)',
     })
     const ackLatency = histogram({
       name: 'ack_latency_seconds',
@@ -208,6 +224,10 @@ export class Metrics {
 
   qos0NotStored(code: string): void {
     this.#qos0NotStored.inc({ code })
+  }
+
+  sessionQueueDropped(deliveries: number): void {
+    this.#sessionQueueDropped.inc(deliveries)
   }
 
   ackLatency(qos: 1 | 2, seconds: number): void {

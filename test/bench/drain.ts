@@ -31,20 +31,18 @@
 import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { Admin } from '@platformatic/kafka'
 import { CLI, REPO_ROOT } from '../helpers/child.ts'
-import { freePort } from '../helpers/free-port.ts'
 import { type KafkaBroker, kafkaVersion, startKafka } from '../helpers/kafka.ts'
+import { type ChildBroker, problemSink, runFillStore, startChildBroker } from './children.ts'
 import type { FillResult } from './fill-store.ts'
 import type { LoadResult } from './load.ts'
 import { PeakSampler, readProc } from './proc-metrics.ts'
 import { makeTempDir, removeTempDir, sleep, stopChild, track, withDeadline } from './procs.ts'
 import { GeneratorProcess } from './runner.ts'
 import { type LatencySummary, latencySummary } from './stats.ts'
-import { launchTributary, TRIBUTARY_ENTRIES, type TributaryEntry, watchTributaryLog } from './systems.ts'
+import { TRIBUTARY_ENTRIES, type TributaryEntry } from './systems.ts'
 
-const FILL_SCRIPT = join(import.meta.dirname, 'fill-store.ts')
 export const DRAIN_STREAM = 'drain'
 const PAYLOAD_BYTES = 128
 const POLL_MS = 1000
@@ -192,44 +190,6 @@ function machineCpu(): { busyS: number; atMs: number } | null {
   }
 }
 
-function problemSink(): { add: (line: string) => void; list: string[] } {
-  const list: string[] = []
-  return { list, add: (line) => list.length < 50 && list.push(line.slice(0, 400)) }
-}
-
-/** Runs a node script to completion (bounded) and returns its last `{"result": ...}` line. */
-async function runScript<T>(script: string, args: readonly string[], maxSeconds: number, what: string) {
-  const child = track(
-    spawn(process.execPath, [script, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] }),
-  )
-  let result: T | null = null
-  let lines: string[] = []
-  if (child.stdout !== null) {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(line)
-      if (lines.length > 1000) lines = lines.slice(-100)
-      try {
-        const parsed = JSON.parse(line) as { result?: T }
-        if (parsed.result !== undefined) result = parsed.result
-      } catch {
-        // Not a JSON line.
-      }
-    })
-  }
-  try {
-    await withDeadline(
-      new Promise<void>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${what} exited ${code}`)))),
-      ),
-      (maxSeconds + 60) * 1000,
-      what,
-    )
-  } finally {
-    if (child.pid !== undefined) await stopChild(child, child.pid, 'SIGKILL', 5000)
-  }
-  return { result: result as T | null, lines }
-}
-
 function writeConfig(dir: string, partitions: number, sink: Record<string, unknown> | null): string {
   const file = join(dir, sink === null ? 'tributary-fill.yaml' : 'tributary.yaml')
   const config = {
@@ -239,34 +199,6 @@ function writeConfig(dir: string, partitions: number, sink: Record<string, unkno
   // JSON is YAML.
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`)
   return file
-}
-
-async function startNode(
-  entry: TributaryEntry,
-  dataDir: string,
-  configFile: string,
-  dir: string,
-  problems: { add: (line: string) => void },
-) {
-  const port = await freePort()
-  const t0 = performance.now()
-  const child = launchTributary(
-    TRIBUTARY_ENTRIES[entry],
-    dataDir,
-    configFile,
-    port,
-    { syncDelayUs: null, timeoutMs: 60_000 },
-    dir,
-  )
-  const pid = child.pid
-  if (pid === undefined) throw new Error('tributary has no pid')
-  try {
-    await withDeadline(watchTributaryLog(child, problems), 60_000, 'tributary start')
-  } catch (err) {
-    await stopChild(child, pid, 'SIGKILL', 5000)
-    throw err
-  }
-  return { child, pid, port, t0, acceptingS: (performance.now() - t0) / 1000 }
 }
 
 /** Records per Kafka partition of the drain topic, commit markers removed (exactly-once). */
@@ -385,21 +317,27 @@ async function runVariant(
   const problems = problemSink()
   const records = variant.backlog === false ? 0 : options.records
   let kafkaStarting: Promise<KafkaBroker> | null = null
-  let node: Awaited<ReturnType<typeof startNode>> | null = null
+  let node: ChildBroker | null = null
   let generator: GeneratorProcess | null = null
   let counter: KafkaCounter | null = null
   try {
-    const fillConfig = writeConfig(dir, options.partitions, null)
-    const first = await startNode(options.tributaryEntry, dataDir, fillConfig, dir, problems)
-    await stopChild(first.child, first.pid, 'SIGTERM', 15_000)
+    const startBroker = (configFile: string): Promise<ChildBroker> =>
+      startChildBroker({
+        entry: TRIBUTARY_ENTRIES[options.tributaryEntry],
+        dataDir,
+        configFile,
+        dir,
+        problems,
+        until: 'log',
+      })
+    await (await startBroker(writeConfig(dir, options.partitions, null))).stop('SIGTERM')
 
     log(
       `  drain ${variant.label}: filling ${records.toLocaleString('en')} records into ${options.partitions} partitions; starting Kafka`,
     )
     kafkaStarting = startKafkaRetrying()
     kafkaStarting.catch(() => undefined)
-    const filled = await runScript<FillResult>(
-      FILL_SCRIPT,
+    const fill = await runFillStore<FillResult>(
       [
         'fill',
         '--data-dir',
@@ -421,8 +359,6 @@ async function runVariant(
       'fill',
     )
     const kafka = await kafkaStarting
-    const fill = filled.result
-    if (fill === null) throw new Error('fill printed no result')
     if (fill.stoppedEarly) throw new Error(`fill stopped early at ${fill.records} records`)
     // The fill goes round-robin, 128 records per append, over the partitions.
     const appends = Math.ceil(fill.records / 128)
@@ -444,7 +380,7 @@ async function runVariant(
     }
     const configFile = writeConfig(dir, options.partitions, sink)
     counter = new KafkaCounter(kafka.bootstrap, options.partitions, variant.sink.exactlyOnce === true)
-    node = await startNode(options.tributaryEntry, dataDir, configFile, dir, problems)
+    node = await startBroker(configFile)
     const idle = readProc(node.pid)
     generator = new GeneratorProcess({
       port: node.port,
@@ -534,7 +470,7 @@ async function runVariant(
       loadToBacklogInKafkaS: backlogInKafkaAt === null ? null : (backlogInKafkaAt - loadT0) / 1000,
       loadToDrainedS: drainedAt === null ? null : loadS,
       spawnToDrainedS: drainedAt === null ? null : (drainedAt - node.t0) / 1000,
-      spawnToAcceptingS: node.acceptingS,
+      spawnToAcceptingS: node.spawnToLogMs / 1000,
       kafkaRecordsAtLoadStart: atStart,
       forwardedPerS,
       backlogPerS: drainedAt === null ? null : total / ((drainedAt - node.t0) / 1000),
@@ -572,7 +508,7 @@ async function runVariant(
   } finally {
     await counter?.close()
     await generator?.stop()
-    if (node !== null) await stopChild(node.child, node.pid, 'SIGTERM', 15_000)
+    await node?.stop('SIGTERM')
     // Started alongside the fill: stopped however far it got.
     await kafkaStarting?.then((k) => k.stop()).catch(() => undefined)
     removeTempDir(dir)

@@ -16,21 +16,17 @@
 //    `tributary tail default --from-beginning --json --partition 0`, each
 //    bounded in time (page cache warm: the data was just written).
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { CLI, REPO_ROOT } from '../helpers/child.ts'
-import { freePort } from '../helpers/free-port.ts'
+import { type ChildBroker, problemSink, runFillStore, startChildBroker } from './children.ts'
 import type { FillResult, ReadResult } from './fill-store.ts'
-import { waitForConnack } from './mqtt-conn.ts'
 import { PeakSampler } from './proc-metrics.ts'
 import { makeTempDir, removeTempDir, sleep, stopChild, track, withDeadline } from './procs.ts'
 import { GeneratorProcess } from './runner.ts'
 import { median } from './stats.ts'
-import { launchTributary, TRIBUTARY_ENTRIES, tributaryConfig, watchTributaryLog } from './systems.ts'
-
-const FILL_SCRIPT = join(import.meta.dirname, 'fill-store.ts')
+import { TRIBUTARY_ENTRIES, tributaryConfig } from './systems.ts'
 
 /** The store on disk: log.mdb and every segment file. */
 function storeSize(dataDir: string): { fileBytes: number; diskBytes: number } {
@@ -86,87 +82,8 @@ export interface RestartResult {
   readonly problems: string[]
 }
 
-function problemSink(): { add: (line: string) => void; list: string[] } {
-  const list: string[] = []
-  return { list, add: (line) => list.length < 50 && list.push(line.slice(0, 400)) }
-}
-
-/** Runs a node script to completion (bounded) and returns its last `{"result": ...}` line. */
-async function runHelper<T>(args: readonly string[], maxSeconds: number, what: string): Promise<T> {
-  const child = track(
-    spawn(process.execPath, [FILL_SCRIPT, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] }),
-  )
-  let result: T | null = null
-  if (child.stdout !== null) {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as { result?: T; progress?: { records: number; seconds: number } }
-        if (parsed.result !== undefined) result = parsed.result
-        if (parsed.progress !== undefined)
-          process.stdout.write(
-            `  ${what}: ${parsed.progress.records.toLocaleString('en')} records in ${parsed.progress.seconds.toFixed(0)} s\n`,
-          )
-      } catch {
-        // Not ours.
-      }
-    })
-  }
-  try {
-    await withDeadline(
-      new Promise<void>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${what} exited ${code}`)))),
-      ),
-      (maxSeconds + 120) * 1000,
-      what,
-    )
-  } finally {
-    if (child.pid !== undefined) await stopChild(child, child.pid, 'SIGKILL', 5000)
-  }
-  if (result === null) throw new Error(`${what} printed no result`)
-  return result
-}
-
-interface Started {
-  readonly child: ChildProcess
-  readonly port: number
-  readonly spawnToConnackMs: number
-  readonly spawnToLogMs: number
-}
-
-async function startTimed(
-  entry: string,
-  dataDir: string,
-  configFile: string,
-  dir: string,
-  problems: { add: (line: string) => void },
-): Promise<Started> {
-  const port = await freePort()
-  const t0 = performance.now()
-  const child = launchTributary(
-    entry,
-    dataDir,
-    configFile,
-    port,
-    { syncDelayUs: null, timeoutMs: 60_000 },
-    dir,
-  )
-  let loggedAt = Number.NaN
-  watchTributaryLog(child, problems).then(() => {
-    loggedAt = performance.now()
-  })
-  try {
-    const connackAt = await waitForConnack(port, 'bench-restart', 60_000, 2)
-    // The log line and the CONNACK race; give the line a moment to arrive.
-    for (let i = 0; i < 100 && Number.isNaN(loggedAt); i++) await sleep(10)
-    return { child, port, spawnToConnackMs: connackAt - t0, spawnToLogMs: loggedAt - t0 }
-  } catch (err) {
-    if (child.pid !== undefined) await stopChild(child, child.pid, 'SIGKILL', 5000)
-    throw err
-  }
-}
-
 /** Loads the broker for ~1 s (8 x 16 QoS 1) and kills it with SIGKILL mid-load. */
-async function killUnderLoad(started: Started): Promise<void> {
+async function killUnderLoad(started: ChildBroker): Promise<void> {
   const generator = new GeneratorProcess({
     port: started.port,
     connections: 8,
@@ -187,8 +104,7 @@ async function killUnderLoad(started: Started): Promise<void> {
     generator.send({ type: 'go' })
     await sleep(1000)
   } finally {
-    const pid = started.child.pid
-    if (pid !== undefined) await stopChild(started.child, pid, 'SIGKILL', 5000)
+    await started.stop('SIGKILL')
     generator.send({ type: 'stop' })
     await generator.result.catch(() => undefined)
     await generator.stop()
@@ -248,12 +164,13 @@ export async function runRestart(
   const configFile = tributaryConfig(dir, { ack: 'durable', noRetention: true })
   const problems = problemSink()
   try {
+    const start = (entry: string): Promise<ChildBroker> =>
+      startChildBroker({ entry, dataDir, configFile, dir, problems, until: 'connack' })
     log('  restart: first start (creates the node id and the stream)')
-    const first = await startTimed(CLI, dataDir, configFile, dir, problems)
-    if (first.child.pid !== undefined) await stopChild(first.child, first.child.pid, 'SIGTERM', 15_000)
+    await (await start(CLI)).stop('SIGTERM')
 
     log(`  restart: filling ${options.records.toLocaleString('en')} records through SegmentLogStore`)
-    const fill = await runHelper<FillResult>(
+    const fill = await runFillStore<FillResult>(
       [
         'fill',
         '--data-dir',
@@ -276,11 +193,11 @@ export async function runRestart(
     const entries: Array<['src' | 'dist', string]> = [['src', CLI]]
     if (options.withDist) entries.push(['dist', TRIBUTARY_ENTRIES.dist])
     // A first kill -9, so every timed start below follows one.
-    await killUnderLoad(await startTimed(CLI, dataDir, configFile, dir, problems))
+    await killUnderLoad(await start(CLI))
     const restarts: RestartTiming[] = []
     for (let round = 1; round <= options.rounds; round++) {
       for (const [name, entry] of entries) {
-        const started = await startTimed(entry, dataDir, configFile, dir, problems)
+        const started = await start(entry)
         restarts.push({
           entry: name,
           round,
@@ -295,7 +212,7 @@ export async function runRestart(
     }
 
     log('  read: SegmentLogStore.read in-process')
-    const readInProcess = await runHelper<ReadResult>(
+    const readInProcess = await runFillStore<ReadResult>(
       ['read', '--data-dir', dataDir, '--max-seconds', String(options.readMaxSeconds)],
       options.readMaxSeconds,
       'read',

@@ -1,12 +1,12 @@
 // Starts a real tributary node in this process on 127.0.0.1:0 with a temp
 // data dir (or a given one, to restart on the same data).
 
-import { RecentLogEvents } from '../../src/admin/recent-log.ts'
 import { validateConfig } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/schema.ts'
 import { sinkFromUrl } from '../../src/config/sink-url.ts'
 import { createNode, type TributaryNode } from '../../src/index.ts'
 import { createLogger } from '../../src/observability/logger.ts'
+import { RecentLogEvents } from '../../src/observability/recent-log.ts'
 import { tempDir } from './temp-dir.ts'
 
 export interface RunningNode {

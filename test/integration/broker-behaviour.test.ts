@@ -1,9 +1,11 @@
 // What any MQTT 3.1.1 broker does, done by tributary with real mqtt.js
 // clients: live delivery, retained messages (also after a restart), wills,
-// and persistent sessions that queue QoS 1 messages (also across a restart).
+// and persistent sessions that queue QoS 1 messages (also across a restart, and
+// up to limits.maxQueuedPerSession).
 
 import { afterEach, describe, expect, test } from 'vitest'
 import { Cleanup, type Inbox, type Message, readAll } from '../helpers/integration.ts'
+import { prometheusSamples } from '../helpers/prometheus.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -152,5 +154,34 @@ describe('MQTT 3.1.1 broker behaviour', () => {
       'after-1',
       'last',
     ])
+  })
+
+  test('a full session queue drops its oldest deliveries and counts them in /metrics; the log keeps all', async () => {
+    const { node, url, httpUrl } = await cleanup.node({ config: { limits: { maxQueuedPerSession: 2 } } })
+    const options = { ...V311, clientId: 'keeper-full', clean: false }
+    const away = await cleanup.mqtt(url, options)
+    await away.subscribeAsync('queue/#', { qos: 1 })
+    await away.endAsync()
+
+    const seen = await fence(url, 'queue/#')
+    const publisher = await cleanup.mqtt(url, { ...V311, clientId: 'producer-full' })
+    for (const n of [1, 2, 3, 4, 5]) await publisher.publishAsync(`queue/${n}`, `m${n}`, { qos: 1 })
+    await seen.take(5)
+
+    const metrics = prometheusSamples(await (await fetch(`${httpUrl}/metrics`)).text())
+    expect(metrics.get('tributary_session_queue_dropped_total')).toBe(3)
+    expect(readAll(node.store, 'default').map((r) => r.payload.toString())).toEqual([
+      'm1',
+      'm2',
+      'm3',
+      'm4',
+      'm5',
+    ])
+
+    const back = await cleanup.mqttWithInbox(url, options)
+    expect(back.connack.sessionPresent).toBe(true)
+    // Only the newest two were kept: a publish made now arrives right after them.
+    await back.client.publishAsync('queue/z', 'last', { qos: 1 })
+    expect((await back.inbox.take(3)).map((m) => m.payload.toString())).toEqual(['m4', 'm5', 'last'])
   })
 })

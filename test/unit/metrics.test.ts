@@ -46,6 +46,9 @@ describe('metrics', () => {
             sink: 'hq',
             stream: 's',
             partition: 0,
+            state: 'running',
+            cursor: 6,
+            nextOffset: 9,
             lagRecords: 3,
             lagBytes: 300,
             lagSeconds: 1.5,
@@ -53,6 +56,7 @@ describe('metrics', () => {
             deadLettered: 1,
             retries: 2,
             stuckRestarts: 0,
+            lastError: null,
           },
         ]
       },

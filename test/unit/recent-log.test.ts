@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { RecentLogEvents } from '../../src/admin/recent-log.ts'
 import { TributaryError } from '../../src/errors.ts'
 import { createLogger } from '../../src/observability/logger.ts'
+import { RecentLogEvents } from '../../src/observability/recent-log.ts'
 
 /** A destination that keeps the lines the logger writes to stdout. */
 function memory(): { lines: string[]; write(line: string): void } {
