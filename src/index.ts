@@ -2,33 +2,24 @@
 // lifecycle (start, drain, close, closed). Wiring only; behaviour lives in
 // the modules.
 //
-// Start order: pid lock and node id, admin token, log store (with its damage
-// policy), ingest, consumer groups, upstream, disk guard, broker, timers,
-// admin API. Shutdown order (STYLE.md): admin API (its live tails end), stop
+// Start order: the parts (assemble.ts: pid lock and node id, admin token, log
+// store with its damage policy, ingest, consumer groups, upstream, disk
+// guard, broker), then the MQTT listener, the timers and the admin API.
+// Shutdown order (STYLE.md): admin API (its live tails end), stop
 // accepting, finish in-flight appends and acks, disconnect clients, stop the
 // sinks, close the store (and with it the LMDB environment).
 
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { ConsumerGroups } from './admin/consumer-groups.ts'
 import { nodeView } from './admin/node-view.ts'
 import { AdminServer } from './admin/server.ts'
-import { Broker } from './broker/broker.ts'
-import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
-import { readToken } from './config/http-token.ts'
+import { assembleNode, type NodeParts } from './assemble.ts'
 import type { Config, StreamConfig } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
-import { Ingest } from './ingest/ingest.ts'
-import { Router } from './ingest/router.ts'
-import { acquirePidLock } from './lib/pid-lock.ts'
-import { DiskGuard } from './log/disk-guard.ts'
-import { Housekeeping } from './log/housekeeping.ts'
-import { openLogStore } from './log/open-store.ts'
+import type { Ingest } from './ingest/ingest.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import { Metrics } from './observability/metrics.ts'
 import type { RecentLogEvents } from './observability/recent-log.ts'
-import { Upstream } from './upstream/upstream.ts'
+import type { Upstream } from './upstream/upstream.ts'
 
 export interface NodeAddresses {
   readonly mqtt: { readonly host: string; readonly port: number }
@@ -59,19 +50,6 @@ export interface TributaryNode {
   setRetention(streams: readonly StreamConfig[]): void
 }
 
-/** The parts that exist once start() has opened the store. */
-interface Running {
-  readonly nodeId: string
-  readonly store: SegmentLogStore
-  readonly ingest: Ingest
-  readonly groups: ConsumerGroups
-  readonly guard: DiskGuard
-  readonly housekeeping: Housekeeping
-  readonly upstream: Upstream
-  readonly broker: Broker
-  readonly releaseLock: () => void
-}
-
 /**
  * `recent`: the ring the logger also writes warn/error lines to (createLogger),
  * shown by /v1/status and the status page; without it they show none.
@@ -79,7 +57,7 @@ interface Running {
 export function createNode(config: Readonly<Config>, log: Logger, recent?: RecentLogEvents): TributaryNode {
   const metrics = new Metrics({ storageEnduranceTBW: config.metrics.storageEnduranceTBW })
   const startedAtMs = Date.now()
-  let running: Running | null = null
+  let running: NodeParts | null = null
   let admin: AdminServer | null = null
   let storeOpen = false
   let started: Promise<NodeAddresses> | null = null
@@ -90,100 +68,15 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     resolveClosed = resolve
   })
 
-  const parts = (): Running => {
+  const parts = (): NodeParts => {
     if (running === null) throw new TributaryError('TRIB_NOT_READY', 'start() the node first')
     return running
   }
 
-  /** Takes the data dir (pid lock, node id), opens the store and builds every part; nothing listens yet. */
-  async function assemble(): Promise<Running & { readonly httpToken: string | null }> {
-    const { dataDir, limits } = config
-    try {
-      mkdirSync(dataDir, { recursive: true })
-    } catch (err) {
-      throw new TributaryError('TRIB_DATA_DIR_UNUSABLE', dataDir, { cause: err })
-    }
-    const lock = acquirePidLock(join(dataDir, 'tributary.pid'))
-    if ('heldBy' in lock) throw new TributaryError('TRIB_DATA_DIR_LOCKED', `${dataDir} (pid ${lock.heldBy})`)
-    let store: SegmentLogStore | null = null
-    let upstream: Upstream | null = null
-    try {
-      // Read first: a missing or short token file stops the start before anything is opened.
-      const httpToken = config.http.port === null ? null : readToken(config.http)
-      const opened = await openLogStore({
-        dataDir,
-        maxPendingAppends: limits.maxPendingAppends,
-        segmentBytes: limits.segmentBytes,
-        origin: loadOrCreateNodeId(dataDir),
-        renewOrigin: () => createNodeId(dataDir),
-        metrics,
-        log,
-      })
-      const { recovery, origin: nodeId } = opened
-      const open = opened.store
-      store = open
-      storeOpen = true
-      log.info({ nodeId, dataDir, recovery }, 'log store open')
-      const ingest = new Ingest(
-        open,
-        new Router(config.streams, config.unmatched),
-        limits,
-        () => guard.full,
-        metrics,
-      )
-      await ingest.prepare(config.streams)
-      const groups = new ConsumerGroups(open.environment, open, config.http.groupExpireAfterMs)
-      groups.load()
-      const sinks = new Upstream({ config, store: open, env: open.environment, log })
-      upstream = sinks
-      await sinks.start()
-      const guard = new DiskGuard({
-        dataDir,
-        highWaterPercent: limits.diskHighWaterPercent,
-        streams: config.streams,
-        store: open,
-        log,
-        neededFrom: (ref) => sinks.neededFrom(ref),
-      })
-      await guard.check()
-      const { maxPayloadBytes, maxQueuedPerSession } = limits
-      const { host, port } = config.mqtt
-      const brokerOptions = { host, port, nodeId, maxPayloadBytes, maxQueuedPerSession, metrics }
-      const broker = new Broker(brokerOptions, ingest, open.environment, log)
-      const housekeeping = new Housekeeping({
-        store: open,
-        guard,
-        streams: config.streams,
-        retentionCheckMs: config.retentionCheckMs,
-        diskCheckMs: limits.diskCheckMs,
-        expireGroups: () => groups.expire(),
-        groupExpireAfterMs: config.http.groupExpireAfterMs,
-        metrics,
-        log,
-      })
-      return {
-        nodeId,
-        store: open,
-        ingest,
-        groups,
-        guard,
-        housekeeping,
-        upstream: sinks,
-        broker,
-        httpToken,
-        releaseLock: lock.release,
-      }
-    } catch (err) {
-      await upstream?.close()
-      storeOpen = false
-      await store?.close()
-      lock.release()
-      throw err
-    }
-  }
-
   async function start(): Promise<NodeAddresses> {
-    const assembled = await assemble()
+    const assembled = await assembleNode(config, metrics, log, (open) => {
+      storeOpen = open
+    })
     running = assembled
     const { nodeId, store, broker, upstream, guard, groups, httpToken } = assembled
     const address = await broker.listen()

@@ -12,7 +12,7 @@ import { type NodeStatus, streamsOf } from '../admin/status.ts'
 import { readToken } from '../config/http-token.ts'
 import type { Config } from '../config/schema.ts'
 import { type ErrorCode, TributaryError } from '../errors.ts'
-import { lockHolder } from '../lib/pid-lock.ts'
+import { lockHolder, PID_FILE } from '../lib/pid-lock.ts'
 import type { SinkFigures } from '../observability/metrics.ts'
 import {
   authority,
@@ -94,7 +94,7 @@ async function fromStore(
       source: 'store',
       api,
       reason,
-      runningPid: lockHolder(join(config.dataDir, 'tributary.pid')),
+      runningPid: lockHolder(join(config.dataDir, PID_FILE)),
       nodeId: store.origin,
       health: null,
       streams,

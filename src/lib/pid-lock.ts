@@ -1,7 +1,12 @@
 // One process per data dir: a pid file taken with O_EXCL. A file left by a
 // process that no longer runs (kill -9, power cut) is taken over.
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { TributaryError } from '../errors.ts'
+
+/** The lock file in a data dir. */
+export const PID_FILE = 'tributary.pid'
 
 export function alive(pid: number): boolean {
   try {
@@ -19,7 +24,7 @@ export function alive(pid: number): boolean {
 }
 
 /** Takes the lock or returns the pid that holds it. */
-export function acquirePidLock(path: string): { release: () => void } | { heldBy: number } {
+function acquirePidLock(path: string): { release: () => void } | { heldBy: number } {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(path, `${process.pid}\n`, { flag: 'wx' })
@@ -43,4 +48,19 @@ export function lockHolder(path: string): number | null {
     return null
   }
   return Number.isInteger(holder) && alive(holder) ? holder : null
+}
+
+/**
+ * Makes sure the data dir exists and takes its lock (`tributary.pid`);
+ * returns the release. TRIB_DATA_DIR_UNUSABLE / TRIB_DATA_DIR_LOCKED otherwise.
+ */
+export function claimDataDir(dataDir: string): () => void {
+  try {
+    mkdirSync(dataDir, { recursive: true })
+  } catch (err) {
+    throw new TributaryError('TRIB_DATA_DIR_UNUSABLE', dataDir, { cause: err })
+  }
+  const lock = acquirePidLock(join(dataDir, PID_FILE))
+  if ('heldBy' in lock) throw new TributaryError('TRIB_DATA_DIR_LOCKED', `${dataDir} (pid ${lock.heldBy})`)
+  return lock.release
 }

@@ -5,7 +5,7 @@
 // is never affected. `setRetention` takes new per-stream policies (SIGHUP),
 // applied by the next run.
 
-import type { StreamConfig } from '../config/schema.ts'
+import type { Config, StreamConfig } from '../config/schema.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import type { DiskGuard } from './disk-guard.ts'
@@ -14,12 +14,10 @@ import type { LogStore, RetentionPolicy } from './log-store.ts'
 export interface HousekeepingOptions {
   readonly store: LogStore
   readonly guard: DiskGuard
-  readonly streams: readonly StreamConfig[]
-  readonly retentionCheckMs: number
-  readonly diskCheckMs: number
+  /** streams (retention), retentionCheckMs, limits.diskCheckMs, http.groupExpireAfterMs. */
+  readonly config: Readonly<Config>
   /** Deletes consumer groups idle too long; returns their names. */
   readonly expireGroups: () => Promise<string[]>
-  readonly groupExpireAfterMs: number | null
   readonly metrics: Pick<Metrics, 'retention' | 'gap'>
   readonly log: Logger
 }
@@ -32,7 +30,7 @@ export class Housekeeping {
 
   constructor(options: HousekeepingOptions) {
     this.#o = options
-    this.#policies = policiesOf(options.streams)
+    this.#policies = policiesOf(options.config.streams)
   }
 
   /** Starts both timers (unref'd: they never keep the process alive). Idempotent. */
@@ -40,7 +38,7 @@ export class Housekeeping {
     const { log } = this.#o
     this.#retentionTimer ??= setInterval(() => {
       this.runRetention().catch((err: unknown) => log.error({ err }, 'retention run failed'))
-    }, this.#o.retentionCheckMs).unref()
+    }, this.#o.config.retentionCheckMs).unref()
     this.#diskTimer ??= setInterval(() => {
       // The last verdict stands until the next check succeeds.
       this.#o.guard.check().then(
@@ -49,7 +47,7 @@ export class Housekeeping {
         },
         (err: unknown) => log.error({ err }, 'disk check failed'),
       )
-    }, this.#o.diskCheckMs).unref()
+    }, this.#o.config.limits.diskCheckMs).unref()
   }
 
   setRetention(streams: readonly StreamConfig[]): void {
@@ -60,7 +58,10 @@ export class Housekeeping {
     const { store, log } = this.#o
     const expired = await this.#o.expireGroups()
     if (expired.length > 0)
-      log.info({ groups: expired, afterMs: this.#o.groupExpireAfterMs }, 'idle consumer groups deleted')
+      log.info(
+        { groups: expired, afterMs: this.#o.config.http.groupExpireAfterMs },
+        'idle consumer groups deleted',
+      )
     const policies = this.#policies
     // This node's partitions only: a replica's retention follows its origin, never this node's clock.
     const report = await store.applyRetention(

@@ -12,6 +12,7 @@
 
 import { existsSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Config } from '../config/schema.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import { probeEnvironment } from './env-probe.ts'
@@ -22,8 +23,7 @@ import { SegmentLogStore } from './segment-log-store.ts'
 
 export interface OpenStoreOptions {
   readonly dataDir: string
-  readonly maxPendingAppends: number
-  readonly segmentBytes: number
+  readonly limits: Pick<Config['limits'], 'maxPendingAppends' | 'segmentBytes'>
   /** This node's id as stored in the data dir. */
   readonly origin: string
   /** Writes and returns a new node id (after the store had to be started anew). */
@@ -63,8 +63,8 @@ export async function openLogStore(options: OpenStoreOptions): Promise<OpenedSto
   const store = new SegmentLogStore({
     dataDir,
     origin,
-    maxPendingAppends: options.maxPendingAppends,
-    segmentBytes: options.segmentBytes,
+    maxPendingAppends: options.limits.maxPendingAppends,
+    segmentBytes: options.limits.segmentBytes,
     metrics: options.metrics,
     onCorrupt: (damage, action) => {
       options.metrics.corrupt(action)
