@@ -1,8 +1,8 @@
-// The consumer API: streams and partitions, records from an offset, a time
-// or a consumer group's committed offset, consumer-group offsets, and the
-// live tail (tail.ts). Everything here reads the log; consumer groups write
-// only their own offsets. Every route names a partition of this node by
-// default; `origin=<node id>` names the replica of another node's.
+// The consumer API's read routes: streams and partitions, records from an
+// offset, a time or a consumer group's committed offset, and the live tail
+// (tail.ts); the group offsets are in routes-groups.ts. Everything here reads
+// the log. Every route names a partition of this node by default;
+// `origin=<node id>` names the replica of another node's.
 
 import type { FastifyInstance } from 'fastify'
 import { TributaryError } from '../errors.ts'
@@ -11,6 +11,8 @@ import { recordJson } from '../log/record-json.ts'
 import { type ConsumerGroups, checkGroupName } from './consumer-groups.ts'
 import { ApiError } from './http-errors.ts'
 import type { NodeView } from './node-view.ts'
+import { originParam, parseTime, partitionLookup, streamParam } from './route-params.ts'
+import { registerGroupRoutes } from './routes-groups.ts'
 import { streamsOf } from './status.ts'
 import { lastEventCursors, type Tails } from './tail.ts'
 
@@ -25,20 +27,7 @@ interface Parts {
   readonly tails: Tails
 }
 
-const streamParam = { type: 'string', minLength: 1, maxLength: 249 } as const
-const originParam = { type: 'string', minLength: 1, maxLength: 128 } as const
 const encodingParam = { type: 'string', enum: ['utf8', 'base64'], default: 'utf8' } as const
-
-/** A time as ISO 8601 or ms since the epoch. */
-function parseTime(name: string, text: string): number {
-  const ms = /^\d+$/.test(text) ? Number(text) : Date.parse(text)
-  if (!Number.isFinite(ms))
-    throw new TributaryError(
-      'TRIB_HTTP_BAD_REQUEST',
-      `${name} must be an ISO 8601 time or ms since the epoch`,
-    )
-  return ms
-}
 
 function parseOffset(name: string, text: string): number | 'earliest' | 'latest' {
   if (text === 'earliest' || text === 'latest') return text
@@ -51,26 +40,10 @@ function parseOffset(name: string, text: string): number | 'earliest' | 'latest'
   return n
 }
 
-/** Offsets of a replica name its origin; this node's, as before replicas, do not. */
-function originOf(ref: { readonly origin: string }, local: string): { origin?: string } {
-  return ref.origin === local ? {} : { origin: ref.origin }
-}
-
 export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
   const { view, groups, tails } = parts
 
-  /** The stream's partitions of `origin` (this node by default). */
-  const partitionsOf = (stream: string, origin = view.nodeId): PartitionStatus[] => {
-    const list = view.log.partitions().filter((p) => p.stream === stream && p.origin === origin)
-    if (list.length === 0) throw new TributaryError('TRIB_STREAM_UNKNOWN', stream)
-    return list
-  }
-  const partitionOf = (stream: string, partition: number, origin?: string): PartitionStatus => {
-    const p = partitionsOf(stream, origin).find((q) => q.partition === partition)
-    if (p === undefined)
-      throw new TributaryError('TRIB_PARTITION_UNKNOWN', `${stream} has no partition ${partition}`)
-    return p
-  }
+  const { partitionsOf, partitionOf } = partitionLookup(view)
   const startOffset = (
     p: PartitionStatus,
     q: { offset?: string; timestamp?: string; group?: string },
@@ -252,163 +225,5 @@ export function registerReadRoutes(app: FastifyInstance, parts: Parts): void {
     },
   )
 
-  app.get('/v1/groups', async () => {
-    const byGroup = new Map<string, { partitions: number; committedAtMs: number }>()
-    for (const o of groups.all()) {
-      const g = byGroup.get(o.group) ?? { partitions: 0, committedAtMs: 0 }
-      byGroup.set(o.group, {
-        partitions: g.partitions + 1,
-        committedAtMs: Math.max(g.committedAtMs, o.committedAtMs),
-      })
-    }
-    return {
-      groups: [...byGroup].map(([group, g]) => ({
-        group,
-        partitions: g.partitions,
-        lastCommit: new Date(g.committedAtMs).toISOString(),
-      })),
-    }
-  })
-
-  const groupParams = {
-    type: 'object',
-    properties: { group: { type: 'string', minLength: 1, maxLength: 249 } },
-    required: ['group'],
-  } as const
-
-  app.get<{ Params: { group: string } }>(
-    '/v1/groups/:group/offsets',
-    { schema: { params: groupParams } },
-    async (request) => {
-      const { group } = request.params
-      checkGroupName(group)
-      const offsets = groups.offsets(group)
-      if (offsets.length === 0) throw new TributaryError('TRIB_GROUP_UNKNOWN', group)
-      return {
-        group,
-        offsets: offsets.map((o) => {
-          const p = view.log.partition(o)
-          return {
-            stream: o.stream,
-            ...originOf(o, view.nodeId),
-            partition: o.partition,
-            offset: o.offset,
-            committedAt: new Date(o.committedAtMs).toISOString(),
-            nextOffset: p?.nextOffset ?? null,
-            lag: p === undefined ? null : Math.max(0, p.nextOffset - Math.max(o.offset, p.firstOffset)),
-          }
-        }),
-      }
-    },
-  )
-
-  const commitEntry = {
-    type: 'object',
-    properties: {
-      stream: streamParam,
-      origin: originParam,
-      partition: { type: 'integer', minimum: 0 },
-      offset: {
-        anyOf: [
-          { type: 'integer', minimum: 0 },
-          { type: 'string', enum: ['earliest', 'latest'] },
-        ],
-      },
-      timestamp: { type: 'string' },
-    },
-    required: ['stream', 'partition'],
-    additionalProperties: false,
-  } as const
-  type CommitEntry = {
-    stream: string
-    origin?: string
-    partition: number
-    offset?: number | 'earliest' | 'latest'
-    timestamp?: string
-  }
-
-  app.post<{ Params: { group: string }; Body: CommitEntry | { offsets: CommitEntry[] } }>(
-    '/v1/groups/:group/offsets',
-    {
-      schema: {
-        params: groupParams,
-        body: {
-          anyOf: [
-            commitEntry,
-            {
-              type: 'object',
-              properties: { offsets: { type: 'array', items: commitEntry, minItems: 1, maxItems: 1024 } },
-              required: ['offsets'],
-              additionalProperties: false,
-            },
-          ],
-        },
-      },
-    },
-    async (request) => {
-      const { group } = request.params
-      const body = request.body
-      const entries = 'offsets' in body ? body.offsets : [body]
-      const resolved = entries.map((e) => {
-        if ((e.offset === undefined) === (e.timestamp === undefined))
-          throw new TributaryError(
-            'TRIB_HTTP_BAD_REQUEST',
-            'each entry needs exactly one of offset and timestamp',
-          )
-        const p = partitionOf(e.stream, e.partition, e.origin)
-        let offset: number
-        if (e.timestamp !== undefined)
-          offset = view.log.offsetForTimestamp(p, parseTime('timestamp', e.timestamp))
-        else if (e.offset === 'earliest') offset = p.firstOffset
-        else if (e.offset === 'latest') offset = p.nextOffset
-        else offset = e.offset ?? 0
-        return { stream: p.stream, origin: p.origin, partition: p.partition, offset }
-      })
-      const committed = await groups.commit(group, resolved)
-      return {
-        group,
-        offsets: committed.map((o) => ({
-          stream: o.stream,
-          ...originOf(o, view.nodeId),
-          partition: o.partition,
-          offset: o.offset,
-          committedAt: new Date(o.committedAtMs).toISOString(),
-        })),
-      }
-    },
-  )
-
-  app.delete<{
-    Params: { group: string }
-    Querystring: { stream?: string; origin?: string; partition?: number }
-  }>(
-    '/v1/groups/:group/offsets',
-    {
-      schema: {
-        params: groupParams,
-        querystring: {
-          type: 'object',
-          properties: {
-            stream: streamParam,
-            origin: originParam,
-            partition: { type: 'integer', minimum: 0 },
-          },
-          additionalProperties: false,
-        },
-      },
-    },
-    async (request) => {
-      const { group } = request.params
-      checkGroupName(group)
-      const { stream, origin, partition } = request.query
-      if ((partition !== undefined || origin !== undefined) && stream === undefined)
-        throw new TributaryError('TRIB_HTTP_BAD_REQUEST', 'partition= and origin= need stream= as well')
-      const removed = await groups.remove(group, {
-        ...(stream === undefined ? {} : { stream, origin: origin ?? view.nodeId }),
-        ...(partition === undefined ? {} : { partition }),
-      })
-      if (removed === 0) throw new TributaryError('TRIB_GROUP_UNKNOWN', group)
-      return { group, removed }
-    },
-  )
+  registerGroupRoutes(app, { view, groups, partitionOf })
 }

@@ -28,6 +28,10 @@
 // in one event turn in one transaction. If a commit fails, the promise rejects
 // and memory runs ahead of disk until the next restart.
 //
+// Over 400 lines: it implements aedes-persistence's whole interface (retained,
+// subscriptions, outgoing, incoming, wills) in one class, since aedes takes
+// one persistence object; each group of methods is short.
+//
 // Bounds: a session's outgoing queue holds at most `maxQueuedPerSession`
 // packets (drop-oldest, reported through `onDrop`; aedes itself puts no limit
 // on it and MQTT 3.1.1 persistent sessions never expire). Also held, on disk
