@@ -1,5 +1,6 @@
 // Retries with jittered exponential backoff: the one module every retrying
-// part of tributary uses (sinks, later replication). "Full jitter" (AWS
+// part of tributary uses (the forwarders, the Kafka client's own quick
+// retries, later replication). "Full jitter" (AWS
 // architecture blog, 2015): the n-th delay is uniform in [0, min(max, base * 2^n)],
 // so a fleet of gateways coming back after the same outage does not retry in step.
 // Callers retry only retriable failures (TributaryError.retriable); one that
@@ -10,16 +11,34 @@ export interface BackoffPolicy {
   readonly maxMs: number
 }
 
+function checked(policy: BackoffPolicy): BackoffPolicy {
+  if (policy.initialMs <= 0 || policy.maxMs < policy.initialMs) {
+    throw new RangeError(`backoff needs 0 < initialMs <= maxMs, got ${policy.initialMs}, ${policy.maxMs}`)
+  }
+  return policy
+}
+
+/**
+ * The delay after `failures` failures in a row (counted before this one), for
+ * callers that keep the count themselves (a client library's retry hook).
+ */
+export function backoffDelay(
+  policy: BackoffPolicy,
+  failures: number,
+  random: () => number = Math.random,
+): number {
+  const { initialMs, maxMs } = checked(policy)
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(Math.max(0, failures), 30))
+  return Math.round(random() * ceiling)
+}
+
 export class Backoff {
   readonly #policy: BackoffPolicy
   readonly #random: () => number
   #attempt = 0
 
   constructor(policy: BackoffPolicy, random: () => number = Math.random) {
-    if (policy.initialMs <= 0 || policy.maxMs < policy.initialMs) {
-      throw new RangeError(`backoff needs 0 < initialMs <= maxMs, got ${policy.initialMs}, ${policy.maxMs}`)
-    }
-    this.#policy = policy
+    this.#policy = checked(policy)
     this.#random = random
   }
 
@@ -30,9 +49,9 @@ export class Backoff {
 
   /** The delay before the next attempt, and counts the failure. */
   next(): number {
-    const ceiling = Math.min(this.#policy.maxMs, this.#policy.initialMs * 2 ** Math.min(this.#attempt, 30))
+    const delay = backoffDelay(this.#policy, this.#attempt, this.#random)
     this.#attempt++
-    return Math.round(this.#random() * ceiling)
+    return delay
   }
 
   reset(): void {

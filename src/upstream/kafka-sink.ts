@@ -28,7 +28,7 @@ import {
 } from '@platformatic/kafka'
 import type { SinkConfig } from '../config/schema.ts'
 import { isTributaryError, TributaryError } from '../errors.ts'
-import { sleep } from '../lib/backoff.ts'
+import { type BackoffPolicy, backoffDelay, sleep } from '../lib/backoff.ts'
 import type { PartitionRef } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { readCommitted } from './kafka-committed.ts'
@@ -47,6 +47,17 @@ export interface KafkaSinkContext {
   readonly log: Logger
   /** The partition count of a stream, for topics this sink creates. */
   readonly partitionsOf: (stream: string) => number
+}
+
+/**
+ * The client's own quick retries (see #connection): at most 50, 100, 200 ms
+ * before its first, second and third retry, full jitter like every retry.
+ */
+const CLIENT_RETRY: BackoffPolicy = { initialMs: 50, maxMs: 1000 }
+
+/** The client's retryDelay hook: `attempt` counts from 1 for the first retry. */
+export function clientRetryDelay(attempt: number, random: () => number = Math.random): number {
+  return backoffDelay(CLIENT_RETRY, attempt - 1, random)
 }
 
 /** Kafka's record batch header, and the most a record adds besides its key, value and headers (varints, attributes). */
@@ -122,7 +133,7 @@ export class KafkaSink implements Sink {
       // idempotent producer retry forever (docs/kafka-client-notes.md), and the
       // client's 1 s default delay made every exactly-once batch wait a second.
       retries: 3,
-      retryDelay: (_client, _operation, attempt) => Math.min(1000, 25 * 2 ** attempt),
+      retryDelay: (_client, _operation, attempt) => clientRetryDelay(attempt),
     }
     const tls = tlsOptions(c.tls)
     if (tls !== undefined) options.tls = tls

@@ -1,6 +1,8 @@
 // A real Mosquitto (Debian's package) as the central broker of the MQTT sink
 // tests: its own temp config on 127.0.0.1 and a free port, stoppable and
-// startable again on the same port and persistence file (an uplink outage).
+// startable again on the same port and persistence file (an uplink outage),
+// and freezable with SIGSTOP (connected but silent). Only this module's own
+// child is ever signalled, by its pid.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -8,6 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connectAsync } from 'mqtt'
 import { freePort } from './free-port.ts'
+import { type Cleanup, Inbox } from './integration.ts'
 import { tempDir } from './temp-dir.ts'
 import type { TestCerts } from './test-certs.ts'
 
@@ -28,8 +31,12 @@ export class Mosquitto {
     this.#removeDir = removeDir
   }
 
-  /** With `tls`, a second listener on `tlsPort` requires TLS and a client certificate signed by the CA. */
-  static async create(tls?: TestCerts): Promise<Mosquitto> {
+  /**
+   * With `tls`, a second listener on `tlsPort` requires TLS and a client
+   * certificate signed by the CA. With `maxPacketBytes`, the broker tells MQTT 5
+   * clients its maximum packet size in the CONNACK (`max_packet_size`).
+   */
+  static async create(tls?: TestCerts, options: { maxPacketBytes?: number } = {}): Promise<Mosquitto> {
     const dir = await tempDir('tributary-mosquitto-')
     const broker = new Mosquitto(dir.path, await freePort(), dir.remove)
     const lines = [
@@ -41,6 +48,7 @@ export class Mosquitto {
       'log_type error',
       'log_type warning',
     ]
+    if (options.maxPacketBytes !== undefined) lines.push(`max_packet_size ${options.maxPacketBytes}`)
     if (tls !== undefined) {
       broker.tlsPort = await freePort()
       lines.push(
@@ -84,11 +92,23 @@ export class Mosquitto {
     }
   }
 
+  /** SIGSTOP: the kernel still accepts connections, the broker never answers. */
+  pause(): void {
+    this.#child?.kill('SIGSTOP')
+  }
+
+  /** SIGCONT after pause(). */
+  resume(): void {
+    this.#child?.kill('SIGCONT')
+  }
+
   /** SIGTERM (Mosquitto saves its persistence file), waits for the exit. */
   async stop(): Promise<void> {
     const child = this.#child
     this.#child = null
     if (child === null || child.exitCode !== null) return
+    // A paused broker takes the SIGTERM only once it runs again.
+    child.kill('SIGCONT')
     child.kill('SIGTERM')
     await once(child, 'exit')
   }
@@ -97,4 +117,21 @@ export class Mosquitto {
     await this.stop()
     await this.#removeDir()
   }
+}
+
+/**
+ * A reader of `filter` on `broker` with a persistent session that reconnects
+ * by itself, so it misses nothing while the broker is down; closed by `cleanup`.
+ */
+export async function centralReader(cleanup: Cleanup, broker: Mosquitto, filter: string): Promise<Inbox> {
+  const client = await cleanup.mqtt(broker.url, {
+    protocolVersion: 5,
+    clientId: 'central-reader',
+    clean: false,
+    properties: { sessionExpiryInterval: 600 },
+    reconnectPeriod: 100,
+  })
+  const inbox = new Inbox(client)
+  await client.subscribeAsync(filter, { qos: 1 })
+  return inbox
 }

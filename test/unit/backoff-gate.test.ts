@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { Backoff, sleep } from '../../src/lib/backoff.ts'
+import { Backoff, backoffDelay, sleep } from '../../src/lib/backoff.ts'
 import { SinkGate } from '../../src/upstream/gate.ts'
+import { clientRetryDelay } from '../../src/upstream/kafka-sink.ts'
 
 describe('Backoff', () => {
   it('doubles its ceiling per failure up to maxMs, with full jitter, and starts over on reset', () => {
@@ -22,6 +23,19 @@ describe('Backoff', () => {
   it('refuses bounds that make no sense', () => {
     expect(() => new Backoff({ initialMs: 0, maxMs: 10 })).toThrow(RangeError)
     expect(() => new Backoff({ initialMs: 10, maxMs: 5 })).toThrow(RangeError)
+    expect(() => backoffDelay({ initialMs: 10, maxMs: 5 }, 0)).toThrow(RangeError)
+  })
+
+  it('gives a caller that counts failures itself the same delays as Backoff', () => {
+    const top = new Backoff({ initialMs: 100, maxMs: 1000 }, () => 1)
+    const counted = [0, 1, 2, 3, 4, 40].map((n) => backoffDelay({ initialMs: 100, maxMs: 1000 }, n, () => 1))
+    expect(counted).toEqual([top.next(), top.next(), top.next(), top.next(), top.next(), 1000])
+  })
+
+  it("jitters the Kafka client's own retries below 50, 100 and 200 ms", () => {
+    expect([1, 2, 3].map((attempt) => clientRetryDelay(attempt, () => 1))).toEqual([50, 100, 200])
+    expect([1, 2, 3].map((attempt) => clientRetryDelay(attempt, () => 0.5))).toEqual([25, 50, 100])
+    expect(clientRetryDelay(3, () => 0)).toBe(0)
   })
 
   it('sleep ends early when aborted', async () => {

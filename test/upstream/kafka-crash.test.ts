@@ -9,7 +9,7 @@
 
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { connectAsync } from 'mqtt'
+import { connectAsync, type MqttClient } from 'mqtt'
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import { type ChildBroker, spawnBroker } from '../helpers/child.ts'
 import { Cleanup } from '../helpers/integration.ts'
@@ -53,7 +53,15 @@ function writeConfig(dir: string): string {
 /** Publishes until killed or done; returns the payloads whose PUBACK arrived. */
 async function publishRound(broker: ChildBroker, round: number): Promise<string[]> {
   const acked: string[] = []
-  const client = await connectAsync(broker.url, { reconnectPeriod: 0, clientId: `crash-pub-${round}` })
+  let client: MqttClient
+  try {
+    // allowRetries false: a kill before the CONNACK closes the socket without
+    // an error, and connectAsync would otherwise never settle.
+    client = await connectAsync(broker.url, { reconnectPeriod: 0, clientId: `crash-pub-${round}` }, false)
+  } catch {
+    // Killed before the connection was up: nothing acked this round.
+    return acked
+  }
   client.on('error', () => undefined)
   // mqtt.js keeps a QoS 1 publish waiting for a reconnect that never comes: the kill ends the round.
   const closed = new Promise<never>((_, reject) => client.once('close', () => reject(new Error('closed'))))
