@@ -23,13 +23,7 @@ import {
   type SegmentPosition,
   type SegmentUse,
 } from './store-recovery.ts'
-
-/** A frame (or a relaxed flush, or a presync) waiting for the next fdatasync of its segment. */
-interface SyncWaiter {
-  readonly segment: number
-  readonly resolve: () => void
-  readonly reject: (err: unknown) => void
-}
+import { SyncPipeline } from './sync-pipeline.ts'
 
 export type Queued = CommitItem &
   (
@@ -43,16 +37,6 @@ export interface Maintenance {
   readonly resolve: () => void
   readonly reject: (err: unknown) => void
 }
-
-/**
- * When an fdatasync takes long (an SD card: 5-20 ms), the next one starts a
- * tenth of that later, at most COMMIT_DELAY_MAX_MS: publishers answering the
- * acks the last sync released are then in it, instead of waiting one whole
- * sync more (PostgreSQL's commit_delay, sized by the disk). Syncs shorter than
- * COMMIT_DELAY_FROM_SYNC_MS (an SSD, ~0.1-0.3 ms) get no delay.
- */
-const COMMIT_DELAY_MAX_MS = 2
-const COMMIT_DELAY_FROM_SYNC_MS = 2
 
 /** Above this much unsynced data the index commit syncs it off the loop first (#presync). */
 const PRESYNC_BYTES = 1024 * 1024
@@ -83,7 +67,7 @@ export class LogWriter {
   readonly #index: BatchIndex
   readonly #markers: MarkerOverlay
   readonly #state: LogState
-  readonly #appender: SegmentAppender
+  readonly #syncs: SyncPipeline
   readonly #options: { readonly indexCommitMs: number; readonly indexMaxPendingBatches: number }
   readonly #metrics: LogWriterParts['metrics']
   #queue: Queued[] = []
@@ -95,22 +79,8 @@ export class LogWriter {
   #presyncing = false
   #presynced = false
   #indexFailed = false
-  #syncTimer: NodeJS.Timeout | null = null
-  #syncDue = false
-  /** The fdatasync in flight; it never rejects (its waiters get the failure). */
-  #syncing: Promise<void> | null = null
-  /** Written since the fdatasync in flight started: the next one covers them. */
-  #waiting: SyncWaiter[] = []
-  /** The segment whose last fdatasync failed: what was written into it is never acknowledged. */
-  #failedSegment = -1
-  /** How long the last fdatasync took, ms. */
-  #lastSyncMs = 0
   /** Settles when the acks of the last frame written are resolved or rejected. */
   #settled: Promise<void> = Promise.resolve()
-  /** Per partition id, the next offset of what was written but not yet covered by an fdatasync. */
-  #unsynced = new Map<number, number>()
-  /** Per partition id, the offset below which every written record is on disk (fdatasync done). */
-  readonly #durableNext = new Map<number, number>()
 
   constructor(parts: LogWriterParts) {
     this.#root = parts.root
@@ -119,7 +89,8 @@ export class LogWriter {
     this.#index = parts.index
     this.#markers = parts.markers
     this.#state = parts.state
-    this.#appender = parts.appender
+    // The pipeline wakes this loop when a sync ends or a relaxed window runs out.
+    this.#syncs = new SyncPipeline(parts.appender, { wake: () => this.#kick(), metrics: parts.metrics })
     this.#metrics = parts.metrics
     this.#options = {
       indexCommitMs: parts.indexCommitMs,
@@ -134,7 +105,7 @@ export class LogWriter {
 
   /** The segment frames are appended to now. */
   get activeSegment(): number {
-    return this.#appender.position.segment
+    return this.#syncs.position.segment
   }
 
   enqueue(item: Queued): void {
@@ -165,12 +136,7 @@ export class LogWriter {
   }
 
   #hasWork(): boolean {
-    return (
-      this.#queue.length > 0 ||
-      this.#syncDue ||
-      this.#indexWork() ||
-      (this.#syncing === null && this.#waiting.length > 0)
-    )
+    return this.#queue.length > 0 || this.#syncs.hasWork || this.#indexWork()
   }
 
   #indexWork(): boolean {
@@ -183,10 +149,10 @@ export class LogWriter {
       if (this.#queue.length > 0) {
         // Let this turn's socket reads add to the queue first: bigger frames, fewer syncs.
         await new Promise<void>((resolve) => setImmediate(resolve))
-        await this.#groupCommit(this.#appender)
+        await this.#groupCommit()
       }
       if (this.#indexWork()) {
-        if (!this.#presynced && this.#appender.unsyncedBytes > PRESYNC_BYTES) {
+        if (!this.#presynced && this.#syncs.unsyncedBytes > PRESYNC_BYTES) {
           this.#presync()
         } else {
           this.#presynced = false
@@ -195,32 +161,26 @@ export class LogWriter {
           await this.commitIndex(tasks)
         }
       }
-      if (this.#syncDue) {
-        this.#syncDue = false
-        // Beside the loop, with the next fdatasync. A failure leaves the relaxed appends
-        // it covered as they are (already acknowledged); the segment is rolled.
-        this.#afterSync(this.#appender.position.segment).catch(() => undefined)
-      }
+      this.#syncs.flushDue()
       // What waits for a sync and has no frame to join: the sync starts now.
-      if (this.#queue.length === 0) this.#startSync()
+      if (this.#queue.length === 0) this.#syncs.start()
     }
   }
 
   /** One group commit: every queued append and marker removal in one frame, one fdatasync. */
-  async #groupCommit(appender: SegmentAppender): Promise<void> {
+  async #groupCommit(): Promise<void> {
+    const syncs = this.#syncs
     const items = this.#queue
     this.#queue = []
     const { frame, batches, changes, results, restore } = buildCommit(
       items,
       (ref) => this.#state.local(ref),
       Date.now(),
-      appender.position.segment,
+      syncs.position.segment,
     )
-    // Rolls happen only with no sync in flight: every sync then covers the segment its frames are in.
-    if (appender.rollsFor(frame.bytes.length)) await this.#drainSyncs()
     let at: { segment: number; position: number }
     try {
-      at = await appender.append(frame.bytes)
+      at = await syncs.append(frame.bytes)
     } catch (err) {
       // Nothing of this frame is readable: its offsets are given out again.
       restore()
@@ -234,9 +194,7 @@ export class LogWriter {
       this.#metrics.commitWritten(records, frame.bytes.length)
     }
     batches.forEach((b, i) => {
-      // The first write of a partition since the store opened: everything before it is durable.
-      if (!this.#durableNext.has(b.meta.id)) this.#durableNext.set(b.meta.id, b.baseOffset)
-      this.#unsynced.set(b.meta.id, b.baseOffset + b.recordCount)
+      syncs.written(b.meta.id, b.baseOffset, b.baseOffset + b.recordCount)
       this.#state.addEntry(b.meta, {
         baseOffset: b.baseOffset,
         recordCount: b.recordCount,
@@ -250,7 +208,7 @@ export class LogWriter {
     this.#armIndexCommit()
 
     const writtenAtMs = Date.now()
-    const unsyncedSinceMs = appender.unsyncedSinceMs ?? writtenAtMs
+    const unsyncedSinceMs = syncs.unsyncedSinceMs ?? writtenAtMs
     const afterSync: number[] = []
     let relaxedFlushMs = Number.POSITIVE_INFINITY
     items.forEach((item, i) => {
@@ -265,12 +223,12 @@ export class LogWriter {
       afterSync.push(i)
     })
     if (afterSync.length === 0) {
-      this.#armSync(relaxedFlushMs)
+      syncs.armRelaxed(relaxedFlushMs)
       // A relaxed flush or presync deferred while frames kept coming starts with this frame.
-      this.#startSync()
+      syncs.start()
       return
     }
-    this.#settled = this.#afterSync(at.segment).then(
+    this.#settled = syncs.whenSynced(at.segment).then(
       () => {
         for (const i of afterSync) {
           const item = items[i]
@@ -287,15 +245,16 @@ export class LogWriter {
         for (const i of afterSync) items[i]?.reject(failure)
       },
     )
-    if (this.#syncing === null) {
-      this.#startSync()
+    const inFlight = syncs.inFlight
+    if (inFlight === null) {
+      syncs.start()
       return
     }
     // An fdatasync is in flight and this frame waits for the next one. What
     // arrives meanwhile is written as one frame when the sync ends, and the
     // next sync covers both: on a card that syncs in 10 ms a publish waits for
     // the rest of one sync and one more, not for two more.
-    await this.#syncing
+    await inFlight
   }
 
   /**
@@ -306,111 +265,18 @@ export class LogWriter {
    */
   #presync(): void {
     this.#presyncing = true
-    const done = this.#afterSync(this.#appender.position.segment)
-    this.#startSync()
-    // A failure here is the next commit's (its sync fails or rolls); the index commit follows either way.
-    done
-      .catch(() => undefined)
-      .then(() => {
-        this.#presyncing = false
-        // One presync per index commit: under a steady stream there is always more.
-        this.#presynced = true
-        this.#kick()
-      })
-  }
-
-  /** Settles when an fdatasync that starts after this call is done (the loop starts it). */
-  #afterSync(segment: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ segment, resolve, reject })
+    // Never rejects: a failure is the next commit's (its sync fails or rolls); the index commit follows either way.
+    this.#syncs.presync().then(() => {
+      this.#presyncing = false
+      // One presync per index commit: under a steady stream there is always more.
+      this.#presynced = true
+      this.#kick()
     })
   }
 
-  /**
-   * Starts one fdatasync for everything waiting, unless one is in flight.
-   * Waiters settle in the order they came, so acks leave in frame order. A
-   * failed sync fails every later waiter in the same (now suspect) segment
-   * too: on Linux a later "successful" fdatasync proves nothing about the
-   * pages the failed one dropped. The appender rolls to a new segment.
-   */
-  #startSync(): void {
-    if (this.#syncing !== null || this.#waiting.length === 0) return
-    const delayMs =
-      this.#lastSyncMs >= COMMIT_DELAY_FROM_SYNC_MS ? Math.min(COMMIT_DELAY_MAX_MS, this.#lastSyncMs / 10) : 0
-    const started =
-      delayMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, delayMs)) : Promise.resolve()
-    this.#syncing = started
-      .then(() => this.#syncWaiting())
-      .then(() => {
-        this.#syncing = null
-        this.#kick()
-      })
-  }
-
-  /** One fdatasync for every waiter there is now (frames written during the delay too). */
-  #syncWaiting(): Promise<void> {
-    const covered = this.#waiting
-    this.#waiting = []
-    const segment = this.#appender.position.segment
-    return this.#sync().then(
-      () => {
-        for (const waiter of covered) {
-          if (waiter.segment === this.#failedSegment)
-            waiter.reject(new Error(`an earlier fdatasync of segment ${waiter.segment} failed`))
-          else waiter.resolve()
-        }
-      },
-      (err: unknown) => {
-        this.#failedSegment = segment
-        for (const waiter of covered) waiter.reject(err)
-      },
-    )
-  }
-
-  /** Until every frame written so far has had its fdatasync (done or failed). */
-  async #drainSyncs(): Promise<void> {
-    while (this.#syncing !== null || this.#waiting.length > 0) {
-      this.#startSync()
-      await this.#syncing
-    }
-  }
-
-  /**
-   * The offset below which the partition's records are durable: what readers
-   * that must not run ahead of the disk (sinks, the API) may see. Null when
-   * nothing was written to the partition since the store opened: what the
-   * start found on disk counts as durable (its first index commit syncs the
-   * active segment).
-   */
+  /** The offset below which the partition's records are durable; null if none was written since the open. */
   durableNext(partitionId: number): number | null {
-    return this.#durableNext.get(partitionId) ?? null
-  }
-
-  async #sync(): Promise<void> {
-    // Everything written before the fdatasync starts is covered by it.
-    const covered = this.#unsynced
-    this.#unsynced = new Map()
-    const startedAt = performance.now()
-    await this.#appender.sync()
-    this.#lastSyncMs = performance.now() - startedAt
-    this.#metrics?.synced(this.#lastSyncMs / 1000)
-    for (const [id, next] of covered)
-      this.#durableNext.set(id, Math.max(this.#durableNext.get(id) ?? 0, next))
-    if (this.#appender.synced && this.#syncTimer !== null) {
-      clearTimeout(this.#syncTimer)
-      this.#syncTimer = null
-    }
-  }
-
-  #armSync(windowMs: number): void {
-    const since = this.#appender.unsyncedSinceMs
-    if (this.#syncTimer !== null || since === null) return
-    const dueInMs = Math.max(0, since + windowMs - Date.now())
-    this.#syncTimer = setTimeout(() => {
-      this.#syncTimer = null
-      this.#syncDue = true
-      this.#kick()
-    }, dueInMs)
+    return this.#syncs.durableNext(partitionId)
   }
 
   #armIndexCommit(): void {
@@ -444,11 +310,10 @@ export class LogWriter {
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
     this.#indexTimer = null
     const root = this.#root
-    const appender = this.#appender
     try {
-      await this.#drainSyncs()
-      await this.#sync()
-      const position = appender.position
+      await this.#syncs.drain()
+      await this.#syncs.syncNow()
+      const position = this.#syncs.position
       await root.transaction(() => {
         this.#index.writePending()
         this.#markers.writePending()
@@ -488,11 +353,11 @@ export class LogWriter {
   async close(): Promise<void> {
     await this.idle()
     this.#closed = true
-    for (const timer of [this.#indexTimer, this.#syncTimer]) if (timer !== null) clearTimeout(timer)
+    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
     this.#indexTimer = null
-    this.#syncTimer = null
+    this.#syncs.stop()
     // What the index misses is replayed at the next open, so a failure here loses nothing.
     await this.commitIndex([])
-    await this.#appender.close().catch(() => undefined)
+    await this.#syncs.close()
   }
 }
