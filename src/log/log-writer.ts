@@ -1,28 +1,27 @@
-// The write side of SegmentLogStore: one loop that, in turn, writes group
-// commits (one frame each; one fdatasync at a time covers every frame written
-// before it started, acks leave in frame order), commits the index to LMDB
-// lazily (every `indexCommitMs` or `indexMaxPendingBatches`, after a sync of
-// the segment, never ahead of it) together with queued LMDB work (partition
-// registry, retention, quarantine), and syncs `relaxed` frames within their
-// window. Everything runs on that one loop, so nothing here races itself.
+// The write side of SegmentLogStore, and its group commit: appends and marker
+// removals queue here (`enqueue`); each group commit turns everything queued
+// into one frame (commit-frame.ts), hands it to the sync pipeline
+// (sync-pipeline.ts: write, then one fdatasync at a time covering every frame
+// written before it) and resolves the acks in frame order once that sync is
+// done (`relaxed` appends at once, within their window). Between group
+// commits the same loop lets the index committer (index-committer.ts) commit
+// the index to LMDB lazily, with queued LMDB work, and starts the syncs that
+// wait. Both helpers only call `wake`; all their work runs when this loop
+// calls it, so a group commit, an index commit and a sync start never
+// interleave: nothing here races itself.
 
 import type { Database, RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import type { BatchIndex } from './batch-index.ts'
 import { buildCommit, type CommitItem } from './commit-frame.ts'
+import { IndexCommitter, lmdbIndex, type Maintenance } from './index-committer.ts'
 import type { LogState } from './log-state.ts'
 import type { Appended } from './log-store.ts'
 import type { MarkerOverlay } from './marker-overlay.ts'
 import { errorText } from './partition-reads.ts'
 import type { SegmentAppender } from './segment-appender.ts'
-import {
-  commitErrorText,
-  type PartitionMeta,
-  SEGMENT_POSITION,
-  type SegmentPosition,
-  type SegmentUse,
-} from './store-recovery.ts'
+import type { PartitionMeta, SegmentPosition, SegmentUse } from './store-recovery.ts'
 import { SyncPipeline } from './sync-pipeline.ts'
 
 export type Queued = CommitItem &
@@ -30,21 +29,6 @@ export type Queued = CommitItem &
     | { readonly kind: 'append'; readonly resolve: (appended: Appended[]) => void }
     | { readonly kind: 'remove'; readonly resolve: () => void }
   ) & { readonly reject: (err: unknown) => void }
-
-/** LMDB work done in the next index commit (registry, retention, quarantine). */
-export interface Maintenance {
-  readonly run: () => void
-  readonly resolve: () => void
-  readonly reject: (err: unknown) => void
-}
-
-/** Above this much unsynced data the index commit syncs it off the loop first (#presync). */
-const PRESYNC_BYTES = 1024 * 1024
-
-/** Index-commit work whose outcome nobody waits for (start-up quarantine: the damage is reported either way). */
-export function unobserved(run: () => void): Maintenance {
-  return { run, resolve: () => undefined, reject: () => undefined }
-}
 
 export interface LogWriterParts {
   readonly root: RootDatabase
@@ -61,41 +45,31 @@ export interface LogWriterParts {
 }
 
 export class LogWriter {
-  readonly #root: RootDatabase
-  readonly #meta: LogWriterParts['meta']
-  readonly #segmentUse: LogWriterParts['segmentUse']
-  readonly #index: BatchIndex
   readonly #markers: MarkerOverlay
   readonly #state: LogState
   readonly #syncs: SyncPipeline
-  readonly #options: { readonly indexCommitMs: number; readonly indexMaxPendingBatches: number }
+  readonly #indexCommits: IndexCommitter
   readonly #metrics: LogWriterParts['metrics']
   #queue: Queued[] = []
-  #maintenance: Maintenance[] = []
   #running: Promise<void> | null = null
   #closed = false
-  #indexTimer: NodeJS.Timeout | null = null
-  #indexDue = false
-  #presyncing = false
-  #presynced = false
-  #indexFailed = false
   /** Settles when the acks of the last frame written are resolved or rejected. */
   #settled: Promise<void> = Promise.resolve()
 
   constructor(parts: LogWriterParts) {
-    this.#root = parts.root
-    this.#meta = parts.meta
-    this.#segmentUse = parts.segmentUse
-    this.#index = parts.index
     this.#markers = parts.markers
     this.#state = parts.state
-    // The pipeline wakes this loop when a sync ends or a relaxed window runs out.
-    this.#syncs = new SyncPipeline(parts.appender, { wake: () => this.#kick(), metrics: parts.metrics })
     this.#metrics = parts.metrics
-    this.#options = {
+    // Both wake this loop when they have work: a sync ended, a relaxed window or an index commit is due.
+    const wake = (): void => this.#kick()
+    this.#syncs = new SyncPipeline(parts.appender, { wake, metrics: parts.metrics })
+    this.#indexCommits = new IndexCommitter({
+      target: lmdbIndex(parts),
+      syncs: this.#syncs,
       indexCommitMs: parts.indexCommitMs,
       indexMaxPendingBatches: parts.indexMaxPendingBatches,
-    }
+      wake,
+    })
   }
 
   /** Appends and marker removals waiting for a frame. */
@@ -115,10 +89,17 @@ export class LogWriter {
 
   /** Runs `run` inside the next index commit's LMDB transaction. */
   inIndexCommit(run: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#maintenance.push({ run, resolve, reject })
-      this.#kick()
-    })
+    return this.#indexCommits.enqueue(run)
+  }
+
+  /** Commits the index now, with `tasks` in its transaction (the store's open; see IndexCommitter.commit). */
+  commitIndex(tasks: readonly Maintenance[]): Promise<void> {
+    return this.#indexCommits.commit(tasks)
+  }
+
+  /** The offset below which the partition's records are durable; null if none was written since the open. */
+  durableNext(partitionId: number): number | null {
+    return this.#syncs.durableNext(partitionId)
   }
 
   /** Starts the commit loop unless it runs; it runs until no work is left. */
@@ -136,11 +117,7 @@ export class LogWriter {
   }
 
   #hasWork(): boolean {
-    return this.#queue.length > 0 || this.#syncs.hasWork || this.#indexWork()
-  }
-
-  #indexWork(): boolean {
-    return !this.#presyncing && (this.#maintenance.length > 0 || this.#indexDue)
+    return this.#queue.length > 0 || this.#syncs.hasWork || this.#indexCommits.hasWork
   }
 
   /** One step at a time, each kind of work in turn, so none starves the others. */
@@ -151,16 +128,7 @@ export class LogWriter {
         await new Promise<void>((resolve) => setImmediate(resolve))
         await this.#groupCommit()
       }
-      if (this.#indexWork()) {
-        if (!this.#presynced && this.#syncs.unsyncedBytes > PRESYNC_BYTES) {
-          this.#presync()
-        } else {
-          this.#presynced = false
-          const tasks = this.#maintenance
-          this.#maintenance = []
-          await this.commitIndex(tasks)
-        }
-      }
+      if (this.#indexCommits.hasWork) await this.#indexCommits.run()
       this.#syncs.flushDue()
       // What waits for a sync and has no frame to join: the sync starts now.
       if (this.#queue.length === 0) this.#syncs.start()
@@ -205,7 +173,7 @@ export class LogWriter {
       })
     })
     for (const change of changes) this.#markers.apply(change)
-    this.#armIndexCommit()
+    this.#indexCommits.arm()
 
     const writtenAtMs = Date.now()
     const unsyncedSinceMs = syncs.unsyncedSinceMs ?? writtenAtMs
@@ -257,89 +225,6 @@ export class LogWriter {
     await inFlight
   }
 
-  /**
-   * Many unsynced bytes (relaxed and QoS 0 traffic) would make the index
-   * commit's own sync hold up the loop: sync them in the background first,
-   * while frames go on being written, and commit the index after that, when
-   * only what came meanwhile is left to sync.
-   */
-  #presync(): void {
-    this.#presyncing = true
-    // Never rejects: a failure is the next commit's (its sync fails or rolls); the index commit follows either way.
-    this.#syncs.presync().then(() => {
-      this.#presyncing = false
-      // One presync per index commit: under a steady stream there is always more.
-      this.#presynced = true
-      this.#kick()
-    })
-  }
-
-  /** The offset below which the partition's records are durable; null if none was written since the open. */
-  durableNext(partitionId: number): number | null {
-    return this.#syncs.durableNext(partitionId)
-  }
-
-  #armIndexCommit(): void {
-    const limit = this.#options.indexMaxPendingBatches
-    // After a failed commit the retry waits for its timer; the count alone does not start one.
-    if (this.#index.pendingCount >= limit && !this.#indexFailed) {
-      this.#indexDue = true
-      return
-    }
-    if (this.#indexTimer !== null) return
-    this.#startIndexTimer()
-  }
-
-  /** The index commit becomes due after indexCommitMs. */
-  #startIndexTimer(): void {
-    this.#indexTimer = setTimeout(() => {
-      this.#indexTimer = null
-      this.#indexDue = true
-      this.#kick()
-    }, this.#options.indexCommitMs)
-    // close() commits the index itself; the timer must not keep a process alive.
-    this.#indexTimer.unref()
-  }
-
-  /**
-   * The lazy index commit, with `tasks` in the same LMDB transaction. Syncs the
-   * segment first: the index never points at frames that are not durable.
-   */
-  async commitIndex(tasks: readonly Maintenance[]): Promise<void> {
-    this.#indexDue = false
-    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
-    this.#indexTimer = null
-    const root = this.#root
-    try {
-      await this.#syncs.drain()
-      await this.#syncs.syncNow()
-      const position = this.#syncs.position
-      await root.transaction(() => {
-        this.#index.writePending()
-        this.#markers.writePending()
-        for (const task of tasks) task.run()
-        this.#state.writeChanges(this.#meta, this.#segmentUse)
-        this.#meta.putSync(SEGMENT_POSITION, position)
-        return true
-      })
-      this.#index.committed()
-      this.#markers.committed()
-      this.#state.committed()
-      this.#indexFailed = false
-    } catch (err) {
-      const failure = new TributaryError('TRIB_STORE_WRITE_FAILED', await commitErrorText(err), {
-        cause: err,
-      })
-      for (const task of tasks) task.reject(failure)
-      // The index stays in memory and is tried again after the interval (not at
-      // once: a full disk would make that a busy loop); replay covers a crash meanwhile.
-      this.#indexFailed = true
-      this.#startIndexTimer()
-      return
-    }
-    for (const task of tasks) task.resolve()
-  }
-
   /** Resolves once every append made so far is resolved (and the loop is idle). */
   async idle(): Promise<void> {
     while (this.#running !== null) {
@@ -353,11 +238,10 @@ export class LogWriter {
   async close(): Promise<void> {
     await this.idle()
     this.#closed = true
-    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer)
-    this.#indexTimer = null
+    this.#indexCommits.stop()
     this.#syncs.stop()
     // What the index misses is replayed at the next open, so a failure here loses nothing.
-    await this.commitIndex([])
+    await this.#indexCommits.commit([])
     await this.#syncs.close()
   }
 }

@@ -25,6 +25,7 @@ import { type Database, open, type RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
+import { unobserved } from './index-committer.ts'
 import { LogState } from './log-state.ts'
 import type {
   Appended,
@@ -41,7 +42,7 @@ import type {
   RetentionReport,
   VerifyReport,
 } from './log-store.ts'
-import { LogWriter, unobserved } from './log-writer.ts'
+import { LogWriter } from './log-writer.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
 import { PartitionReads } from './partition-reads.ts'
 import { SegmentAppender } from './segment-appender.ts'
