@@ -26,7 +26,7 @@ export class FakeAppender implements SyncedAppender {
   readonly #segmentBytes: number
   readonly #pending: PendingSync[] = []
 
-  constructor(segmentBytes = 1024 * 1024) {
+  constructor(segmentBytes = 64 * 1024 * 1024) {
     this.#segmentBytes = segmentBytes
   }
 
