@@ -20,9 +20,8 @@ import type { LogState } from './log-state.ts'
 import type { Appended } from './log-store.ts'
 import type { MarkerOverlay } from './marker-overlay.ts'
 import { errorText } from './partition-reads.ts'
-import type { SegmentAppender } from './segment-appender.ts'
 import type { PartitionMeta, SegmentPosition, SegmentUse } from './store-recovery.ts'
-import { SyncPipeline } from './sync-pipeline.ts'
+import { type SyncedAppender, SyncPipeline } from './sync-pipeline.ts'
 
 export type Queued = CommitItem &
   (
@@ -37,7 +36,7 @@ export interface LogWriterParts {
   readonly index: BatchIndex
   readonly markers: MarkerOverlay
   readonly state: LogState
-  readonly appender: SegmentAppender
+  readonly appender: SyncedAppender
   readonly indexCommitMs: number
   readonly indexMaxPendingBatches: number
   /** Commit sizes and fsync durations, when the node keeps metrics. */

@@ -1,5 +1,5 @@
 // A segment appender in memory for the write-side schedulers' unit tests
-// (SyncPipeline, IndexCommitter). It logs every append and fdatasync, and
+// (SyncPipeline, IndexCommitter, LogWriter). It logs every append and fdatasync, and
 // each fdatasync waits until the test ends it (`endSync`), or ends at once
 // when `autoSync` is set. A failed sync makes the segment suspect: the next
 // append rolls, like SegmentAppender.
@@ -16,6 +16,8 @@ interface PendingSync {
 export class FakeAppender implements SyncedAppender {
   /** `append <segment>:<position>`, `sync <segment>` (started), `synced <segment>`, `sync failed <segment>`. */
   readonly events: string[] = []
+  /** The next append fails with this, once, and writes nothing. */
+  failNextAppend: Error | null = null
   /** When set, each fdatasync ends on its own after this many ms (0: at once). */
   autoSyncMs: number | null = null
   unsyncedSinceMs: number | null = null
@@ -52,6 +54,9 @@ export class FakeAppender implements SyncedAppender {
   }
 
   async append(frame: Buffer): Promise<{ segment: number; position: number }> {
+    const failure = this.failNextAppend
+    this.failNextAppend = null
+    if (failure !== null) throw failure
     if (this.rollsFor(frame.length)) {
       this.#segment++
       this.#size = 0
