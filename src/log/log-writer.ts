@@ -6,9 +6,11 @@
 // done (`relaxed` appends at once, within their window). Between group
 // commits the same loop lets the index committer (index-committer.ts) commit
 // the index to LMDB lazily, with queued LMDB work, and starts the syncs that
-// wait. Both helpers only call `wake`; all their work runs when this loop
-// calls it, so a group commit, an index commit and a sync start never
-// interleave: nothing here races itself.
+// wait. Neither helper starts a step by itself: an ended sync, a due relaxed
+// window or a due index commit only calls `wake`, and the next step starts
+// on this loop (or in open and close, while it is idle). A sync in flight
+// settles its waiters beside the loop, but group commits, index commits and
+// sync starts never interleave: nothing here races itself.
 
 import type { Database, RootDatabase } from 'lmdb'
 import { TributaryError } from '../errors.ts'
