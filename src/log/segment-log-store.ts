@@ -26,6 +26,7 @@ import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
+import { unobserved } from './index-committer.ts'
 import { LogState } from './log-state.ts'
 import type {
   Appended,
@@ -42,7 +43,7 @@ import type {
   RetentionReport,
   VerifyReport,
 } from './log-store.ts'
-import { LogWriter, unobserved } from './log-writer.ts'
+import { LogWriter } from './log-writer.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
 import { NodeEnvironment } from './node-environment.ts'
 import { PartitionReads } from './partition-reads.ts'
