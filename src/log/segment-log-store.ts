@@ -16,6 +16,10 @@
 // segments; at open, frames after "segment-position" are replayed
 // (store-recovery.ts). Read-only openers replay them in memory.
 //
+// Around 400 lines: this is the LogStore facade and owns the lifecycle; the
+// work is in its parts (log-state, partition-reads, log-writer, quarantine,
+// store-recovery, node-environment).
+//
 // The store opens the environment and closes it last: the other modules that
 // keep state in it (sessions, cursors, consumer groups) use `environment`
 // while the store is open and finish their writes before close().
@@ -25,7 +29,7 @@ import { join } from 'node:path'
 import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
-import { BatchIndex, type IndexEntry, indexKey } from './batch-index.ts'
+import { BatchIndex } from './batch-index.ts'
 import { unobserved } from './index-committer.ts'
 import { LogState } from './log-state.ts'
 import type {
@@ -47,6 +51,7 @@ import { LogWriter } from './log-writer.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
 import { NodeEnvironment } from './node-environment.ts'
 import { PartitionReads } from './partition-reads.ts'
+import { Quarantine } from './quarantine.ts'
 import { SegmentAppender } from './segment-appender.ts'
 import {
   DEFAULT_SEGMENT_BYTES,
@@ -59,7 +64,6 @@ import {
   moveForeignSegments,
   NEXT_PARTITION_ID,
   type PartitionMeta,
-  type Quarantined,
   replaySegments,
   SEGMENT_POSITION,
   type SegmentPosition,
@@ -99,7 +103,7 @@ export class SegmentLogStore implements LogStore {
   readonly #reader: SegmentReader
   #env: NodeEnvironment | null = null
   #meta!: Database<PartitionMeta | SegmentPosition | number, string>
-  #quarantine!: Database<{ batch: Buffer; error: string; atMs: number }, Buffer>
+  #quarantine!: Quarantine
   #segmentUse!: Database<SegmentUse, number>
   #index!: BatchIndex
   #markers!: MarkerOverlay
@@ -138,11 +142,11 @@ export class SegmentLogStore implements LogStore {
     const env = NodeEnvironment.open(this.#options.dataDir, { readOnly })
     this.#env = env
     this.#meta = env.database('log-meta')
-    this.#quarantine = env.database('log-quarantine')
     this.#segmentUse = env.database('log-segments')
     this.#index = new BatchIndex(env.database('log-index'))
     this.#state = new LogState(this.#options.origin, this.#index)
     this.#markers = new MarkerOverlay(env.database('log-markers'))
+    this.#quarantine = new Quarantine(env, this.#state, this.#index)
     this.#reads = new PartitionReads(this.#index, this.#reader, (damage) =>
       this.#options.onCorrupt?.(damage, 'skipped'),
     )
@@ -154,7 +158,10 @@ export class SegmentLogStore implements LogStore {
     for (const damage of replay.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
     if (readOnly) {
       // Reported like at a writable open (the interface's `quarantined`), but nothing is moved.
-      const tails = this.#checkTails()
+      const tails = this.#quarantine.checkTails(
+        this.#reads,
+        this.#options.tailBatchesChecked ?? DEFAULT_TAIL_BATCHES_CHECKED,
+      )
       for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
       return {
         partitions: this.#state.size,
@@ -186,11 +193,14 @@ export class SegmentLogStore implements LogStore {
     })
     this.#writer = writer
     // A failed commit here (full disk) does not stop the start: the index is tried again later.
-    await writer.commitIndex([unobserved(this.#quarantineTask(replay.quarantine))])
-    const tails = this.#checkTails()
+    await writer.commitIndex([unobserved(this.#quarantine.task(replay.quarantine))])
+    const tails = this.#quarantine.checkTails(
+      this.#reads,
+      this.#options.tailBatchesChecked ?? DEFAULT_TAIL_BATCHES_CHECKED,
+    )
     if (tails.damaged.length > 0) {
       for (const { damage } of tails.damaged) this.#options.onCorrupt?.(damage, 'quarantined')
-      await writer.commitIndex([unobserved(this.#quarantineTask(tails.damaged))])
+      await writer.commitIndex([unobserved(this.#quarantine.task(tails.damaged))])
     }
     return {
       partitions: this.#state.size,
@@ -240,38 +250,6 @@ export class SegmentLogStore implements LogStore {
   get environment(): NodeEnvironment {
     if (this.#env === null) throw new TributaryError('TRIB_STORE_CLOSED', 'open() the store first')
     return this.#env
-  }
-
-  /** Checks the last batches of every partition (CRC32C, structure, offsets). */
-  #checkTails(): { checked: number; damaged: Array<Quarantined & { entry: IndexEntry }> } {
-    const limit = this.#options.tailBatchesChecked ?? DEFAULT_TAIL_BATCHES_CHECKED
-    const damaged: Array<Quarantined & { entry: IndexEntry }> = []
-    let checked = 0
-    for (const meta of this.#state.all()) {
-      for (const entry of this.#index.tail(meta.id, limit)) {
-        checked++
-        const { bytes, damage } = this.#reads.check(meta, entry)
-        if (damage !== null) damaged.push({ meta, entry, damage, batch: bytes ?? Buffer.alloc(0) })
-      }
-    }
-    return { checked, damaged }
-  }
-
-  /** Moves damaged batches out of the log into log-quarantine. */
-  #quarantineTask(items: ReadonlyArray<Quarantined & { entry?: IndexEntry }>): () => void {
-    return () => {
-      for (const { meta, damage, batch, entry } of items) {
-        this.#quarantine.putSync(indexKey(meta.id, damage.baseOffset), {
-          batch,
-          error: damage.error,
-          atMs: Date.now(),
-        })
-        if (entry === undefined) continue
-        this.#state.dropEntry(meta, entry)
-        if (damage.baseOffset === meta.firstOffset)
-          meta.firstOffset = this.#index.nextAfter(meta.id, damage.baseOffset) ?? meta.nextOffset
-      }
-    }
   }
 
   /** The write side; TRIB_STORE_CLOSED for read-only opens and before open(). */
@@ -419,9 +397,7 @@ export class SegmentLogStore implements LogStore {
   }
 
   verify(): VerifyReport {
-    let quarantined = 0
-    for (const _ of this.#quarantine.getKeys()) quarantined++
-    return { ...this.#reads.verify(this.#state.all()), quarantined }
+    return { ...this.#reads.verify(this.#state.all()), quarantined: this.#quarantine.count() }
   }
 
   async idle(): Promise<void> {
