@@ -15,6 +15,11 @@
 // compacted positions topic. On start the forwarder goes on from that
 // position, so a crash at any point neither loses nor duplicates a record as
 // seen by a read_committed consumer. Transactions run one at a time per sink.
+//
+// Over 400 lines: both modes share the client's connection, topic creation,
+// request splitting and error mapping, and the exactly-once half (the
+// transaction and the positions read back) only makes sense beside them;
+// kafka-committed.ts already holds the positions reader.
 
 import {
   Admin,
