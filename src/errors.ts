@@ -131,6 +131,15 @@ export const errorCodes = {
     message: 'This consumer group has no committed offsets (for this stream or partition)',
     retriable: false,
   },
+  TRIB_REPLICA_GAP: {
+    message:
+      "A replica batch does not start where this node's copy of the partition ends; it was not stored and is fetched again",
+    retriable: true,
+  },
+  TRIB_PEER_UNREACHABLE: {
+    message: 'The replication link to this peer is closed; it is connected again with backoff',
+    retriable: true,
+  },
   TRIB_INTERNAL: {
     message: 'An unexpected error; it was logged with its stack trace: please report it',
     retriable: false,

@@ -1,16 +1,22 @@
 // Turns one group commit's queued work into its frame: assigns each record its
 // offset and ingest time, groups the records per partition into one batch
-// each, and lists the marker changes in call order. The partitions' offsets
-// advance here; `restore()` gives them back if the frame cannot be written.
+// each, and lists the marker changes in call order. Replica batches (another
+// origin's, as that origin stored them) go into the frame as they are, at
+// the origin's offsets; one that does not start where the replica ends is
+// refused alone. The partitions' offsets advance here; `restore()` gives them
+// back if the frame cannot be written.
 
-import { encodeBatch, type TimedRecord } from './batch-codec.ts'
+import { TributaryError } from '../errors.ts'
+import { encodeBatch, readBatchHeader, type TimedRecord } from './batch-codec.ts'
 import { type EncodedFrame, encodeFrame, type MarkerChange } from './frame-codec.ts'
-import type { Appended, AppendRequest } from './log-store.ts'
+import type { Appended, AppendRequest, LocalPartitionRef, PartitionRef } from './log-store.ts'
 import type { PartitionMeta } from './store-recovery.ts'
 
 export type CommitItem =
   | { readonly kind: 'append'; readonly request: AppendRequest }
   | { readonly kind: 'remove'; readonly prefix: string }
+  /** Verified stored batches of a replica partition, consecutive (SegmentLogStore.appendReplica checks). */
+  | { readonly kind: 'replica'; readonly ref: PartitionRef; readonly batches: readonly Buffer[] }
 
 export interface CommitBatch {
   readonly meta: PartitionMeta
@@ -25,28 +31,70 @@ export interface BuiltCommit {
   /** In the frame's batch order. */
   readonly batches: CommitBatch[]
   readonly changes: MarkerChange[]
-  /** Per item, in queue order (empty for marker removals). */
+  /** Per item, in queue order (empty for marker removals and replica batches). */
   readonly results: Appended[][]
+  /** Items refused alone (a replica batch that does not fit its partition), by queue index. */
+  readonly refused: ReadonlyMap<number, TributaryError>
   readonly restore: () => void
+}
+
+export interface CommitPartitions {
+  /** One of this node's partitions (appends). */
+  readonly local: (ref: LocalPartitionRef) => PartitionMeta
+  /** Any partition (replica batches). */
+  readonly any: (ref: PartitionRef) => PartitionMeta
 }
 
 export function buildCommit(
   items: readonly CommitItem[],
-  partition: (ref: { stream: string; partition: number }) => PartitionMeta,
+  partitions: CommitPartitions,
   nowMs: number,
   segment: number,
 ): BuiltCommit {
   const snapshots = new Map<PartitionMeta, PartitionMeta>()
   const grouped = new Map<PartitionMeta, TimedRecord[]>()
+  const copies: CommitBatch[] = []
   const changes: MarkerChange[] = []
-  const results = items.map((item): Appended[] => {
+  const refused = new Map<number, TributaryError>()
+  const snapshot = (meta: PartitionMeta): void => {
+    if (!snapshots.has(meta)) snapshots.set(meta, { ...meta })
+  }
+  const results = items.map((item, i): Appended[] => {
     if (item.kind === 'remove') {
       changes.push({ kind: 'remove', prefix: item.prefix })
       return []
     }
+    if (item.kind === 'replica') {
+      const meta = partitions.any(item.ref)
+      const first = item.batches[0] === undefined ? null : readBatchHeader(item.batches[0])
+      if (first !== null && first.baseOffset !== meta.nextOffset) {
+        refused.set(
+          i,
+          new TributaryError(
+            'TRIB_REPLICA_GAP',
+            `${meta.stream}/${meta.origin}/${meta.partition}: batch at ${first.baseOffset}, replica ends at ${meta.nextOffset}`,
+          ),
+        )
+        return []
+      }
+      snapshot(meta)
+      for (const batch of item.batches) {
+        const header = readBatchHeader(batch)
+        copies.push({
+          meta,
+          baseOffset: header.baseOffset,
+          recordCount: header.recordCount,
+          maxTimestampMs: header.maxTimestampMs,
+          batch,
+        })
+        meta.nextOffset = header.baseOffset + header.recordCount
+        meta.lastTimestampMs = Math.max(meta.lastTimestampMs ?? 0, header.maxTimestampMs)
+      }
+      return []
+    }
     const appended = item.request.entries.map((entry) => {
-      const meta = partition(entry)
-      if (!snapshots.has(meta)) snapshots.set(meta, { ...meta })
+      const meta = partitions.local(entry)
+      snapshot(meta)
       const timestampMs = Math.max(nowMs, meta.lastTimestampMs ?? 0)
       meta.lastTimestampMs = timestampMs
       let records = grouped.get(meta)
@@ -64,7 +112,7 @@ export function buildCommit(
     }
     return appended
   })
-  const batches = [...grouped].map(([meta, records]): CommitBatch => {
+  const encoded = [...grouped].map(([meta, records]): CommitBatch => {
     const baseOffset = meta.nextOffset - records.length
     return {
       meta,
@@ -74,6 +122,7 @@ export function buildCommit(
       batch: encodeBatch(baseOffset, records),
     }
   })
+  const batches = [...encoded, ...copies]
   const frame = encodeFrame(
     { batches: batches.map((b) => ({ partitionId: b.meta.id, batch: b.batch })), markers: changes },
     segment,
@@ -81,5 +130,5 @@ export function buildCommit(
   const restore = (): void => {
     for (const [meta, before] of snapshots) Object.assign(meta, before)
   }
-  return { frame, batches, changes, results, restore }
+  return { frame, batches, changes, results, refused, restore }
 }

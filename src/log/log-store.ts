@@ -128,6 +128,54 @@ export interface RetentionReport {
   readonly heldBack: PartitionRef[]
 }
 
+/** A stored record batch as its origin wrote it (batch-codec.ts bytes): what replication sends and copies keep. */
+export interface StoredBatch {
+  readonly baseOffset: number
+  readonly recordCount: number
+  readonly bytes: Buffer
+}
+
+/**
+ * The replication side of the log: serve this node's stored batches to the
+ * followers that copy them, and keep copies of other origins' partitions.
+ * A copy holds the origin's batches byte for byte at the origin's offsets,
+ * without gaps or overlaps; it is read like any partition (LogStore.read).
+ * test/conformance/replica-log.test.ts is its suite.
+ */
+export interface ReplicaLog {
+  readonly origin: string
+  partitions(): PartitionStatus[]
+  partition(ref: PartitionRef): PartitionStatus | undefined
+  /**
+   * Stored batches of a partition from `fromOffset` (a batch boundary, or the
+   * partition's first offset), fdatasync'd ones only, about `maxBytes` (at
+   * least one batch when there is one).
+   */
+  readBatches(ref: PartitionRef, fromOffset: number, maxBytes: number): StoredBatch[]
+  /** The CRC32C of the partition's batch that ends right before `nextOffset`; null when no batch ends there. */
+  batchCrcBefore(ref: PartitionRef, nextOffset: number): number | null
+  /** The offset below which the partition's records are fdatasync'd on this node. */
+  durableNext(ref: PartitionRef): number
+  /** Starts a copy of another origin's partition at `firstOffset`; nothing when the copy exists. */
+  ensureReplica(ref: PartitionRef, firstOffset: number): Promise<void>
+  /**
+   * Appends the origin's batches as they are, at their own offsets, and
+   * resolves once they are fdatasync'd here. TRIB_REPLICA_GAP when the first
+   * does not start where the copy ends or they are not consecutive,
+   * TRIB_BATCH_CORRUPT when one fails its CRC32C; nothing is stored then.
+   */
+  appendReplica(ref: PartitionRef, batches: readonly Buffer[]): Promise<void>
+  /**
+   * The copy goes on from `fromOffset`: its batches from there on (a copy that
+   * diverged from its origin) move to the quarantine, kept for inspection
+   * with `reason`; when `fromOffset` is past the copy's end (the origin
+   * deleted what it missed), the copy starts anew there. Returns the batches moved.
+   */
+  restartReplica(ref: PartitionRef, fromOffset: number, reason: string): Promise<number>
+  /** Resolves after the next fdatasync that made records durable here, or after `timeoutMs`. */
+  nextDurable(timeoutMs: number): Promise<void>
+}
+
 export interface LogStore {
   /** This node's id: the origin of the partitions it appends to. */
   readonly origin: string

@@ -29,7 +29,7 @@ import { type SyncedAppender, SyncPipeline } from './sync-pipeline.ts'
 export type Queued = CommitItem &
   (
     | { readonly kind: 'append'; readonly resolve: (appended: Appended[]) => void }
-    | { readonly kind: 'remove'; readonly resolve: () => void }
+    | { readonly kind: 'remove' | 'replica'; readonly resolve: () => void }
   ) & { readonly reject: (err: unknown) => void }
 
 export interface LogWriterParts {
@@ -44,6 +44,8 @@ export interface LogWriterParts {
   readonly indexMaxPendingBatches: number
   /** Commit sizes and fsync durations, when the node keeps metrics. */
   readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'> | undefined
+  /** After an fdatasync made records durable (see SyncPipeline). */
+  readonly onDurable?: () => void
 }
 
 export class LogWriter {
@@ -64,7 +66,11 @@ export class LogWriter {
     this.#metrics = parts.metrics
     // Both wake this loop when they have work: a sync ended, a relaxed window or an index commit is due.
     const wake = (): void => this.#kick()
-    this.#syncs = new SyncPipeline(parts.appender, { wake, metrics: parts.metrics })
+    this.#syncs = new SyncPipeline(parts.appender, {
+      wake,
+      metrics: parts.metrics,
+      onDurable: parts.onDurable,
+    })
     this.#indexCommits = new IndexCommitter({
       target: lmdbIndex(parts),
       syncs: this.#syncs,
@@ -142,12 +148,15 @@ export class LogWriter {
     const syncs = this.#syncs
     const items = this.#queue
     this.#queue = []
-    const { frame, batches, changes, results, restore } = buildCommit(
+    const { frame, batches, changes, results, refused, restore } = buildCommit(
       items,
-      (ref) => this.#state.local(ref),
+      { local: (ref) => this.#state.local(ref), any: (ref) => this.#state.find(ref) },
       Date.now(),
       syncs.position.segment,
     )
+    for (const [i, err] of refused) items[i]?.reject(err)
+    // Nothing left to write: every item was refused.
+    if (refused.size === items.length) return
     let at: { segment: number; position: number }
     try {
       at = await syncs.append(frame.bytes)
@@ -182,6 +191,7 @@ export class LogWriter {
     const afterSync: number[] = []
     let relaxedFlushMs = Number.POSITIVE_INFINITY
     items.forEach((item, i) => {
+      if (refused.has(i)) return
       if (item.kind === 'append' && item.request.durability === 'relaxed') {
         const windowMs = item.request.relaxedFlushMs ?? 0
         relaxedFlushMs = Math.min(relaxedFlushMs, windowMs)

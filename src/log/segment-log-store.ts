@@ -43,8 +43,10 @@ import type {
   ReadLimits,
   ReadResult,
   RecoveryReport,
+  ReplicaLog,
   RetentionPolicy,
   RetentionReport,
+  StoredBatch,
   VerifyReport,
 } from './log-store.ts'
 import { LogWriter } from './log-writer.ts'
@@ -52,6 +54,7 @@ import { MarkerOverlay } from './marker-overlay.ts'
 import { NodeEnvironment } from './node-environment.ts'
 import { PartitionReads } from './partition-reads.ts'
 import { Quarantine } from './quarantine.ts'
+import { ReplicaCopies } from './replica-copies.ts'
 import { SegmentAppender } from './segment-appender.ts'
 import {
   DEFAULT_SEGMENT_BYTES,
@@ -97,13 +100,16 @@ export interface SegmentLogStoreOptions {
   readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'>
 }
 
-export class SegmentLogStore implements LogStore {
+export class SegmentLogStore implements LogStore, ReplicaLog {
   readonly #options: SegmentLogStoreOptions
   readonly #segmentsDir: string
   readonly #reader: SegmentReader
   #env: NodeEnvironment | null = null
   #meta!: Database<PartitionMeta | SegmentPosition | number, string>
   #quarantine!: Quarantine
+  #copies!: ReplicaCopies
+  /** Waiting for the next fdatasync that makes records durable (nextDurable). */
+  readonly #durableWaiters = new Set<() => void>()
   #segmentUse!: Database<SegmentUse, number>
   #index!: BatchIndex
   #markers!: MarkerOverlay
@@ -147,6 +153,13 @@ export class SegmentLogStore implements LogStore {
     this.#state = new LogState(this.#options.origin, this.#index)
     this.#markers = new MarkerOverlay(env.database('log-markers'))
     this.#quarantine = new Quarantine(env, this.#state, this.#index)
+    this.#copies = new ReplicaCopies({
+      state: this.#state,
+      index: this.#index,
+      reader: this.#reader,
+      quarantine: this.#quarantine,
+      onDamaged: (damage) => this.#options.onCorrupt?.(damage, 'skipped'),
+    })
     this.#reads = new PartitionReads(this.#index, this.#reader, (damage) =>
       this.#options.onCorrupt?.(damage, 'skipped'),
     )
@@ -190,6 +203,10 @@ export class SegmentLogStore implements LogStore {
       indexCommitMs: this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS,
       indexMaxPendingBatches: this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES,
       metrics: this.#options.metrics,
+      onDurable: () => {
+        for (const wake of this.#durableWaiters) wake()
+        this.#durableWaiters.clear()
+      },
     })
     this.#writer = writer
     // A failed commit here (full disk) does not stop the start: the index is tried again later.
@@ -269,27 +286,108 @@ export class SegmentLogStore implements LogStore {
    */
   async ensureStream(stream: string, partitions: number): Promise<void> {
     this.#assertOpen()
-    let added = 0
-    for (let p = 0; p < partitions; p++) {
-      if (this.#state.get({ stream, origin: this.origin, partition: p }) !== undefined) continue
+    const refs = Array.from({ length: partitions }, (_, partition) => ({
+      stream,
+      origin: this.origin,
+      partition,
+    }))
+    await this.#register(
+      refs.filter((ref) => this.#state.get(ref) === undefined),
+      0,
+    )
+  }
+
+  /** Registers partitions starting at `firstOffset`, committed and flushed before it resolves. */
+  async #register(refs: readonly PartitionRef[], firstOffset: number): Promise<void> {
+    if (refs.length === 0) return
+    for (const ref of refs) {
       const meta: PartitionMeta = {
         id: this.#nextPartitionId++,
-        stream,
-        origin: this.#options.origin,
-        partition: p,
-        firstOffset: 0,
-        nextOffset: 0,
+        stream: ref.stream,
+        origin: ref.origin,
+        partition: ref.partition,
+        firstOffset,
+        nextOffset: firstOffset,
         bytes: 0,
         lastTimestampMs: null,
       }
       this.#state.register(meta)
       this.#state.changed(meta)
-      added++
     }
-    if (added === 0) return
     const nextId = this.#nextPartitionId
     await this.#writable().inIndexCommit(() => this.#meta.putSync(NEXT_PARTITION_ID, nextId))
     await this.#env?.flushed
+  }
+
+  /** Another origin's partition (never this node's: it is only written by its own appends). */
+  #replica(ref: PartitionRef): PartitionMeta {
+    this.#notOwn(ref)
+    return this.#state.find(ref)
+  }
+
+  #notOwn(ref: PartitionRef): void {
+    if (ref.origin === this.origin)
+      throw new TributaryError(
+        'TRIB_INTERNAL',
+        `${ref.stream}/${ref.partition} is this node's own, not a replica`,
+      )
+  }
+
+  async ensureReplica(ref: PartitionRef, firstOffset: number): Promise<void> {
+    this.#assertOpen()
+    this.#notOwn(ref)
+    if (this.#state.get(ref) === undefined) await this.#register([ref], firstOffset)
+  }
+
+  appendReplica(ref: PartitionRef, batches: readonly Buffer[]): Promise<void> {
+    let writer: LogWriter
+    try {
+      this.#assertOpen()
+      this.#copies.check(this.#replica(ref), batches)
+      writer = this.#writable()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (batches.length === 0) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      writer.enqueue({ kind: 'replica', ref, batches, resolve, reject })
+    })
+  }
+
+  async restartReplica(ref: PartitionRef, fromOffset: number, reason: string): Promise<number> {
+    this.#assertOpen()
+    const meta = this.#replica(ref)
+    const moved = { count: 0 }
+    await this.#writable().inIndexCommit(this.#copies.restartTask(meta, fromOffset, reason, moved))
+    await this.#env?.flushed
+    return moved.count
+  }
+
+  readBatches(ref: PartitionRef, fromOffset: number, maxBytes: number): StoredBatch[] {
+    return this.#copies.read(this.#state.find(ref), fromOffset, this.durableNext(ref), maxBytes)
+  }
+
+  batchCrcBefore(ref: PartitionRef, nextOffset: number): number | null {
+    return this.#copies.crcBefore(this.#state.find(ref), nextOffset)
+  }
+
+  durableNext(ref: PartitionRef): number {
+    const meta = this.#state.find(ref)
+    return Math.min(meta.nextOffset, this.#writer?.durableNext(meta.id) ?? meta.nextOffset)
+  }
+
+  nextDurable(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#durableWaiters.delete(wake)
+        resolve()
+      }, timeoutMs)
+      const wake = (): void => {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#durableWaiters.add(wake)
+    })
   }
 
   append(request: AppendRequest): Promise<Appended[]> {
@@ -413,6 +511,9 @@ export class SegmentLogStore implements LogStore {
     if (this.#opened !== null) await this.#opened.catch(() => undefined)
     await this.#writer?.close()
     this.#writer = null
+    // Long polls end: nothing more becomes durable.
+    for (const wake of this.#durableWaiters) wake()
+    this.#durableWaiters.clear()
     this.#reader.close()
     const env = this.#env
     if (env === null) return

@@ -23,6 +23,8 @@ export interface SyncPipelineOptions {
   readonly wake: () => void
   /** Told each fsync's duration, when the node keeps metrics. */
   readonly metrics?: Pick<Metrics, 'synced'> | undefined
+  /** Called after an fdatasync made records durable (durableNext moved): readers waiting for them go on. */
+  readonly onDurable?: (() => void) | undefined
 }
 
 /** A frame (or a relaxed flush, or a presync) waiting for the next fdatasync of its segment. */
@@ -46,6 +48,7 @@ export class SyncPipeline {
   readonly #appender: SyncedAppender
   readonly #wake: () => void
   readonly #metrics: SyncPipelineOptions['metrics']
+  readonly #onDurable: SyncPipelineOptions['onDurable']
   #syncTimer: NodeJS.Timeout | null = null
   #syncDue = false
   /** The fdatasync in flight; it never rejects (its waiters get the failure). */
@@ -65,6 +68,7 @@ export class SyncPipeline {
     this.#appender = appender
     this.#wake = options.wake
     this.#metrics = options.metrics
+    this.#onDurable = options.onDurable
   }
 
   /** Where the next frame goes: frames before it are in the segments. */
@@ -189,6 +193,7 @@ export class SyncPipeline {
     this.#metrics?.synced(this.#lastSyncMs / 1000)
     for (const [id, next] of covered)
       this.#durableNext.set(id, Math.max(this.#durableNext.get(id) ?? 0, next))
+    if (covered.size > 0) this.#onDurable?.()
     if (this.#appender.synced && this.#syncTimer !== null) {
       clearTimeout(this.#syncTimer)
       this.#syncTimer = null
