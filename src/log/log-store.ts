@@ -166,10 +166,11 @@ export interface ReplicaLog {
    */
   appendReplica(ref: PartitionRef, batches: readonly Buffer[]): Promise<void>
   /**
-   * The copy goes on from `fromOffset`: its batches from there on (a copy that
-   * diverged from its origin) move to the quarantine, kept for inspection
-   * with `reason`; when `fromOffset` is past the copy's end (the origin
-   * deleted what it missed), the copy starts anew there. Returns the batches moved.
+   * The copy goes on from `fromOffset`: its batches holding records from
+   * there on (a copy that diverged from its origin) move to the quarantine,
+   * kept for inspection with `reason`, so it ends at the batch boundary at or
+   * before `fromOffset`; when `fromOffset` is past the copy's end (the origin
+   * deleted what it missed), the copy jumps there. Returns the batches moved.
    */
   restartReplica(ref: PartitionRef, fromOffset: number, reason: string): Promise<number>
   /** Resolves after the next fdatasync that made records durable here, or after `timeoutMs`. */

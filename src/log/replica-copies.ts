@@ -82,8 +82,9 @@ export class ReplicaCopies {
 
   /**
    * The LMDB work (inside an index commit) that restarts the copy at
-   * `fromOffset`: its batches from there on go to the quarantine with
-   * `reason`; past its end, the copy jumps ahead and keeps what it held.
+   * `fromOffset`: every batch holding a record from there on goes to the
+   * quarantine with `reason` (so the copy ends at a batch boundary, at or
+   * before `fromOffset`); past its end, the copy jumps ahead and keeps what it held.
    */
   restartTask(meta: PartitionMeta, fromOffset: number, reason: string, moved: { count: number }): () => void {
     return () => {
@@ -91,7 +92,7 @@ export class ReplicaCopies {
       const wasEmpty = meta.firstOffset === meta.nextOffset
       const doomed: Damaged[] = []
       for (const entry of this.#p.index.from(meta.id, fromOffset)) {
-        if (entry.baseOffset < fromOffset) continue
+        if (entry.baseOffset + entry.recordCount <= fromOffset) continue
         const damage = {
           stream: meta.stream,
           origin: meta.origin,
@@ -109,9 +110,10 @@ export class ReplicaCopies {
       }
       this.#p.quarantine.task(doomed)()
       moved.count = doomed.length
-      // Nothing held before fromOffset: the copy starts there; else it keeps its start.
-      meta.firstOffset = fromOffset <= first || wasEmpty ? fromOffset : first
-      meta.nextOffset = fromOffset
+      const end = Math.min(fromOffset, doomed[0]?.damage.baseOffset ?? fromOffset)
+      // Nothing held before the new end: the copy starts there; else it keeps its start.
+      meta.firstOffset = end <= first || wasEmpty ? end : first
+      meta.nextOffset = end
       this.#p.state.changed(meta)
     }
   }

@@ -194,6 +194,18 @@ for (const impl of implementations) {
       expect(payloads(follower)).toEqual(['a', 'b', 'c', 'd'])
     })
 
+    it('restarts inside a batch at that batch boundary, never keeping half a batch', async () => {
+      await write('a')
+      await origin.append({ entries: [entry('b'), entry('c'), entry('d')], durability: 'durable' })
+      await follower.ensureReplica(ref, 0)
+      await copy()
+      expect(await follower.restartReplica(ref, 2, 'diverged inside a batch')).toBe(1)
+      expect(follower.partition(ref)).toMatchObject({ firstOffset: 0, nextOffset: 1 })
+      expect(payloads(follower)).toEqual(['a'])
+      await copy()
+      expect(payloads(follower)).toEqual(['a', 'b', 'c', 'd'])
+    })
+
     it('wakes a long poll when records become durable, and times out when none do', async () => {
       const idle = Date.now()
       await origin.nextDurable(50)
