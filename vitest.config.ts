@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config'
 // start real processes and sockets, so they run one file at a time on the
 // project's two-core CI machines. `upstream` runs against a real Kafka broker
 // that its global setup starts once and stops at the end (test/helpers/kafka.ts).
+// `cluster` builds LANs of network namespaces (test/helpers/netns.ts), so it
+// needs root, as CI has; without root its tests fail and say so.
 export default defineConfig({
   test: {
     reporters: ['default'],
@@ -24,6 +26,15 @@ export default defineConfig({
           name: 'crash',
           include: ['test/crash/**/*.test.ts'],
           testTimeout: 300_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'cluster',
+          include: ['test/cluster/**/*.test.ts'],
+          testTimeout: 120_000,
           hookTimeout: 60_000,
           fileParallelism: false,
         },

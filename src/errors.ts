@@ -144,6 +144,12 @@ export const errorCodes = {
     message: 'An unexpected error; it was logged with its stack trace: please report it',
     retriable: false,
   },
+  TRIB_NODE_ID_CONFLICT: {
+    message:
+      "Another node announces this node's id, typically a cloned SD card; replication is refused. Stop this node, " +
+      'delete `<dataDir>/node-id` (and its data if it is a copy of another node) and start it again',
+    retriable: false,
+  },
   TRIB_NODE_UNREACHABLE: {
     message: "The running node's admin API did not answer; check http.port and that the node runs",
     retriable: true,
