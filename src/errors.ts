@@ -131,6 +131,11 @@ export const errorCodes = {
     message: 'This consumer group has no committed offsets (for this stream or partition)',
     retriable: false,
   },
+  TRIB_REPLICATION_PROTOCOL: {
+    message:
+      'A peer sent a replication frame this node cannot read (malformed, too large or another protocol version); the connection was closed',
+    retriable: false,
+  },
   TRIB_INTERNAL: {
     message: 'An unexpected error; it was logged with its stack trace: please report it',
     retriable: false,
