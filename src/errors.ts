@@ -140,6 +140,11 @@ export const errorCodes = {
     message: 'The replication link to this peer is closed; it is connected again with backoff',
     retriable: true,
   },
+  TRIB_REPLICATION_PROTOCOL: {
+    message:
+      'A peer sent a replication frame this node cannot read (malformed, too large or another protocol version); the connection was closed',
+    retriable: false,
+  },
   TRIB_INTERNAL: {
     message: 'An unexpected error; it was logged with its stack trace: please report it',
     retriable: false,
