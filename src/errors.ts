@@ -136,6 +136,16 @@ export const errorCodes = {
       "A replica batch does not start where this node's copy of the partition ends; it was not stored and is fetched again",
     retriable: true,
   },
+  TRIB_REPLICA_DIVERGED: {
+    message:
+      "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
+    retriable: false,
+  },
+  TRIB_PEER_REFUSED: {
+    message:
+      'A peer refused the replication link, or this node refused it (wrong cluster secret or name, another protocol version); the message says which',
+    retriable: true,
+  },
   TRIB_PEER_UNREACHABLE: {
     message: 'The replication link to this peer is closed; it is connected again with backoff',
     retriable: true,

@@ -145,6 +145,7 @@ export interface StoredBatch {
 export interface ReplicaLog {
   readonly origin: string
   partitions(): PartitionStatus[]
+  localPartitions(): PartitionStatus[]
   partition(ref: PartitionRef): PartitionStatus | undefined
   /**
    * Stored batches of a partition from `fromOffset` (a batch boundary, or the

@@ -1,0 +1,205 @@
+// The follower's side of one replication link: this node copies the origin's
+// partitions. The origin's catalog says which partitions exist and where
+// each log starts; a copy is started for each (ReplicaLog.ensureReplica).
+// Then one fetch at a time covers every copy: each names where the copy ends
+// and the CRC32C of its last batch, so the origin can check that the copy is
+// a prefix of its log before it answers. Answers:
+// - `ok`: the batches are appended as they are (durable here before the next
+//   fetch), and a `synced` report tells the origin how far the copies are
+//   fdatasync'd (a follower reports an offset only once its copy of it is);
+// - `diverged`: the copy's tail from `divergedAt` on is moved to the
+//   quarantine (kept for inspection, logged, counted) and copied again;
+// - `out-of-range`: the origin deleted what the copy missed; it jumps to the
+//   origin's log start;
+// - `unknown-partition`: the origin no longer has it; it is fetched no more.
+// Catch-up yields to other work between fetches, and each fetch is bounded
+// in bytes, so live traffic keeps its turn on the event loop.
+
+import { readBatchHeader } from '../log/batch-codec.ts'
+import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
+import type { Logger } from '../observability/logger.ts'
+import type { LinkMessage, PeerLink } from './link.ts'
+import type { CatalogMessage, FetchResponseMessage } from './messages.ts'
+
+/** Bytes asked for per fetch over all partitions. */
+export const FETCH_MAX_BYTES = 4 * 1024 * 1024
+/** How long the origin may hold a fetch when it has nothing new. */
+export const FETCH_MAX_WAIT_MS = 1000
+
+export interface FollowerOptions {
+  readonly link: PeerLink
+  readonly log: ReplicaLog
+  readonly logger: Logger
+  /** A copy diverged from its origin and its tail was moved aside. */
+  readonly onDiverged?: (ref: PartitionRef, from: number) => void
+}
+
+interface Copy {
+  readonly ref: PartitionRef
+  /** The CRC32C of the copy's last batch; 0 when it holds none. */
+  lastCrc: number
+  /** The origin's durable end, from its last answer. */
+  originDurableNext: number
+}
+
+export class Follower {
+  readonly #o: FollowerOptions
+  readonly #copies = new Map<string, Copy>()
+  #requestId = 0
+  #pending: { id: number; resolve: (response: FetchResponseMessage) => void } | null = null
+  #catalogs: Promise<void> = Promise.resolve()
+  #running: Promise<void> | null = null
+  #wakeForCatalog: (() => void) | null = null
+
+  constructor(options: FollowerOptions) {
+    this.#o = options
+    options.link.onMessage((message) => this.#receive(message))
+  }
+
+  /** The origin this follower copies. */
+  get origin(): string {
+    return this.#o.link.peer.nodeId
+  }
+
+  /** Per copy: where it ends here, and how far the origin is durable. */
+  positions(): Array<{ ref: PartitionRef; nextOffset: number; originDurableNext: number }> {
+    return [...this.#copies.values()].map((c) => ({
+      ref: c.ref,
+      nextOffset: this.#o.log.partition(c.ref)?.nextOffset ?? 0,
+      originDurableNext: c.originDurableNext,
+    }))
+  }
+
+  /** Fetches until the link closes; resolves then (a failed append is logged, and ends the link). */
+  run(): Promise<void> {
+    this.#running ??= this.#loop().catch((err: unknown) => {
+      this.#o.logger.warn({ err, origin: this.origin }, 'replication from this origin stopped; it reconnects')
+      this.#o.link.close(`follower failed: ${err instanceof Error ? err.message : String(err)}`)
+    })
+    return this.#running
+  }
+
+  #receive(message: LinkMessage): void {
+    if (message.type === 'catalog') {
+      this.#catalogs = this.#catalogs.then(() => this.#applyCatalog(message))
+      return
+    }
+    if (message.type === 'fetch-response' && this.#pending?.id === message.requestId) {
+      this.#pending.resolve(message)
+      this.#pending = null
+    }
+  }
+
+  async #applyCatalog(catalog: CatalogMessage): Promise<void> {
+    for (const entry of catalog.partitions) {
+      const ref = { stream: entry.stream, origin: this.origin, partition: entry.partition }
+      const key = `${ref.stream}\u0000${ref.partition}`
+      if (this.#copies.has(key)) continue
+      await this.#o.log.ensureReplica(ref, entry.firstOffset)
+      const held = this.#o.log.partition(ref)
+      const lastCrc = held === undefined ? null : this.#o.log.batchCrcBefore(ref, held.nextOffset)
+      this.#copies.set(key, { ref, lastCrc: lastCrc ?? 0, originDurableNext: entry.durableNext })
+    }
+    this.#wakeForCatalog?.()
+  }
+
+  async #loop(): Promise<void> {
+    const { link } = this.#o
+    while (link.closedReason === null) {
+      await this.#catalogs
+      if (this.#copies.size === 0) {
+        const catalog = new Promise<void>((resolve) => {
+          this.#wakeForCatalog = resolve
+        })
+        await Promise.race([catalog, link.closed()])
+        this.#wakeForCatalog = null
+        continue
+      }
+      const response = await this.#fetch()
+      if (response === null) return
+      await this.#apply(response)
+      // Let other work in between catch-up fetches.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
+  async #fetch(): Promise<FetchResponseMessage | null> {
+    const { link, log } = this.#o
+    const id = ++this.#requestId
+    const partitions = [...this.#copies.values()].map((c) => ({
+      ...c.ref,
+      nextOffset: log.partition(c.ref)?.nextOffset ?? 0,
+      lastIncarnation: 0,
+      lastCrc: c.lastCrc,
+    }))
+    const answered = new Promise<FetchResponseMessage>((resolve) => {
+      this.#pending = { id, resolve }
+    })
+    await link.send({
+      type: 'fetch',
+      requestId: id,
+      maxWaitMs: FETCH_MAX_WAIT_MS,
+      maxBytes: FETCH_MAX_BYTES,
+      partitions,
+    })
+    const closed = link.closed().then(() => null)
+    return Promise.race([answered, closed])
+  }
+
+  async #apply(response: FetchResponseMessage): Promise<void> {
+    const { log, logger, link } = this.#o
+    const synced: Array<{ stream: string; origin: string; partition: number; syncedNext: number }> = []
+    for (const entry of response.partitions) {
+      const copy = this.#copies.get(`${entry.stream}\u0000${entry.partition}`)
+      if (copy === undefined) continue
+      copy.originDurableNext = entry.durableNext
+      switch (entry.status) {
+        case 'ok': {
+          const last = entry.batches[entry.batches.length - 1]
+          if (last === undefined) continue
+          await log.appendReplica(copy.ref, entry.batches)
+          copy.lastCrc = readBatchHeader(last).crc
+          synced.push({ ...copy.ref, syncedNext: log.durableNext(copy.ref) })
+          break
+        }
+        case 'diverged': {
+          const moved = await log.restartReplica(
+            copy.ref,
+            entry.divergedAt,
+            `diverged from origin ${this.origin} at offset ${entry.divergedAt}`,
+          )
+          logger.error(
+            { code: 'TRIB_REPLICA_DIVERGED', ...copy.ref, from: entry.divergedAt, batchesMoved: moved },
+            'replica diverged from its origin: its tail was moved to the quarantine and is copied again',
+          )
+          this.#o.onDiverged?.(copy.ref, entry.divergedAt)
+          this.#resetCrc(copy)
+          break
+        }
+        case 'out-of-range':
+          await log.restartReplica(
+            copy.ref,
+            entry.firstOffset,
+            `origin ${this.origin} deleted records before ${entry.firstOffset}`,
+          )
+          logger.warn(
+            { ...copy.ref, firstOffset: entry.firstOffset },
+            'replica jumps to the origin log start',
+          )
+          this.#resetCrc(copy)
+          break
+        case 'unknown-partition':
+          logger.warn({ ...copy.ref }, 'the origin no longer has this partition; the copy stays as it is')
+          this.#copies.delete(`${entry.stream}\u0000${entry.partition}`)
+          break
+      }
+    }
+    if (synced.length > 0 && link.closedReason === null)
+      await link.send({ type: 'synced', partitions: synced })
+  }
+
+  #resetCrc(copy: Copy): void {
+    const next = this.#o.log.partition(copy.ref)?.nextOffset ?? 0
+    copy.lastCrc = this.#o.log.batchCrcBefore(copy.ref, next) ?? 0
+  }
+}

@@ -1,0 +1,265 @@
+// One replication connection to a peer, over any Duplex (a TLS socket from
+// transport.ts, or an in-process pair in tests). Both sides send `hello`
+// first: cluster name, protocol version, node id, incarnation. A hello that
+// does not fit (another cluster, another protocol version, this node's own
+// id: a cloned data dir) is answered with `refuse` and the link closes; so is
+// anything else sent before the hello. After it, heartbeats every
+// `heartbeatMs` carry liveness and the round-trip time, and a link that hears
+// nothing for `timeoutMs` is closed: liveness comes from here, never from
+// mDNS. Messages flow both ways; writes wait for the socket to drain, so a
+// slow peer slows only its own link.
+
+import { once } from 'node:events'
+import type { Duplex } from 'node:stream'
+import { type ErrorCode, isTributaryError, TributaryError } from '../errors.ts'
+import {
+  encodeMessage,
+  FrameDecoder,
+  REPLICATION_PROTOCOL_VERSION,
+  type ReplicationMessage,
+} from './frame-codec.ts'
+
+export interface LinkOptions {
+  readonly cluster: string
+  readonly nodeId: string
+  readonly incarnation: number
+  /** Where this node serves replication (told to the peer in the hello). */
+  readonly replicationPort: number
+  readonly heartbeatMs: number
+  /** Silence after which the link is closed (cluster.followerTimeoutMs). */
+  readonly timeoutMs: number
+  /** How long the peer has to say hello. */
+  readonly helloTimeoutMs?: number
+  readonly maxFrameBytes?: number
+  /** Monotonic ms; replaceable in tests. */
+  readonly now?: () => number
+}
+
+/** What the peer said about itself. */
+export interface PeerHello {
+  readonly nodeId: string
+  readonly incarnation: number
+  readonly replicationPort: number
+}
+
+/** Everything after the hello. */
+export type LinkMessage = Exclude<ReplicationMessage, { type: 'hello' | 'refuse' | 'heartbeat' }>
+
+const DEFAULT_HELLO_TIMEOUT_MS = 5000
+
+export class PeerLink {
+  readonly peer: PeerHello
+  readonly #socket: Duplex
+  readonly #decoder: FrameDecoder
+  readonly #options: LinkOptions
+  readonly #now: () => number
+  readonly #heartbeat: NodeJS.Timeout
+  #handler: ((message: LinkMessage) => void) | null = null
+  /** Messages that arrived before onMessage() was called, delivered to it then. */
+  #early: LinkMessage[] = []
+  #lastHeardMs: number
+  #lastPeerSentMs = 0
+  #rttMs: number | null = null
+  #closedReason: string | null = null
+  readonly #closed: Promise<string>
+  #resolveClosed: (reason: string) => void = () => undefined
+
+  private constructor(socket: Duplex, decoder: FrameDecoder, peer: PeerHello, options: LinkOptions) {
+    this.#socket = socket
+    this.#decoder = decoder
+    this.peer = peer
+    this.#options = options
+    this.#now = options.now ?? (() => performance.now())
+    this.#lastHeardMs = this.#now()
+    this.#closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
+    socket.on('data', (chunk: Buffer) => this.#receive(chunk))
+    socket.on('close', () => this.#end('the connection closed'))
+    socket.on('error', (err: Error) => this.#end(`connection error: ${err.message}`))
+    // Reading the hello through an async iterator left the stream paused.
+    socket.resume()
+    this.#heartbeat = setInterval(() => this.#beat(), options.heartbeatMs)
+    this.#heartbeat.unref()
+  }
+
+  /**
+   * Says hello and waits for the peer's; rejects (and destroys the socket) with
+   * TRIB_PEER_REFUSED, TRIB_NODE_ID_CONFLICT or TRIB_REPLICATION_PROTOCOL.
+   */
+  static async open(socket: Duplex, options: LinkOptions): Promise<PeerLink> {
+    const decoder = new FrameDecoder(
+      options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes },
+    )
+    const hello: ReplicationMessage = {
+      type: 'hello',
+      protocol: REPLICATION_PROTOCOL_VERSION,
+      cluster: options.cluster,
+      nodeId: options.nodeId,
+      incarnation: options.incarnation,
+      replicationPort: options.replicationPort,
+    }
+    socket.write(encodeMessage(hello))
+    try {
+      const { peer, rest } = await readHello(
+        socket,
+        decoder,
+        options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
+      )
+      const problem = helloProblem(peer, options)
+      if (problem !== null) {
+        socket.end(encodeMessage({ type: 'refuse', code: problem.code, message: problem.message }))
+        throw new TributaryError(problem.code, problem.message)
+      }
+      const link = new PeerLink(
+        socket,
+        decoder,
+        { nodeId: peer.nodeId, incarnation: peer.incarnation, replicationPort: peer.replicationPort },
+        options,
+      )
+      for (const message of rest) link.#dispatch(message)
+      return link
+    } catch (err) {
+      if (!socket.destroyed) socket.destroy()
+      throw err
+    }
+  }
+
+  /** Where messages after the hello go; set once. What came before it is handed over at once. */
+  onMessage(handler: (message: LinkMessage) => void): void {
+    this.#handler = handler
+    const early = this.#early
+    this.#early = []
+    for (const message of early) handler(message)
+  }
+
+  /** Round-trip time of the last heartbeat answered, ms. */
+  get rttMs(): number | null {
+    return this.#rttMs
+  }
+
+  /** Null while open; why it closed otherwise. */
+  get closedReason(): string | null {
+    return this.#closedReason
+  }
+
+  /** Resolves with the reason once the link is closed. */
+  closed(): Promise<string> {
+    return this.#closed
+  }
+
+  /** Writes one message; resolves once the socket took it (waits for 'drain' when its buffer is full). */
+  async send(message: LinkMessage): Promise<void> {
+    if (this.#closedReason !== null)
+      throw new TributaryError(
+        'TRIB_PEER_UNREACHABLE',
+        `link to ${this.peer.nodeId} closed: ${this.#closedReason}`,
+      )
+    if (this.#socket.write(encodeMessage(message))) return
+    await Promise.race([once(this.#socket, 'drain'), this.#closed])
+  }
+
+  /** Closes the link; a `refuse` tells the peer why first. Idempotent. */
+  close(reason: string, refuse?: { code: ErrorCode; message: string }): void {
+    if (this.#closedReason !== null) return
+    if (refuse !== undefined) this.#socket.end(encodeMessage({ type: 'refuse', ...refuse }))
+    else this.#socket.destroy()
+    this.#end(reason)
+  }
+
+  #end(reason: string): void {
+    if (this.#closedReason !== null) return
+    this.#closedReason = reason
+    clearInterval(this.#heartbeat)
+    if (!this.#socket.destroyed) this.#socket.destroy()
+    this.#resolveClosed(reason)
+  }
+
+  #beat(): void {
+    const now = this.#now()
+    if (now - this.#lastHeardMs > this.#options.timeoutMs) {
+      this.close(`no heartbeat from ${this.peer.nodeId} for ${Math.round(now - this.#lastHeardMs)} ms`)
+      return
+    }
+    // A heartbeat is tiny; when the socket is backed up, liveness is judged by the peer's silence anyway.
+    this.#socket.write(
+      encodeMessage({ type: 'heartbeat', sentAtMs: Math.floor(now), echoMs: this.#lastPeerSentMs }),
+    )
+  }
+
+  #receive(chunk: Buffer): void {
+    let messages: ReplicationMessage[]
+    try {
+      messages = this.#decoder.push(chunk)
+    } catch (err) {
+      const message = isTributaryError(err) ? err.message : String(err)
+      this.close(`unreadable frame: ${message}`, { code: 'TRIB_REPLICATION_PROTOCOL', message })
+      return
+    }
+    for (const message of messages) this.#dispatch(message)
+  }
+
+  #dispatch(message: ReplicationMessage): void {
+    if (this.#closedReason !== null) return
+    this.#lastHeardMs = this.#now()
+    switch (message.type) {
+      case 'heartbeat':
+        this.#lastPeerSentMs = message.sentAtMs
+        if (message.echoMs > 0) this.#rttMs = Math.max(0, this.#now() - message.echoMs)
+        return
+      case 'refuse':
+        this.#end(`refused by ${this.peer.nodeId}: ${message.code}: ${message.message}`)
+        return
+      case 'hello':
+        this.close('a second hello', { code: 'TRIB_REPLICATION_PROTOCOL', message: 'hello sent twice' })
+        return
+      default:
+        if (this.#handler === null) this.#early.push(message)
+        else this.#handler(message)
+    }
+  }
+}
+
+/** Reads until the first message; it must be the peer's hello (a refuse is reported as such). */
+async function readHello(
+  socket: Duplex,
+  decoder: FrameDecoder,
+  timeoutMs: number,
+): Promise<{ peer: Extract<ReplicationMessage, { type: 'hello' }>; rest: ReplicationMessage[] }> {
+  const abort = new AbortController()
+  const timer = setTimeout(() => abort.abort(), timeoutMs)
+  try {
+    for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      const [first, ...rest] = decoder.push(chunk)
+      if (first === undefined) continue
+      if (first.type === 'refuse')
+        throw new TributaryError('TRIB_PEER_REFUSED', `${first.code}: ${first.message}`)
+      if (first.type !== 'hello')
+        throw new TributaryError('TRIB_REPLICATION_PROTOCOL', `expected hello, got ${first.type}`)
+      return { peer: first, rest }
+    }
+    throw new TributaryError('TRIB_PEER_REFUSED', 'the peer closed the connection before its hello')
+  } finally {
+    clearTimeout(timer)
+    if (abort.signal.aborted) socket.destroy(new Error(`no hello within ${timeoutMs} ms`))
+  }
+}
+
+function helloProblem(
+  peer: Extract<ReplicationMessage, { type: 'hello' }>,
+  options: LinkOptions,
+): { code: ErrorCode; message: string } | null {
+  if (peer.protocol !== REPLICATION_PROTOCOL_VERSION)
+    return {
+      code: 'TRIB_PEER_REFUSED',
+      message: `replication protocol ${peer.protocol} from ${peer.nodeId}; this node speaks ${REPLICATION_PROTOCOL_VERSION}: run the same tributary version on every node`,
+    }
+  if (peer.cluster !== options.cluster)
+    return {
+      code: 'TRIB_PEER_REFUSED',
+      message: `${peer.nodeId} is in cluster "${peer.cluster}", this node in "${options.cluster}"`,
+    }
+  if (peer.nodeId === options.nodeId)
+    return { code: 'TRIB_NODE_ID_CONFLICT', message: `a peer announces this node's own id ${peer.nodeId}` }
+  return null
+}
