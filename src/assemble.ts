@@ -5,6 +5,7 @@
 // in index.ts opens the listeners. Wiring only.
 
 import { ConsumerGroups } from './admin/consumer-groups.ts'
+import { assembleCluster, type ClusterParts, clusterSecret } from './assemble-cluster.ts'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
 import { readToken } from './config/http-token.ts'
@@ -31,6 +32,8 @@ export interface NodeParts {
   readonly housekeeping: Housekeeping
   readonly upstream: Upstream
   readonly broker: Broker
+  /** Replication and discovery; null when the node runs alone. */
+  readonly cluster: ClusterParts | null
   /** The admin API's token, read before anything was opened (null: none configured). */
   readonly httpToken: string | null
   readonly releaseLock: () => void
@@ -50,6 +53,7 @@ export async function assembleNode(
   try {
     // Read first: a missing or short token file stops the start before anything is opened.
     const httpToken = config.http.port === null ? null : readToken(config.http)
+    const secret = clusterSecret(config)
     const origin = loadOrCreateNodeId(dataDir)
     const renewOrigin = () => createNodeId(dataDir)
     const opened = await openLogStore({ dataDir, limits, origin, renewOrigin, metrics, log })
@@ -84,7 +88,20 @@ export async function assembleNode(
     const broker = new Broker(brokerOptions, ingest, store.environment, log)
     const expireGroups = () => groups.expire()
     const housekeeping = new Housekeeping({ store, guard, config, expireGroups, metrics, log })
-    return { nodeId, store, ingest, groups, guard, housekeeping, upstream, broker, httpToken, releaseLock }
+    const cluster = assembleCluster(config, secret, nodeId, store, log)
+    return {
+      nodeId,
+      store,
+      ingest,
+      groups,
+      guard,
+      housekeeping,
+      upstream,
+      broker,
+      cluster,
+      httpToken,
+      releaseLock,
+    }
   } catch (err) {
     for (const step of undo) await step()
     throw err

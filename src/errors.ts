@@ -141,6 +141,11 @@ export const errorCodes = {
       "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
     retriable: false,
   },
+  TRIB_CLUSTER_SECRET_INVALID: {
+    message:
+      'The cluster secret file is missing, unreadable, readable by others or too short; `tributary cluster init --secret-file FILE` writes one (mode 0600)',
+    retriable: false,
+  },
   TRIB_PEER_REFUSED: {
     message:
       'A peer refused the replication link, or this node refused it (wrong cluster secret or name, another protocol version); the message says which',

@@ -25,6 +25,8 @@ export interface NodeAddresses {
   readonly mqtt: { readonly host: string; readonly port: number }
   /** The admin and consumer HTTP API; null when http.port is null. */
   readonly http: { readonly host: string; readonly port: number } | null
+  /** Where peers dial to replicate; null when the node runs alone. */
+  readonly replication: { readonly host: string; readonly port: number } | null
 }
 
 export interface TributaryNode {
@@ -78,10 +80,12 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       storeOpen = open
     })
     running = assembled
-    const { nodeId, store, broker, upstream, guard, groups, httpToken } = assembled
+    const { nodeId, store, broker, upstream, guard, groups, httpToken, cluster } = assembled
     const address = await broker.listen()
     assembled.housekeeping.start()
     log.info({ mqtt: `${address.address}:${address.port}` }, 'tributary accepting MQTT connections')
+    const replication = (await cluster?.start()) ?? null
+    const mqtt = { host: address.address, port: address.port }
     const view = nodeView({
       nodeId,
       startedAtMs,
@@ -89,6 +93,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       storeOpen: () => storeOpen,
       broker: () => broker,
       upstream: () => upstream,
+      cluster,
       guard,
       highWaterPercent: config.limits.diskHighWaterPercent,
       recent,
@@ -99,7 +104,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       connections: () => broker.connections,
       disk: () => view.disk(),
     })
-    if (config.http.port === null) return { mqtt: { host: address.address, port: address.port }, http: null }
+    if (config.http.port === null) return { mqtt, http: null, replication }
     const { storageEnduranceTBW } = config.metrics
     admin = new AdminServer({
       http: config.http,
@@ -112,7 +117,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     })
     const http = await admin.listen()
     log.info({ http: `${http.host}:${http.port}`, auth: httpToken !== null }, 'admin API listening')
-    return { mqtt: { host: address.address, port: address.port }, http }
+    return { mqtt, http, replication }
   }
 
   async function drain(): Promise<void> {
@@ -133,6 +138,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     const parts = running
     if (parts !== null) {
       await parts.broker.close()
+      await parts.cluster?.close()
       // Batches on the wire are abandoned: sent again after a restart (at-least-once),
       // or skipped by the sink's own position (exactly-once).
       await parts.upstream.close()

@@ -7,6 +7,7 @@ import type { Broker } from '../broker/broker.ts'
 import type { DiskGuard } from '../log/disk-guard.ts'
 import type { LogStore } from '../log/log-store.ts'
 import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
+import type { PeerStatus, Replicator } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { Upstream } from '../upstream/upstream.ts'
 
@@ -31,6 +32,10 @@ export interface NodeView {
   readonly log: Pick<LogStore, 'partitions' | 'partition' | 'read' | 'offsetForTimestamp'>
   health(): HealthChecks
   sinks(): readonly ForwarderStatus[]
+  /** The cluster this node replicates in (null: alone), and why replication is refused, if it is. */
+  cluster(): { readonly name: string; readonly refused: string | null } | null
+  /** The peers it replicates with; empty when alone. */
+  peers(): readonly PeerStatus[]
   connections(): number
   disk(): DiskView
   /** The last warn/error log events, newest first (empty when the node keeps none). */
@@ -45,6 +50,10 @@ export interface ViewedParts {
   readonly storeOpen: () => boolean
   readonly broker: () => Pick<Broker, 'listening' | 'connections'> | null
   readonly upstream: () => Pick<Upstream, 'status'> | null
+  readonly cluster: {
+    readonly name: string
+    readonly replicator: Pick<Replicator, 'status' | 'refused'>
+  } | null
   readonly guard: Pick<DiskGuard, 'full' | 'usedPercent'>
   readonly highWaterPercent: number
   /** The logger's ring of warn/error lines; without it the view shows none. */
@@ -64,6 +73,11 @@ export function nodeView(parts: ViewedParts): NodeView {
     },
     health: () => ({ mqtt: parts.broker()?.listening === true, store: parts.storeOpen(), disk: !guard.full }),
     sinks: () => parts.upstream()?.status() ?? [],
+    cluster: () =>
+      parts.cluster === null
+        ? null
+        : { name: parts.cluster.name, refused: parts.cluster.replicator.refused?.message ?? null },
+    peers: () => parts.cluster?.replicator.status() ?? [],
     connections: () => parts.broker()?.connections ?? 0,
     disk: () => ({
       usedPercent: guard.usedPercent,

@@ -34,6 +34,7 @@ export const ROUTES = [
   'GET /v1',
   'GET /v1/status',
   'GET /v1/sinks',
+  'GET /v1/peers',
   'GET /v1/streams',
   'GET /v1/streams/:stream',
   'GET /v1/streams/:stream/partitions/:partition/records',
@@ -157,6 +158,7 @@ export class AdminServer {
       }),
     )
     app.get('/v1/sinks', async () => ({ sinks: view.sinks().map(sinkFigures) }))
+    app.get('/v1/peers', async () => ({ cluster: view.cluster(), peers: view.peers() }))
   }
 
   /** Listens on http.host:http.port; TRIB_LISTEN_FAILED when the address cannot be bound. */

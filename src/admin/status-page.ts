@@ -53,7 +53,10 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 </tr></thead><tbody></tbody></table>
 
 <h2>Peers</h2>
-<div id="peers"></div>
+<div id="cluster" class="dim"></div>
+<table id="peers"><thead><tr>
+  <th class="text">node</th><th class="text">address</th><th class="text">found by</th><th class="text">state</th><th>round trip ms</th><th>copies</th><th>copy lag records</th>
+</tr></thead><tbody></tbody></table>
 
 <h2>Recent errors</h2>
 <table id="errors"><thead><tr>
@@ -168,10 +171,17 @@ function draw(s, atMs) {
   }))
 
   var peers = s.peers || []
-  $('peers').replaceChildren(peers.length === 0
-    ? el('span', { class: 'dim' }, ['no peers: this node does not replicate (clustering is not built yet)'])
-    : el('ul', {}, []))
-  peers.forEach(function (p) { $('peers').firstChild.append(el('li', {}, [JSON.stringify(p)])) })
+  $('cluster').textContent = !s.cluster ? 'this node runs alone (no cluster: configured)'
+    : s.cluster.refused ? 'cluster ' + s.cluster.name + ': replication REFUSED: ' + s.cluster.refused
+    : 'cluster ' + s.cluster.name
+  fill('peers', peers.length === 0 ? [row({}, [text('no peers')])] : peers.map(function (p) {
+    var lag = p.copies.reduce(function (sum, c) { return sum + c.lagRecords }, 0)
+    return row({ 'data-peer': p.nodeId || p.address }, [
+      text(p.nodeId || '?'), text(p.address), text(p.via),
+      el('td', { class: 'text', 'data-field': 'state' }, [el('span', { class: 'badge ' + (p.state === 'connected' ? 'ok' : p.state === 'refused' ? 'bad' : 'warn') }, [p.state])]),
+      el('td', {}, [p.rttMs === null ? '–' : p.rttMs.toFixed(1)]), num(p.copies.length), num(lag),
+    ])
+  }))
 
   var errors = (s.recentErrors || []).map(function (e) {
     return { time: e.time, level: e.level, code: e.code, where: e.component, msg: e.msg }

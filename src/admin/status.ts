@@ -5,6 +5,7 @@
 import type { PartitionStatus } from '../log/log-store.ts'
 import type { SinkFigures } from '../observability/metrics.ts'
 import type { LogEvent } from '../observability/recent-log.ts'
+import type { PeerStatus } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { DiskView, HealthChecks, NodeView } from './node-view.ts'
 
@@ -32,6 +33,9 @@ export interface NodeStatus {
   readonly mqtt: { readonly connections: number }
   readonly streams: StreamSummary[]
   readonly sinks: SinkFigures[]
+  /** Null when the node runs alone; `refused` says why it does not replicate (a node id conflict). */
+  readonly cluster: { readonly name: string; readonly refused: string | null } | null
+  readonly peers: readonly PeerStatus[]
   readonly disk: DiskView & {
     readonly storedBytes: number
     readonly writtenBytes: number | null
@@ -102,6 +106,8 @@ export function nodeStatus(
     mqtt: { connections: view.connections() },
     streams,
     sinks: view.sinks().map(sinkFigures),
+    cluster: view.cluster(),
+    peers: view.peers(),
     disk: {
       ...view.disk(),
       storedBytes: streams.reduce((sum, s) => sum + s.bytes, 0),

@@ -6,8 +6,10 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { TributaryError } from '../errors.ts'
+import { registerCluster } from './cluster.ts'
 import { registerConfigCheck } from './config-check.ts'
 import { registerLogVerify } from './log-verify.ts'
+import { registerPeers } from './peers.ts'
 import { registerProduce } from './produce.ts'
 import { registerSinks } from './sinks.ts'
 import { registerStart } from './start.ts'
@@ -29,6 +31,8 @@ registerStreams(program)
 registerTail(program)
 registerProduce(program)
 registerSinks(program)
+registerPeers(program)
+registerCluster(program)
 registerConfigCheck(program)
 registerLogVerify(program)
 

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { Command } from 'commander'
 import { type ConfigFlags, loadConfig, parsePortOrOff } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
-import { TributaryError } from '../errors.ts'
+import { type ErrorCode, TributaryError } from '../errors.ts'
 import { SegmentLogStore } from '../log/segment-log-store.ts'
 
 export interface StoreOptions {
@@ -79,4 +79,27 @@ export function clientHost(host: string): string {
 /** `host:port` as a URL authority (IPv6 in brackets). */
 export function authority(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+const API_TIMEOUT_MS = 3000
+
+/**
+ * GET `path` of a running node's admin API; null when nothing answers
+ * (refused, timed out); throws the API's own error when it answers with one.
+ */
+export async function apiGet<T>(base: string, path: string, token: string | null): Promise<T | null> {
+  let res: Response
+  try {
+    res = await fetch(`${base}${path}`, {
+      headers: token === null ? {} : { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(API_TIMEOUT_MS),
+    })
+  } catch {
+    return null
+  }
+  const body = (await res.json().catch(() => null)) as { error?: { code: ErrorCode; message: string } } | null
+  if (res.ok && body !== null && body.error === undefined) return body as T
+  const err = body?.error
+  if (err !== undefined) throw new TributaryError(err.code, `${base}: ${err.message}`)
+  throw new TributaryError('TRIB_NODE_UNREACHABLE', `${base} answered HTTP ${res.status}`)
 }

@@ -23,6 +23,10 @@ interface StartOptions {
   mqttHost?: string
   logLevel?: string
   sink?: string[]
+  cluster?: string
+  clusterSecretFile?: string
+  peer?: string[]
+  replicationPort?: number
   httpPort?: number | 'off'
   httpHost?: string
 }
@@ -49,8 +53,21 @@ export function registerStart(program: Command): void {
       'forward every stream upstream (repeatable): kafka://HOST:PORT[?exactlyOnce=true], mqtt://HOST:PORT, http://HOST:PORT/PATH',
       (url: string, previous: string[] = []) => [...previous, url],
     )
+    .option(
+      '--cluster <name>',
+      'replicate with the nodes of this cluster on the LAN (needs --cluster-secret-file)',
+    )
+    .option('--cluster-secret-file <file>', 'the cluster secret (tributary cluster init writes one)')
+    .option(
+      '--peer <host:port>',
+      'a node to replicate with where mDNS is blocked (repeatable)',
+      (peer: string, previous: string[] = []) => [...previous, peer],
+    )
+    .option('--replication-port <port>', `replication port (default 7625; 0 picks a free one)`, (v) =>
+      Number.parseInt(v, 10),
+    )
     .action(async (options: StartOptions) => {
-      const flags = { ...options, sinks: options.sink }
+      const flags = { ...options, sinks: options.sink, peers: options.peer }
       const config = configFrom(flags)
       const recent = new RecentLogEvents()
       const log = createLogger(config.logLevel, undefined, recent)

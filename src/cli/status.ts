@@ -11,10 +11,10 @@ import type { Command } from 'commander'
 import { type NodeStatus, streamsOf } from '../admin/status.ts'
 import { readToken } from '../config/http-token.ts'
 import type { Config } from '../config/schema.ts'
-import { type ErrorCode, TributaryError } from '../errors.ts'
 import { lockHolder, PID_FILE } from '../lib/pid-lock.ts'
 import type { SinkFigures } from '../observability/metrics.ts'
 import {
+  apiGet,
   authority,
   clientHost,
   configFrom,
@@ -26,8 +26,6 @@ import {
 } from './shared.ts'
 import { storedSinkRows } from './sinks.ts'
 
-const API_TIMEOUT_MS = 3000
-
 interface StatusOptions {
   config?: string
   dataDir?: string
@@ -38,7 +36,10 @@ interface StatusOptions {
 
 export type StatusReport =
   | (NodeStatus & { readonly source: 'api'; readonly api: string })
-  | (Omit<NodeStatus, 'health' | 'mqtt' | 'uptimeSeconds' | 'sinks' | 'recentErrors'> & {
+  | (Omit<
+      NodeStatus,
+      'health' | 'mqtt' | 'uptimeSeconds' | 'sinks' | 'recentErrors' | 'cluster' | 'peers'
+    > & {
       readonly source: 'store'
       readonly api: string | null
       /** Why the API was not used. */
@@ -53,27 +54,6 @@ export type StatusReport =
         >
       >
     })
-
-/** GET /v1/status; null when nothing answers (refused, timed out); throws on an answer that is an error. */
-async function fromApi(base: string, token: string | null): Promise<NodeStatus | null> {
-  let res: Response
-  try {
-    res = await fetch(`${base}/v1/status`, {
-      headers: token === null ? {} : { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(API_TIMEOUT_MS),
-    })
-  } catch {
-    return null
-  }
-  const body = (await res.json().catch(() => null)) as
-    | (NodeStatus & { error?: undefined })
-    | { error?: { code: ErrorCode; message: string } }
-    | null
-  if (res.ok && body !== null && body.error === undefined) return body as NodeStatus
-  const err = body?.error
-  if (err !== undefined) throw new TributaryError(err.code, `${base}: ${err.message}`)
-  throw new TributaryError('TRIB_NODE_UNREACHABLE', `${base} answered HTTP ${res.status}`)
-}
 
 async function fromStore(
   config: Readonly<Config>,
@@ -124,7 +104,7 @@ export async function nodeStatusReport(config: Readonly<Config>): Promise<Status
   } catch {
     // A token file this user cannot read: ask without one; a node that needs it answers 401.
   }
-  const live = await fromApi(base, token)
+  const live = await apiGet<NodeStatus>(base, '/v1/status', token)
   if (live !== null) return { ...live, source: 'api', api: base }
   return fromStore(config, base, `no answer from ${base}`)
 }

@@ -33,6 +33,11 @@ export interface ConfigFlags {
   readonly httpHost?: string | undefined
   /** `--sink URL`, repeatable: added to the config file's sinks. */
   readonly sinks?: readonly string[] | undefined
+  readonly cluster?: string | undefined
+  readonly clusterSecretFile?: string | undefined
+  /** `--peer HOST:PORT`, repeatable: added to cluster.peers. */
+  readonly peers?: readonly string[] | undefined
+  readonly replicationPort?: number | undefined
 }
 
 export interface ConfigProblem {
@@ -118,6 +123,9 @@ const ENV_FIELDS: Record<string, { path: readonly string[]; type: 'string' | 'in
   TRIBUTARY_HTTP_PORT: { path: ['http', 'port'], type: 'port-or-off' },
   TRIBUTARY_HTTP_TOKEN: { path: ['http', 'token'], type: 'string' },
   TRIBUTARY_HTTP_TOKEN_FILE: { path: ['http', 'tokenFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_NAME: { path: ['cluster', 'name'], type: 'string' },
+  TRIBUTARY_CLUSTER_SECRET_FILE: { path: ['cluster', 'secretFile'], type: 'string' },
+  TRIBUTARY_REPLICATION_PORT: { path: ['cluster', 'replicationPort'], type: 'int' },
 }
 
 /** `off` (any case) disables the admin API; anything else must be an integer port. */
@@ -190,7 +198,20 @@ function fromFlags(flags: ConfigFlags): Tree {
   if (flags.httpHost !== undefined) tree = setPath(tree, ['http', 'host'], flags.httpHost)
   if (flags.httpPort !== undefined)
     tree = setPath(tree, ['http', 'port'], flags.httpPort === 'off' ? null : flags.httpPort)
+  if (flags.cluster !== undefined) tree = setPath(tree, ['cluster', 'name'], flags.cluster)
+  if (flags.clusterSecretFile !== undefined)
+    tree = setPath(tree, ['cluster', 'secretFile'], flags.clusterSecretFile)
+  if (flags.replicationPort !== undefined)
+    tree = setPath(tree, ['cluster', 'replicationPort'], flags.replicationPort)
   return tree
+}
+
+/** The --peer addresses, appended to the file's cluster.peers. */
+function peersFromFlags(flags: ConfigFlags, file: Tree): Tree {
+  if (flags.peers === undefined || flags.peers.length === 0) return {}
+  const fileCluster = isTree(file.cluster) ? file.cluster : {}
+  const peers = Array.isArray(fileCluster.peers) ? [...fileCluster.peers, ...flags.peers] : [...flags.peers]
+  return { cluster: { peers } }
 }
 
 /** The --sink URLs as `sinks:` entries, appended to those of the file. */
@@ -348,6 +369,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   tree = merge(tree, fromEnv(env, problems))
   tree = merge(tree, fromFlags(flags))
   tree = { ...tree, ...sinksFromFlags(flags, tree, problems) }
+  tree = merge(tree, peersFromFlags(flags, tree))
   const result = validateConfig(tree)
   problems.push(...result.problems)
   if (result.config === null || problems.length > 0) {

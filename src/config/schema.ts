@@ -27,6 +27,10 @@ export const DEAD_LETTER_SUFFIX = '.dead-letter'
 const STREAM_NAME = /^[A-Za-z0-9._-]{1,249}$/
 const SINK_NAME = /^[A-Za-z0-9._-]{1,64}$/
 const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/
+export const DEFAULT_REPLICATION_PORT = 7625
+export const DEFAULT_HEARTBEAT_MS = 500
+export const DEFAULT_FOLLOWER_TIMEOUT_MS = 5000
+const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,63}$/
 export const DEFAULT_SINK_MAX_BATCH_BYTES = 1024 * 1024
 export const DEFAULT_SINK_MAX_BATCH_RECORDS = 1000
 export const DEFAULT_SINK_LINGER_MS = 100
@@ -215,6 +219,35 @@ const httpSink = z
 
 export const sinkSchema = z.discriminatedUnion('type', [kafkaSink, mqttSink, httpSink])
 
+const cluster = z
+  .object({
+    name: z
+      .string()
+      .regex(CLUSTER_NAME, 'letters, digits, ".", "_" or "-", 1 to 63 characters')
+      .describe('nodes replicate only with nodes of the same cluster name'),
+    secretFile: z
+      .string()
+      .min(1)
+      .describe(
+        'the shared secret (tributary cluster init writes one); links are TLS with a key derived from it',
+      ),
+    peers: z
+      .array(z.string().regex(HOST_PORT, 'HOST:PORT'))
+      .default([])
+      .describe('replication addresses of other nodes, where multicast (mDNS) is blocked'),
+    mdns: z.boolean().default(true).describe('find the other nodes of the cluster on the LAN with mDNS'),
+    replicationHost: z.string().min(1).default('0.0.0.0'),
+    replicationPort: z.number().int().min(0).max(65535).default(DEFAULT_REPLICATION_PORT),
+    heartbeatMs: z.number().int().min(50).max(60_000).default(DEFAULT_HEARTBEAT_MS),
+    followerTimeoutMs: z
+      .number()
+      .int()
+      .min(200)
+      .default(DEFAULT_FOLLOWER_TIMEOUT_MS)
+      .describe('a peer silent this long (no heartbeat) is dropped and dialed again'),
+  })
+  .strict()
+
 export const configSchema = z
   .object({
     dataDir: z.string().min(1),
@@ -316,6 +349,7 @@ export const configSchema = z
     retentionCheckMs: z.number().int().min(100).default(DEFAULT_RETENTION_CHECK_MS),
     streams: z.array(streamSchema).default([]),
     sinks: z.array(sinkSchema).default([]),
+    cluster: cluster.nullable().default(null).describe('null: this node runs alone'),
   })
   .strict()
 
@@ -325,3 +359,4 @@ export type KeyRule = StreamConfig['key']
 export type SinkConfig = Config['sinks'][number]
 export type SinkType = SinkConfig['type']
 export type TlsConfig = z.output<typeof tls>
+export type ClusterConfig = NonNullable<Config['cluster']>

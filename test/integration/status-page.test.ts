@@ -120,7 +120,8 @@ describe('status page', () => {
     await page.waitForSelector(`${sinkRow} td[data-field="state"]:has-text("retrying")`, { timeout: WAIT_MS })
     await page.waitForSelector('#errors tr[data-level="sink"]', { timeout: WAIT_MS })
     expect(await cellText(page, '#errors tbody')).toContain('TRIB_SINK_UNAVAILABLE')
-    expect(await cellText(page, '#peers')).toMatch(/^no peers/)
+    expect(await cellText(page, '#peers tbody')).toMatch(/^no peers/)
+    expect(await cellText(page, '#cluster')).toMatch(/runs alone/)
 
     // More records: the count moves, and the rate from two polls shows above zero.
     for (let i = 0; i < 5; i++)

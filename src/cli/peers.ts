@@ -1,0 +1,74 @@
+// `tributary peers`: the running node's replication peers, from its admin API
+// (GET /v1/peers): each peer, how it was found (mDNS or static), the link's
+// state and round-trip time, and this node's copies of its partitions with
+// their lag (records the peer has durably and this node not yet).
+
+import type { Command } from 'commander'
+import { readToken } from '../config/http-token.ts'
+import { TributaryError } from '../errors.ts'
+import type { PeerStatus } from '../replication/replicator.ts'
+import {
+  apiGet,
+  authority,
+  clientHost,
+  configFrom,
+  printJson,
+  printTable,
+  withStoreOptions,
+} from './shared.ts'
+
+interface PeersAnswer {
+  readonly cluster: { readonly name: string; readonly refused: string | null } | null
+  readonly peers: readonly PeerStatus[]
+}
+
+export function registerPeers(program: Command): void {
+  withStoreOptions(program.command('peers'))
+    .description('list the replication peers of the running node, with link state and copy lag')
+    .option('--json', 'one JSON object per peer per line')
+    .action(async (options: { config?: string; dataDir?: string; json?: boolean }) => {
+      const config = configFrom(options)
+      const { port, host } = config.http
+      if (port === null || port === 0)
+        throw new TributaryError(
+          'TRIB_NODE_UNREACHABLE',
+          'http.port is off or 0: the peers are only known to the running node',
+        )
+      const base = `http://${authority(clientHost(host), port)}`
+      let token: string | null = null
+      try {
+        token = readToken(config.http)
+      } catch {
+        // A token file this user cannot read: ask without one; a node that needs it answers 401.
+      }
+      const answer = await apiGet<PeersAnswer>(base, '/v1/peers', token)
+      if (answer === null) throw new TributaryError('TRIB_NODE_UNREACHABLE', `no answer from ${base}`)
+      if (options.json === true) {
+        for (const peer of answer.peers) printJson(peer)
+        return
+      }
+      if (answer.cluster === null) {
+        process.stdout.write(
+          '(no cluster: this node runs alone; start it with --cluster NAME --cluster-secret-file FILE)\n',
+        )
+        return
+      }
+      if (answer.cluster.refused !== null)
+        process.stdout.write(`replication REFUSED: ${answer.cluster.refused}\n`)
+      printTable(
+        ['PEER', 'ADDRESS', 'FOUND BY', 'STATE', 'RTT MS', 'COPIES', 'COPY LAG', 'LAST ERROR'],
+        answer.peers.map((p) => [
+          p.nodeId ?? '?',
+          p.address,
+          p.via,
+          p.state,
+          p.rttMs === null ? '-' : p.rttMs.toFixed(1),
+          p.copies.length,
+          p.copies.reduce((sum, c) => sum + c.lagRecords, 0),
+          p.lastError ?? '-',
+        ]),
+      )
+      if (answer.peers.length === 0)
+        process.stdout.write(`(no peers found yet in cluster ${answer.cluster.name})\n`)
+    })
+}

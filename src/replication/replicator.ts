@@ -1,0 +1,274 @@
+// A node's replication: it serves its own partitions to every peer that
+// dials it (an OriginServer per inbound link) and copies every peer's
+// partitions by dialing it (a Follower per outbound link). So each pair of
+// nodes has two links, one per direction of copying, and a link never
+// changes role.
+//
+// Addresses come from outside (`addPeer`: the composition root hands over
+// what discovery found, mDNS or static); a peer is dialed until the node
+// closes, with jittered exponential backoff between attempts, and a link
+// lost (heartbeats, a reset) is dialed again the same way. A second address
+// of a node already followed is dropped. When this node's own id is found
+// announced elsewhere (`refuseAll`: a cloned data dir), it stops replicating
+// altogether until restarted. Every refusal (wrong secret, cluster, protocol,
+// node id) is logged with the peer's address and counted.
+
+import { isTributaryError, type TributaryError } from '../errors.ts'
+import { Backoff, sleep } from '../lib/backoff.ts'
+import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
+import type { Logger } from '../observability/logger.ts'
+import { Follower } from './follower.ts'
+import { type LinkOptions, PeerLink } from './link.ts'
+import type { SyncedEntry } from './messages.ts'
+import { OriginServer } from './origin-server.ts'
+import type { PeerConnection, PeerTransport } from './transport.ts'
+
+/** Between attempts to dial a peer that is not there (or refused). */
+const DIAL_BACKOFF = { initialMs: 200, maxMs: 10_000 }
+
+export interface ReplicatorOptions {
+  readonly link: Omit<LinkOptions, 'now'>
+  readonly transport: PeerTransport
+  readonly listen: { readonly host: string; readonly port: number }
+  readonly log: ReplicaLog
+  readonly logger: Logger
+  /** A link refused or dropped, with why (metrics). */
+  readonly onRefused?: (reason: string) => void
+  readonly onDiverged?: (ref: PartitionRef) => void
+}
+
+export interface PeerStatus {
+  readonly nodeId: string | null
+  readonly address: string
+  readonly via: 'mdns' | 'static'
+  readonly state: 'connecting' | 'connected' | 'refused' | 'stopped'
+  readonly rttMs: number | null
+  readonly lastError: string | null
+  /** This node's copies of the peer's partitions. */
+  readonly copies: ReadonlyArray<{
+    readonly stream: string
+    readonly partition: number
+    readonly nextOffset: number
+    readonly originDurableNext: number
+    readonly lagRecords: number
+  }>
+  /** How far the peer's copies of this node's partitions are fdatasync'd (its `synced` reports). */
+  readonly synced: ReadonlyArray<{
+    readonly stream: string
+    readonly partition: number
+    readonly syncedNext: number
+  }>
+}
+
+interface Dialed {
+  readonly address: string
+  readonly host: string
+  readonly port: number
+  readonly via: 'mdns' | 'static'
+  nodeId: string | null
+  state: PeerStatus['state']
+  link: PeerLink | null
+  follower: Follower | null
+  lastError: string | null
+}
+
+export class Replicator {
+  readonly #o: ReplicatorOptions
+  readonly #abort = new AbortController()
+  readonly #dialed = new Map<string, Dialed>()
+  readonly #inbound = new Set<PeerLink>()
+  /** Per follower node id, per `stream/partition` of this node: its synced report. */
+  readonly #synced = new Map<string, Map<string, SyncedEntry>>()
+  readonly #loops: Promise<void>[] = []
+  #refusedAll: TributaryError | null = null
+  #address: { host: string; port: number } | null = null
+
+  constructor(options: ReplicatorOptions) {
+    this.#o = options
+  }
+
+  /** Listens for peers; returns the bound address (port 0 picks a free one). */
+  async start(): Promise<{ host: string; port: number }> {
+    this.#address ??= await this.#o.transport.listen(this.#o.listen.host, this.#o.listen.port, (conn) => {
+      // Each inbound link is served until it closes; a failed hello is logged in #serve.
+      void this.#serve(conn)
+    })
+    return this.#address
+  }
+
+  /** A peer address found by discovery; dialed from now on (once per address). */
+  addPeer(peer: { host: string; port: number; via: 'mdns' | 'static'; nodeId: string | null }): void {
+    if (this.#refusedAll !== null || this.#abort.signal.aborted || peer.nodeId === this.#o.link.nodeId) return
+    const address = peer.host.includes(':') ? `[${peer.host}]:${peer.port}` : `${peer.host}:${peer.port}`
+    if (this.#dialed.has(address)) return
+    const dialed: Dialed = {
+      address,
+      host: peer.host,
+      port: peer.port,
+      via: peer.via,
+      nodeId: peer.nodeId,
+      state: 'connecting',
+      link: null,
+      follower: null,
+      lastError: null,
+    }
+    this.#dialed.set(address, dialed)
+    this.#loops.push(this.#dialLoop(dialed))
+  }
+
+  /** This node's id is announced elsewhere: stop replicating, with the error saying how to fix it. */
+  refuseAll(error: TributaryError): void {
+    if (this.#refusedAll !== null) return
+    this.#refusedAll = error
+    this.#o.logger.error({ code: error.code, err: error.message }, 'replication refused')
+    for (const link of this.#inbound) link.close(error.message, { code: error.code, message: error.message })
+    for (const dialed of this.#dialed.values()) {
+      dialed.state = 'refused'
+      dialed.lastError = error.message
+      dialed.link?.close(error.message, { code: error.code, message: error.message })
+    }
+  }
+
+  /** Why replication is refused (a node id conflict), or null. */
+  get refused(): TributaryError | null {
+    return this.#refusedAll
+  }
+
+  status(): PeerStatus[] {
+    return [...this.#dialed.values()].map((d) => {
+      const nodeId = d.link?.peer.nodeId ?? d.nodeId
+      return {
+        nodeId,
+        address: d.address,
+        via: d.via,
+        state: d.state,
+        rttMs: d.link?.rttMs ?? null,
+        lastError: d.lastError,
+        copies: (d.follower?.positions() ?? []).map((p) => ({
+          stream: p.ref.stream,
+          partition: p.ref.partition,
+          nextOffset: p.nextOffset,
+          originDurableNext: p.originDurableNext,
+          lagRecords: Math.max(0, p.originDurableNext - p.nextOffset),
+        })),
+        synced: [...(this.#synced.get(nodeId ?? '')?.values() ?? [])].map((s) => ({
+          stream: s.stream,
+          partition: s.partition,
+          syncedNext: s.syncedNext,
+        })),
+      }
+    })
+  }
+
+  /** Stops dialing, closes every link and the listener. Idempotent. */
+  async close(): Promise<void> {
+    this.#abort.abort()
+    for (const link of this.#inbound) link.close('node shutting down')
+    for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
+    await this.#o.transport.close()
+    await Promise.all(this.#loops)
+  }
+
+  async #serve(conn: PeerConnection): Promise<void> {
+    let link: PeerLink
+    try {
+      link = await PeerLink.open(conn.socket, this.#o.link)
+    } catch (err) {
+      this.#refusal(`${conn.remoteAddress}:${conn.remotePort}`, err)
+      return
+    }
+    if (this.#refusedAll !== null) {
+      const { code, message } = this.#refusedAll
+      link.close(message, { code, message })
+      return
+    }
+    this.#inbound.add(link)
+    const server = new OriginServer({
+      link,
+      log: this.#o.log,
+      incarnation: this.#o.link.incarnation,
+      logger: this.#o.logger,
+      onSynced: (follower, entries) => this.#noteSynced(follower, entries),
+    })
+    this.#o.logger.info({ peer: link.peer.nodeId, address: conn.remoteAddress }, 'peer follows this node')
+    const reason = await link.closed()
+    server.close()
+    this.#inbound.delete(link)
+    this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
+  }
+
+  #noteSynced(follower: string, entries: readonly SyncedEntry[]): void {
+    let positions = this.#synced.get(follower)
+    if (positions === undefined) {
+      positions = new Map()
+      this.#synced.set(follower, positions)
+    }
+    for (const e of entries) positions.set(`${e.stream}\u0000${e.partition}`, e)
+  }
+
+  async #dialLoop(dialed: Dialed): Promise<void> {
+    const signal = this.#abort.signal
+    const backoff = new Backoff(DIAL_BACKOFF)
+    while (!signal.aborted && this.#refusedAll === null) {
+      dialed.state = 'connecting'
+      try {
+        const conn = await this.#o.transport.connect(dialed.host, dialed.port, signal)
+        const link = await PeerLink.open(conn.socket, this.#o.link)
+        if (this.#following(link.peer.nodeId, dialed)) {
+          link.close(`${link.peer.nodeId} is already followed at another address`)
+          dialed.state = 'stopped'
+          return
+        }
+        backoff.reset()
+        await this.#follow(dialed, link)
+      } catch (err) {
+        dialed.state =
+          isTributaryError(err, 'TRIB_NODE_ID_CONFLICT') || isTributaryError(err, 'TRIB_PEER_REFUSED')
+            ? 'refused'
+            : 'connecting'
+        this.#refusal(dialed.address, err)
+      }
+      await sleep(backoff.next(), signal)
+    }
+  }
+
+  /** True when another address already follows `nodeId`. */
+  #following(nodeId: string, except: Dialed): boolean {
+    for (const d of this.#dialed.values())
+      if (d !== except && d.link?.closedReason === null && d.link.peer.nodeId === nodeId) return true
+    return false
+  }
+
+  async #follow(dialed: Dialed, link: PeerLink): Promise<void> {
+    dialed.link = link
+    dialed.nodeId = link.peer.nodeId
+    dialed.state = 'connected'
+    dialed.lastError = null
+    const follower = new Follower({
+      link,
+      log: this.#o.log,
+      logger: this.#o.logger,
+      onDiverged: (ref) => this.#o.onDiverged?.(ref),
+    })
+    dialed.follower = follower
+    this.#o.logger.info({ peer: link.peer.nodeId, address: dialed.address }, 'following peer')
+    await follower.run()
+    const reason = await link.closed()
+    dialed.lastError = reason
+    if (!this.#abort.signal.aborted)
+      this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
+  }
+
+  #refusal(address: string, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err)
+    if (this.#abort.signal.aborted) return
+    const code = isTributaryError(err) ? err.code : 'TRIB_PEER_UNREACHABLE'
+    const dialed = this.#dialed.get(address)
+    if (dialed !== undefined) dialed.lastError = message
+    this.#o.onRefused?.(code)
+    // Unreachable peers are retried quietly; a refusal says something is misconfigured.
+    if (code === 'TRIB_PEER_UNREACHABLE')
+      this.#o.logger.debug({ address, err: message }, 'peer not reachable')
+    else this.#o.logger.warn({ code, address, err: message }, 'replication link refused')
+  }
+}

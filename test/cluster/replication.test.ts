@@ -1,0 +1,156 @@
+// Three tributary nodes on a LAN of network namespaces (test/helpers/netns.ts),
+// started with nothing but a cluster name and a secret: they find each other
+// over mDNS, copy every partition of every node, keep the copies when a node
+// is killed with SIGKILL, and show their peers. Each node is a real broker
+// process in its own namespace; sensors publish inside that namespace; the
+// test reads each node's data dir directly (`tributary tail --origin`).
+
+import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { BROKER_NODE_FLAGS, CLI } from '../helpers/child.ts'
+import { Cleanup } from '../helpers/integration.ts'
+import { Lan, type LanHost } from '../helpers/netns.ts'
+import { runTributary } from '../helpers/run-bounded.ts'
+
+const WAIT_MS = 30_000
+const RECORDS_PER_NODE = 40
+
+interface ClusterNode {
+  readonly host: LanHost
+  readonly dataDir: string
+  readonly child: ChildProcess
+  readonly log: Array<Record<string, unknown>>
+  nodeId: string
+}
+
+const cleanup = new Cleanup()
+let lan: Lan
+let secretFile: string
+const nodes: ClusterNode[] = []
+
+async function until(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
+  const deadline = Date.now() + WAIT_MS
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+function startNode(host: LanHost, dataDir: string): ClusterNode {
+  const child = lan.spawn(host, process.execPath, [
+    ...BROKER_NODE_FLAGS,
+    CLI,
+    'start',
+    '--data-dir',
+    dataDir,
+    '--cluster',
+    'plant-7',
+    '--cluster-secret-file',
+    secretFile,
+  ])
+  const node: ClusterNode = { host, dataDir, child, log: [], nodeId: '' }
+  if (child.stdout === null) throw new Error('no stdout')
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    try {
+      node.log.push(JSON.parse(line) as Record<string, unknown>)
+    } catch {
+      node.log.push({ msg: line })
+    }
+  })
+  return node
+}
+
+async function started(node: ClusterNode): Promise<void> {
+  await until(`${node.host.ns} to listen for replication`, () =>
+    node.log.some((l) => l.msg === 'replication listening'),
+  )
+  node.nodeId = readFileSync(join(node.dataDir, 'node-id'), 'utf8').trim()
+}
+
+/** Publishes `count` QoS 1 messages inside the node's namespace, as its sensors would. */
+async function publish(node: ClusterNode, count: number): Promise<void> {
+  const script = `seq 1 ${count} | sed 's/^/${node.host.index}-/' | mosquitto_pub -h 127.0.0.1 -p 1883 -q 1 -i sensor-${node.host.index} -t sensors/s${node.host.index}/t -l`
+  const result = await lan.exec(node.host, 'sh', ['-c', script])
+  expect(result.code, result.stderr).toBe(0)
+}
+
+/** The payloads of `origin`'s stream `default` as held in `holder`'s data dir. */
+async function held(holder: ClusterNode, origin: ClusterNode): Promise<string[]> {
+  const args = ['tail', 'default', '--from-beginning', '--json', '--data-dir', holder.dataDir]
+  if (holder !== origin) args.push('--origin', origin.nodeId)
+  const result = await runTributary(args)
+  if (result.code !== 0) return []
+  return result.stdout
+    .trim()
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => (JSON.parse(line) as { payload: string }).payload)
+}
+
+describe('a cluster of three nodes', () => {
+  beforeAll(async () => {
+    lan = await Lan.create({ hosts: 3 })
+    cleanup.defer('tear down the LAN', () => lan.close())
+    const dir = await cleanup.dir()
+    secretFile = join(dir, 'cluster.secret')
+    const init = await runTributary(['cluster', 'init', '--secret-file', secretFile])
+    expect(init.code, init.stderr).toBe(0)
+    for (const host of lan.hosts) nodes.push(startNode(host, await cleanup.dir()))
+    for (const node of nodes) await started(node)
+  }, 120_000)
+
+  afterAll(() => cleanup.run())
+
+  test('find each other with mDNS and copy every node record for record', async () => {
+    await Promise.all(nodes.map((node) => publish(node, RECORDS_PER_NODE)))
+    for (const origin of nodes) {
+      const own = await held(origin, origin)
+      expect(own).toHaveLength(RECORDS_PER_NODE)
+      for (const holder of nodes) {
+        if (holder === origin) continue
+        await until(`${holder.nodeId} to hold ${origin.nodeId}'s records`, async () => {
+          const copy = await held(holder, origin)
+          return copy.length === own.length
+        })
+        expect(await held(holder, origin)).toEqual(own)
+      }
+    }
+    const [first, ...others] = nodes
+    if (first === undefined) throw new Error('three nodes expected')
+    const peers = await lan.exec(first.host, process.execPath, [
+      CLI,
+      'peers',
+      '--json',
+      '--data-dir',
+      first.dataDir,
+    ])
+    expect(peers.code, peers.stderr).toBe(0)
+    const listed = peers.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { nodeId: string; state: string; via: string })
+    expect(listed.map((p) => [p.nodeId, p.state, p.via]).sort()).toEqual(
+      others.map((n) => [n.nodeId, 'connected', 'mdns']).sort(),
+    )
+  })
+
+  test('keep a killed node records on the survivors, readable with --origin', async () => {
+    const [dead, ...survivors] = nodes
+    if (dead === undefined) throw new Error('three nodes expected')
+    await publish(dead, 10)
+    const own = await held(dead, dead)
+    for (const holder of survivors)
+      await until(
+        `${holder.nodeId} to copy the last records`,
+        async () => (await held(holder, dead)).length === own.length,
+      )
+    const gone = once(dead.child, 'exit')
+    dead.child.kill('SIGKILL')
+    await gone
+    for (const holder of survivors) expect(await held(holder, dead)).toEqual(own)
+  })
+})
