@@ -12,6 +12,7 @@ import { StaticPeers } from './cluster/static-peers.ts'
 import type { Config } from './config/schema.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
+import type { Metrics } from './observability/metrics.ts'
 import { REPLICATION_PROTOCOL_VERSION } from './replication/frame-codec.ts'
 import { Replicator } from './replication/replicator.ts'
 import { TlsPskTransport } from './replication/transport.ts'
@@ -40,6 +41,7 @@ export function assembleCluster(
   secret: Buffer | null,
   nodeId: string,
   store: SegmentLogStore,
+  metrics: Metrics,
   log: Logger,
 ): ClusterParts | null {
   const cluster = config.cluster
@@ -48,8 +50,10 @@ export function assembleCluster(
   const transport = new TlsPskTransport({
     cluster: cluster.name,
     secret,
-    onRefused: ({ address, reason }) =>
-      logger.warn({ code: 'TRIB_PEER_REFUSED', address, reason }, 'replication connection refused'),
+    onRefused: ({ address, reason }) => {
+      metrics.replicationRefused('TRIB_PEER_REFUSED')
+      logger.warn({ code: 'TRIB_PEER_REFUSED', address, reason }, 'replication connection refused')
+    },
   })
   const replicator = new Replicator({
     link: {
@@ -64,6 +68,8 @@ export function assembleCluster(
     listen: { host: cluster.replicationHost, port: cluster.replicationPort },
     log: store,
     logger,
+    onRefused: (code) => metrics.replicationRefused(code),
+    onDiverged: () => metrics.replicaDiverged(),
   })
   const discoveries: Discovery[] = []
   return {

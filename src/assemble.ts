@@ -88,7 +88,7 @@ export async function assembleNode(
     const broker = new Broker(brokerOptions, ingest, store.environment, log)
     const expireGroups = () => groups.expire()
     const housekeeping = new Housekeeping({ store, guard, config, expireGroups, metrics, log })
-    const cluster = assembleCluster(config, secret, nodeId, store, log)
+    const cluster = assembleCluster(config, secret, nodeId, store, metrics, log)
     return {
       nodeId,
       store,

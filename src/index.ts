@@ -101,6 +101,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     metrics.setSources({
       partitions: () => store.partitions(),
       sinks: () => upstream.status(),
+      peers: () => cluster?.replicator.status() ?? [],
       connections: () => broker.connections,
       disk: () => view.disk(),
     })

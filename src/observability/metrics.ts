@@ -63,9 +63,24 @@ export interface SinkFigures {
   readonly lastError: { readonly code: string; readonly message: string; readonly atMs: number } | null
 }
 
+/** One replication peer as /metrics sees it (the replicator's status has this shape and more). */
+export interface PeerFigures {
+  readonly nodeId: string | null
+  readonly state: string
+  readonly rttMs: number | null
+  /** This node's copies of the peer's partitions. */
+  readonly copies: ReadonlyArray<{
+    readonly stream: string
+    readonly partition: number
+    readonly lagRecords: number
+  }>
+}
+
 export interface MetricSources {
   partitions(): readonly PartitionFigures[]
   sinks(): readonly SinkFigures[]
+  /** Replication peers; empty when the node runs alone. */
+  peers(): readonly PeerFigures[]
   connections(): number
   disk(): { readonly usedPercent: number | null; readonly full: boolean }
 }
@@ -109,6 +124,8 @@ export class Metrics {
   readonly #refused: Counter<'code'>
   readonly #qos0NotStored: Counter<'code'>
   readonly #sessionQueueDropped: Counter
+  readonly #replicationRefused: Counter<'code'>
+  readonly #divergences: Counter
   readonly #ackLatencyQos1: HistogramChild
   readonly #ackLatencyQos2: HistogramChild
   readonly #commitRecords: Histogram
@@ -151,6 +168,15 @@ export class Metrics {
     this.#sessionQueueDropped = counter({
       name: 'session_queue_dropped_total',
       help: 'Live deliveries dropped, oldest first, from persistent sessions over limits.maxQueuedPerSession (the records stay in the log)',
+    })
+    this.#replicationRefused = counter({
+      name: 'replication_refused_total',
+      help: 'Replication links refused or failed, by code (TRIB_PEER_REFUSED: wrong secret or cluster; TRIB_NODE_ID_CONFLICT; TRIB_REPLICATION_PROTOCOL; TRIB_PEER_UNREACHABLE)',
+      labelNames: ['code'],
+    })
+    this.#divergences = counter({
+      name: 'replica_divergences_total',
+      help: "Copies found not to be a prefix of their origin's log: the tail moved to the quarantine and copied again",
     })
     const ackLatency = histogram({
       name: 'ack_latency_seconds',
@@ -257,6 +283,14 @@ export class Metrics {
     this.#dropped.inc({ stream }, records)
   }
 
+  replicationRefused(code: string): void {
+    this.#replicationRefused.inc({ code })
+  }
+
+  replicaDiverged(): void {
+    this.#divergences.inc()
+  }
+
   corrupt(action: string): void {
     this.#corrupt.inc({ action })
   }
@@ -334,6 +368,39 @@ export class Metrics {
       registers: [r],
       collect() {
         this.set(partitions().reduce((sum, p) => sum + p.bytes, 0))
+      },
+    })
+    const peers = (): readonly PeerFigures[] => sources()?.peers() ?? []
+    new Gauge({
+      name: `${METRIC_PREFIX}peers_connected`,
+      help: 'Replication peers this node copies from over a live link',
+      registers: [r],
+      collect() {
+        this.set(peers().filter((p) => p.state === 'connected').length)
+      },
+    })
+    new Gauge({
+      name: `${METRIC_PREFIX}peer_rtt_seconds`,
+      help: "Round-trip time of the replication link's last heartbeat, per peer",
+      labelNames: ['peer'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const p of peers())
+          if (p.nodeId !== null && p.rttMs !== null) this.set({ peer: p.nodeId }, p.rttMs / 1000)
+      },
+    })
+    new Gauge({
+      name: `${METRIC_PREFIX}replica_lag_records`,
+      help: "Records a peer holds durably that this node's copy of its partition does not have yet",
+      labelNames: ['origin', 'stream', 'partition'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const p of peers())
+          for (const c of p.copies)
+            if (p.nodeId !== null)
+              this.set({ origin: p.nodeId, stream: c.stream, partition: String(c.partition) }, c.lagRecords)
       },
     })
     new Gauge({

@@ -60,9 +60,20 @@ describe('metrics', () => {
           },
         ]
       },
+      peers: () => [
+        {
+          nodeId: 'node-b',
+          state: 'connected',
+          rttMs: 2.5,
+          copies: [{ stream: 's', partition: 0, lagRecords: 4 }],
+        },
+        { nodeId: null, state: 'connecting', rttMs: null, copies: [] },
+      ],
       connections: () => 7,
       disk: () => ({ usedPercent: 50, full: false }),
     })
+    metrics.replicationRefused('TRIB_PEER_REFUSED')
+    metrics.replicaDiverged()
     const text = await metrics.text()
     expect(sinkReads).toBe(1)
     expect(sample(text, 'tributary_partition_bytes{stream="s",partition="0"}')).toBe(700)
@@ -73,5 +84,10 @@ describe('metrics', () => {
     expect(
       sample(text, 'tributary_sink_dead_lettered_records_total{sink="hq",stream="s",partition="0"}'),
     ).toBe(1)
+    expect(sample(text, 'tributary_peers_connected')).toBe(1)
+    expect(sample(text, 'tributary_peer_rtt_seconds{peer="node-b"}')).toBe(0.0025)
+    expect(sample(text, 'tributary_replica_lag_records{origin="node-b",stream="s",partition="0"}')).toBe(4)
+    expect(sample(text, 'tributary_replication_refused_total{code="TRIB_PEER_REFUSED"}')).toBe(1)
+    expect(sample(text, 'tributary_replica_divergences_total')).toBe(1)
   })
 })
