@@ -10,6 +10,7 @@ import { MdnsDiscovery } from './cluster/mdns-discovery.ts'
 import { readClusterSecret } from './cluster/secret.ts'
 import { StaticPeers } from './cluster/static-peers.ts'
 import type { Config } from './config/schema.ts'
+import type { DegradeReport } from './ingest/ingest.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
@@ -26,6 +27,8 @@ const FIRST_INCARNATION = 1
 export interface ClusterParts {
   readonly name: string
   readonly replicator: Replicator
+  /** Replicated acks given as durable (onTooFewReplicas: degrade): counted, logged once per episode. */
+  readonly degradeReport: DegradeReport
   /** Listens for peers and starts discovery; the replication address bound. */
   start(): Promise<{ host: string; port: number }>
   close(): Promise<void>
@@ -75,6 +78,16 @@ export function assembleCluster(
   return {
     name: cluster.name,
     replicator,
+    degradeReport: {
+      degraded: (stream, episodeStarted) => {
+        metrics.replicatedAckDegraded(stream)
+        if (episodeStarted)
+          logger.warn(
+            { code: 'TRIB_NOT_ENOUGH_REPLICAS', stream },
+            'too few copies in time: acknowledging as durable (onTooFewReplicas: degrade) until enough come back',
+          )
+      },
+    },
     async start() {
       const address = await replicator.start()
       discoveries.push(new StaticPeers({ cluster: cluster.name, peers: cluster.peers }))

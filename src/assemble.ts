@@ -64,8 +64,10 @@ export async function assembleNode(
       return store.close()
     })
     log.info({ nodeId, dataDir, recovery }, 'log store open')
+    const cluster = assembleCluster(config, secret, nodeId, store, metrics, log)
     const router = new Router(config.streams, config.unmatched)
-    const ingest = new Ingest(store, router, limits, () => guard.full, metrics)
+    const replication = cluster === null ? null : { acks: cluster.replicator, report: cluster.degradeReport }
+    const ingest = new Ingest(store, router, limits, () => guard.full, metrics, replication)
     await ingest.prepare(config.streams)
     const groups = new ConsumerGroups(store.environment, store, config.http.groupExpireAfterMs)
     groups.load()
@@ -88,7 +90,6 @@ export async function assembleNode(
     const broker = new Broker(brokerOptions, ingest, store.environment, log)
     const expireGroups = () => groups.expire()
     const housekeeping = new Housekeeping({ store, guard, config, expireGroups, metrics, log })
-    const cluster = assembleCluster(config, secret, nodeId, store, metrics, log)
     return {
       nodeId,
       store,

@@ -141,6 +141,11 @@ export const errorCodes = {
       "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
     retriable: false,
   },
+  TRIB_NOT_ENOUGH_REPLICAS: {
+    message:
+      'The stream acknowledges after replication (ack: replicated) and too few other nodes held a copy in replicatedTimeoutMs; the record is stored here but not acknowledged: the client sends it again',
+    retriable: true,
+  },
   TRIB_CLUSTER_SECRET_INVALID: {
     message:
       'The cluster secret file is missing, unreadable, readable by others or too short; `tributary cluster init --secret-file FILE` writes one (mode 0600)',

@@ -266,6 +266,16 @@ function withDeadLetterStreams(config: Config): Config {
   return { ...config, streams: [...config.streams, ...implicit] }
 }
 
+/** Streams that acknowledge after replication need a cluster to replicate in. */
+function clusterProblems(config: Config): ConfigProblem[] {
+  if (config.cluster !== null) return []
+  return config.streams.flatMap((stream, i) =>
+    stream.ack === 'replicated'
+      ? [{ path: `streams.${i}.ack`, message: 'replicated needs a cluster: section (or --cluster NAME)' }]
+      : [],
+  )
+}
+
 /** Checks that need the parsed config: what sinks refer to. */
 function sinkProblems(config: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = []
@@ -347,7 +357,7 @@ export function validateConfig(
   const problems = [...(result.success ? [] : toProblems(result.error.issues)), ...crossFieldProblems(tree)]
   if (!result.success || problems.length > 0) return { config: null, problems }
   const config = withDeadLetterStreams(withDefaultStream(result.data))
-  const late = [...sinkProblems(config), ...httpProblems(config)]
+  const late = [...sinkProblems(config), ...httpProblems(config), ...clusterProblems(config)]
   if (late.length > 0) return { config: null, problems: late }
   return { config, problems: [] }
 }

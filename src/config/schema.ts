@@ -81,7 +81,26 @@ export const streamSchema = z
     partitions: z.number().int().min(1).max(1024).default(1),
     key: keyRule.default({ from: 'client-id' }),
     retention: retention.default({ maxAgeMs: 7 * 24 * 3600 * 1000, maxBytes: 1024 * 1024 * 1024 }),
-    ack: z.enum(['durable', 'relaxed']).default('durable'),
+    ack: z
+      .enum(['durable', 'relaxed', 'replicated'])
+      .default('durable')
+      .describe(
+        'replicated: acknowledged once fdatasync-ed here and on minInsync - 1 other nodes (needs cluster:)',
+      ),
+    minInsync: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(2)
+      .describe('ack: replicated: nodes, this one included, that hold a record fdatasync-ed before its ack'),
+    onTooFewReplicas: z
+      .enum(['wait', 'degrade'])
+      .default('wait')
+      .describe(
+        'ack: replicated, when fewer copies come within replicatedTimeoutMs: refuse (TRIB_NOT_ENOUGH_REPLICAS) or ack as durable',
+      ),
+    replicatedTimeoutMs: z.number().int().min(10).max(600_000).default(5000),
     relaxedFlushMs: z.number().int().min(1).max(60_000).default(DEFAULT_RELAXED_FLUSH_MS),
     priority: z
       .number()

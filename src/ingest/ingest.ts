@@ -11,6 +11,13 @@
 //   one for (client, packet id) is not appended again (recent-publishes.ts:
 //   in memory, so within one broker run).
 // - A clean-session connect forgets the client's state: its packet ids start over.
+//
+// `ack: replicated` streams: once durable here, the ack also waits until
+// minInsync - 1 other nodes hold the records fdatasync'd (ReplicationAcks,
+// the replicator); when they do not in replicatedTimeoutMs, the stream's
+// onTooFewReplicas decides: `wait` refuses (TRIB_NOT_ENOUGH_REPLICAS: the
+// client keeps its message and sends it again), `degrade` acknowledges as
+// durable, logged once per episode and counted.
 
 import { crc32c } from '@node-rs/crc32'
 import type { Config, StreamConfig } from '../config/schema.ts'
@@ -43,6 +50,21 @@ export interface IngestResult {
   readonly appended: readonly Appended[]
   /** True when this was a retry of something already stored. */
   readonly duplicate: boolean
+}
+
+/** Where copies on other nodes are counted (the replicator); absent when the node runs alone. */
+export interface ReplicationAcks {
+  /** True once `minInsync - 1` other nodes hold every one of `records` fdatasync'd; false after `timeoutMs`. */
+  whenReplicated(
+    records: ReadonlyArray<{ readonly stream: string; readonly partition: number; readonly offset: number }>,
+    minInsync: number,
+    timeoutMs: number,
+  ): Promise<boolean>
+}
+
+/** What happens when replicated acks degrade (logged once per episode, counted). */
+export interface DegradeReport {
+  degraded(stream: string, episodeStarted: boolean): void
 }
 
 export interface IngestStats {
@@ -106,6 +128,9 @@ export class Ingest {
   /** True while the data disk is above its high-water mark (src/log/disk-guard.ts). */
   readonly #diskFull: () => boolean
   readonly #metrics: Pick<Metrics, 'ingested'> | undefined
+  readonly #replication: { readonly acks: ReplicationAcks; readonly report: DegradeReport } | null
+  /** Streams whose replicated acks are degraded now (one log line per episode). */
+  readonly #degraded = new Set<string>()
 
   constructor(
     store: LogStore,
@@ -113,7 +138,9 @@ export class Ingest {
     limits: Config['limits'],
     diskFull: () => boolean = () => false,
     metrics?: Pick<Metrics, 'ingested'>,
+    replication: { readonly acks: ReplicationAcks; readonly report: DegradeReport } | null = null,
   ) {
+    this.#replication = replication
     this.#store = store
     this.#metrics = metrics
     this.#diskFull = diskFull
@@ -219,7 +246,7 @@ export class Ingest {
       dedupe === undefined
         ? { entries, durability, relaxedFlushMs }
         : { entries, durability, relaxedFlushMs, marker: dedupe }
-    return this.#store.append(request).then(
+    const stored = this.#store.append(request).then(
       (appended) => {
         this.stats.records += appended.length
         if (this.#metrics !== undefined) for (const a of appended) this.#metrics.ingested(a.stream)
@@ -230,5 +257,34 @@ export class Ingest {
         throw err
       },
     )
+    const replicated = publish.qos === 0 ? undefined : routes.find((r) => r.stream.ack === 'replicated')
+    return replicated === undefined ? stored : stored.then((result) => this.#replicated(result, routes))
+  }
+
+  /** The ack of `ack: replicated` streams waits for their copies (see the header). */
+  async #replicated(result: IngestResult, routes: readonly Route[]): Promise<IngestResult> {
+    const replication = this.#replication
+    for (const { stream } of routes) {
+      if (stream.ack !== 'replicated') continue
+      const records = result.appended.filter((a) => a.stream === stream.name)
+      const copied =
+        replication !== null &&
+        (await replication.acks.whenReplicated(records, stream.minInsync, stream.replicatedTimeoutMs))
+      if (copied) {
+        this.#degraded.delete(stream.name)
+        continue
+      }
+      if (stream.onTooFewReplicas === 'wait') {
+        this.stats.rejected++
+        throw new TributaryError(
+          'TRIB_NOT_ENOUGH_REPLICAS',
+          `stream ${stream.name}: fewer than ${stream.minInsync - 1} other nodes copied it in ${stream.replicatedTimeoutMs} ms`,
+        )
+      }
+      const started = !this.#degraded.has(stream.name)
+      this.#degraded.add(stream.name)
+      replication?.report.degraded(stream.name, started)
+    }
+    return result
   }
 }

@@ -126,6 +126,7 @@ export class Metrics {
   readonly #sessionQueueDropped: Counter
   readonly #replicationRefused: Counter<'code'>
   readonly #divergences: Counter
+  readonly #degradedAcks: Counter<'stream'>
   readonly #ackLatencyQos1: HistogramChild
   readonly #ackLatencyQos2: HistogramChild
   readonly #commitRecords: Histogram
@@ -173,6 +174,11 @@ export class Metrics {
       name: 'replication_refused_total',
       help: 'Replication links refused or failed, by code (TRIB_PEER_REFUSED: wrong secret or cluster; TRIB_NODE_ID_CONFLICT; TRIB_REPLICATION_PROTOCOL; TRIB_PEER_UNREACHABLE)',
       labelNames: ['code'],
+    })
+    this.#degradedAcks = counter({
+      name: 'replicated_acks_degraded_total',
+      help: 'Acks of ack: replicated streams given as durable because too few copies came in time (onTooFewReplicas: degrade)',
+      labelNames: ['stream'],
     })
     this.#divergences = counter({
       name: 'replica_divergences_total',
@@ -285,6 +291,10 @@ export class Metrics {
 
   replicationRefused(code: string): void {
     this.#replicationRefused.inc({ code })
+  }
+
+  replicatedAckDegraded(stream: string): void {
+    this.#degradedAcks.inc({ stream })
   }
 
   replicaDiverged(): void {

@@ -12,6 +12,11 @@
 // announced elsewhere (`refuseAll`: a cloned data dir), it stops replicating
 // altogether until restarted. Every refusal (wrong secret, cluster, protocol,
 // node id) is logged with the peer's address and counted.
+//
+// `whenReplicated` is what `ack: replicated` waits on: a record counts as
+// copied by a follower once that follower's `synced` report (sent after its
+// copy is fdatasync'd) passes it, and only while the follower's link is up;
+// a follower whose link drops stops counting until it reports again.
 
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
@@ -80,6 +85,8 @@ export class Replicator {
   /** Per follower node id, per `stream/partition` of this node: its synced report. */
   readonly #synced = new Map<string, Map<string, SyncedEntry>>()
   readonly #loops: Promise<void>[] = []
+  /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
+  readonly #waiting = new Map<() => void, (copied: boolean) => void>()
   #refusedAll: TributaryError | null = null
   #address: { host: string; port: number } | null = null
 
@@ -163,6 +170,7 @@ export class Replicator {
   /** Stops dialing, closes every link and the listener. Idempotent. */
   async close(): Promise<void> {
     this.#abort.abort()
+    for (const finish of [...this.#waiting.values()]) finish(false)
     for (const link of this.#inbound) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
     await this.#o.transport.close()
@@ -194,6 +202,9 @@ export class Replicator {
     const reason = await link.closed()
     server.close()
     this.#inbound.delete(link)
+    // Its copies no longer count for acks until it follows again and reports.
+    if (![...this.#inbound].some((other) => other.peer.nodeId === link.peer.nodeId))
+      this.#synced.delete(link.peer.nodeId)
     this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
   }
 
@@ -204,6 +215,39 @@ export class Replicator {
       this.#synced.set(follower, positions)
     }
     for (const e of entries) positions.set(`${e.stream}\u0000${e.partition}`, e)
+    for (const check of this.#waiting.keys()) check()
+  }
+
+  /** Followers with a live link whose copy of this node's partition holds `offset` fdatasync'd. */
+  #copies(stream: string, partition: number, offset: number): number {
+    let copies = 0
+    const key = `${stream}\u0000${partition}`
+    for (const positions of this.#synced.values())
+      if ((positions.get(key)?.syncedNext ?? 0) > offset) copies++
+    return copies
+  }
+
+  /** True once `minInsync - 1` followers hold every record fdatasync'd; false after `timeoutMs`. */
+  whenReplicated(
+    records: ReadonlyArray<{ readonly stream: string; readonly partition: number; readonly offset: number }>,
+    minInsync: number,
+    timeoutMs: number,
+  ): Promise<boolean> {
+    const needed = minInsync - 1
+    const done = () => records.every((r) => this.#copies(r.stream, r.partition, r.offset) >= needed)
+    if (done()) return Promise.resolve(true)
+    return new Promise<boolean>((resolve) => {
+      const finish = (copied: boolean) => {
+        clearTimeout(timer)
+        this.#waiting.delete(check)
+        resolve(copied)
+      }
+      const check = () => {
+        if (done()) finish(true)
+      }
+      const timer = setTimeout(() => finish(false), timeoutMs)
+      this.#waiting.set(check, finish)
+    })
   }
 
   async #dialLoop(dialed: Dialed): Promise<void> {

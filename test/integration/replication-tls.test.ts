@@ -198,3 +198,60 @@ describe('two nodes with static peers on 127.0.0.1', () => {
     })
   })
 })
+
+describe('ack: replicated', () => {
+  it('acknowledges only once another node holds the record fdatasync-ed; without it, waits then refuses, or degrades', async () => {
+    const dir = await cleanup.dir()
+    const secretFile = join(dir, 'cluster.secret')
+    writeClusterSecret(secretFile)
+    const [portA, portB] = [await freePort(), await freePort()]
+    const clusterOf = (port: number, peer: number) => ({
+      name: 'acks',
+      secretFile,
+      peers: [`127.0.0.1:${peer}`],
+      mdns: false,
+      replicationHost: '127.0.0.1',
+      replicationPort: port,
+      heartbeatMs: 100,
+      followerTimeoutMs: 1000,
+    })
+    const streams = [
+      { name: 'safe', match: ['safe/#'], ack: 'replicated', minInsync: 2, replicatedTimeoutMs: 800 },
+      {
+        name: 'soft',
+        match: ['soft/#'],
+        ack: 'replicated',
+        onTooFewReplicas: 'degrade',
+        replicatedTimeoutMs: 300,
+      },
+    ]
+    const a = await cleanup.node({ config: { streams, cluster: clusterOf(portA, portB) } })
+    const b = await cleanup.node({ config: { streams, cluster: clusterOf(portB, portA) } })
+    const ref = { stream: 'safe', origin: a.node.nodeId, partition: 0 }
+    await waitFor(() => b.node.store.partition(ref) !== undefined, 'b to follow a')
+
+    const sensor = await cleanup.mqtt(a.url, { clientId: 'sensor-r', protocolVersion: 5 })
+    const reasons: string[] = []
+    sensor.on('packetreceive', (packet) => {
+      if (packet.cmd === 'puback' && packet.properties?.reasonString !== undefined)
+        reasons.push(packet.properties.reasonString)
+    })
+    for (let i = 0; i < 5; i++) {
+      await sensor.publishAsync('safe/x', `r${i}`, { qos: 1 })
+      // Acknowledged: b's copy holds it, fdatasync-ed, already.
+      expect(b.node.store.durableNext(ref)).toBe(i + 1)
+    }
+
+    await b.stop()
+    const started = Date.now()
+    await expect(sensor.publishAsync('safe/x', 'alone', { qos: 1 })).rejects.toThrow()
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700)
+    expect(reasons).toEqual([expect.stringMatching(/^TRIB_NOT_ENOUGH_REPLICAS: /)])
+    // Stored here all the same (the client sends it again; a dedupe window or the sink sees a duplicate).
+    expect(a.node.store.partition({ ...ref, origin: a.node.nodeId })?.nextOffset).toBe(6)
+
+    await sensor.publishAsync('soft/x', 'degraded', { qos: 1 })
+    const metrics = await (await fetch(`${a.httpUrl}/metrics`)).text()
+    expect(metrics).toMatch(/tributary_replicated_acks_degraded_total\{stream="soft"\} 1/)
+  })
+})
