@@ -16,9 +16,10 @@
 // segments; at open, frames after "segment-position" are replayed
 // (store-recovery.ts). Read-only openers replay them in memory.
 //
-// Around 400 lines: this is the LogStore facade and owns the lifecycle; the
-// work is in its parts (log-state, partition-reads, log-writer, quarantine,
-// store-recovery, node-environment).
+// Over 400 lines: this is the facade of two seams (LogStore, and ReplicaLog
+// for replication) and owns the lifecycle; each method is short, the work is
+// in its parts (log-state, partition-reads, log-writer, quarantine,
+// replica-copies, store-recovery, node-environment).
 //
 // The store opens the environment and closes it last: the other modules that
 // keep state in it (sessions, cursors, consumer groups) use `environment`

@@ -2,7 +2,9 @@
 // link, a byte stream (a TLS socket, or any Duplex in tests). encodeMessage
 // turns one message into one frame; a FrameDecoder turns the bytes, as they
 // arrive, back into messages. Pure: no I/O, no clock, no state beyond the
-// decoder's partial frame.
+// decoder's partial frame. Over 400 lines: about a third is this header, the
+// byte layout of every message; the field readers are in wire-fields.ts and
+// the message types in messages.ts.
 //
 // Protocol version 1, all integers big-endian. A frame:
 //   0  u32  frame length: the bytes after this field (2 + body length)
