@@ -277,7 +277,14 @@ describe('Kafka 4.x peer with @platformatic/kafka and kcat', () => {
     await forward(['c1', 'c2'], '2', 'commit')
     await forward(['a1'], '3', 'abort')
     await forward(['c3'], '4', 'commit')
-    expect((await latestCommittedByKey(bootstrap, positions, 0)).get('default/0')?.toString()).toBe('4')
+    // The coordinator answers EndTxn before the commit markers reach the partitions
+    // (KIP-98), so a read right after commit() may still stop before them: poll, bounded.
+    let latest: string | undefined
+    for (let i = 0; i < 50 && latest !== '4'; i++) {
+      latest = (await latestCommittedByKey(bootstrap, positions, 0)).get('default/0')?.toString()
+      if (latest !== '4') await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect(latest).toBe('4')
     // Two aborted transactions of one producer, the last one after the last commit.
     await forward(['a2'], '5', 'abort')
 
