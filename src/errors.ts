@@ -135,6 +135,28 @@ export const errorCodes = {
     message: 'An unexpected error; it was logged with its stack trace: please report it',
     retriable: false,
   },
+  TRIB_CLUSTER_SECRET_INVALID: {
+    message:
+      'The cluster secret file is missing, unreadable, readable by other users or shorter than 256 bits; ' +
+      'fix what the detail names, or run `tributary cluster init --secret-file FILE` and copy FILE to every node',
+    retriable: false,
+  },
+  TRIB_CLUSTER_SECRET_EXISTS: {
+    message:
+      'A cluster secret file already exists there and was kept: every node needs the same file, so copy it; ' +
+      '--force replaces it, and then every node needs the new one',
+    retriable: false,
+  },
+  TRIB_PEER_REFUSED: {
+    message:
+      'The peer and this node did not prove to each other that they hold the same cluster secret for the same ' +
+      'cluster name and protocol version; nothing was exchanged. Check cluster.name, cluster.secretFile and versions',
+    retriable: true,
+  },
+  TRIB_PEER_UNREACHABLE: {
+    message: 'No TCP connection to the peer (refused, unreachable or timed out); it is retried with backoff',
+    retriable: true,
+  },
   TRIB_NODE_UNREACHABLE: {
     message: "The running node's admin API did not answer; check http.port and that the node runs",
     retriable: true,
