@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { TributaryError } from '../errors.ts'
+import { registerCluster } from './cluster.ts'
 import { registerConfigCheck } from './config-check.ts'
 import { registerLogVerify } from './log-verify.ts'
 import { registerProduce } from './produce.ts'
@@ -31,6 +32,7 @@ registerProduce(program)
 registerSinks(program)
 registerConfigCheck(program)
 registerLogVerify(program)
+registerCluster(program)
 
 try {
   await program.parseAsync(process.argv)
