@@ -53,9 +53,12 @@ export function assembleCluster(
   const transport = new TlsPskTransport({
     cluster: cluster.name,
     secret,
-    onRefused: ({ address, reason }) => {
+    onRefused: ({ address, port, kind, reason }) => {
       metrics.replicationRefused('TRIB_PEER_REFUSED')
-      logger.warn({ code: 'TRIB_PEER_REFUSED', address, reason }, 'replication connection refused')
+      logger.warn(
+        { code: 'TRIB_PEER_REFUSED', address, port, kind, reason },
+        'replication connection refused',
+      )
     },
   })
   const replicator = new Replicator({

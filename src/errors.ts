@@ -148,16 +148,19 @@ export const errorCodes = {
   },
   TRIB_CLUSTER_SECRET_INVALID: {
     message:
-      'The cluster secret file is missing, unreadable, readable by others or too short; `tributary cluster init --secret-file FILE` writes one (mode 0600)',
+      'The cluster secret file is missing, unreadable, readable by other users or shorter than 256 bits; ' +
+      'fix what the detail names, or run `tributary cluster init --secret-file FILE` and copy FILE to every node',
     retriable: false,
   },
   TRIB_PEER_REFUSED: {
     message:
-      'A peer refused the replication link, or this node refused it (wrong cluster secret or name, another protocol version); the message says which',
+      'The peer and this node did not prove to each other that they hold the same cluster secret for the same ' +
+      'cluster name and protocol version; nothing was exchanged. Check cluster.name, cluster.secretFile and versions',
     retriable: true,
   },
   TRIB_PEER_UNREACHABLE: {
-    message: 'The replication link to this peer is closed; it is connected again with backoff',
+    message:
+      'No connection to the peer (refused, unreachable, timed out, or the link closed); it is dialed again with backoff',
     retriable: true,
   },
   TRIB_REPLICATION_PROTOCOL: {
@@ -173,6 +176,12 @@ export const errorCodes = {
     message:
       "Another node announces this node's id, typically a cloned SD card; replication is refused. Stop this node, " +
       'delete `<dataDir>/node-id` (and its data if it is a copy of another node) and start it again',
+    retriable: false,
+  },
+  TRIB_CLUSTER_SECRET_EXISTS: {
+    message:
+      'A cluster secret file already exists there and was kept: every node needs the same file, so copy it; ' +
+      '--force replaces it, and then every node needs the new one',
     retriable: false,
   },
   TRIB_NODE_UNREACHABLE: {

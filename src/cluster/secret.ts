@@ -1,61 +1,129 @@
-// The cluster secret: 256 random bits, written by `tributary cluster init`
-// as 64 hex digits on one line in a file of mode 0600, the same file on every
-// node of the cluster. Replication keys its TLS from it (replication/transport.ts).
-// The secret never appears in a log line or an error message.
+// The cluster secret: the file every node of a cluster shares, from which the
+// peer transport derives its TLS pre-shared keys. It holds 32 random bytes
+// (256 bits) as 64 lowercase hex characters on one line. Out flows a Buffer
+// for the composition root to hand to the transport; nothing here ever puts
+// the secret's bytes into a message, an error or a log line.
 
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs'
+import { dirname } from 'node:path'
 import { TributaryError } from '../errors.ts'
 
-export const SECRET_BYTES = 32
-const HEX = /^[0-9a-f]+$/i
+/** 256 bits: the least a secret file may hold, and what `writeClusterSecret` writes. */
+export const CLUSTER_SECRET_BYTES = 32
+export const CLUSTER_SECRET_FILE_MODE = 0o600
+const HEX = /^(?:[0-9a-fA-F]{2})+$/
+/** What the file holds, for help texts and error messages. */
+export const CLUSTER_SECRET_FORMAT = `${CLUSTER_SECRET_BYTES * 2} hex characters on one line`
+/** Far more than any valid file; a larger one is not a secret file (and is not read whole). */
+const MAX_FILE_BYTES = 4096
 
-/** Reads and checks the secret; TRIB_CLUSTER_SECRET_INVALID says what is wrong and what to do. */
+/**
+ * Reads and checks the secret file: a regular file, readable by its owner
+ * only (mode & 0o077 == 0), holding at least 256 bits as hex. Anything else
+ * is refused with TRIB_CLUSTER_SECRET_INVALID, naming the file and the fix.
+ */
 export function readClusterSecret(file: string): Buffer {
-  let mode: number
-  let text: string
-  try {
-    mode = statSync(file).mode
-    text = readFileSync(file, 'utf8').trim()
-  } catch (err) {
-    throw new TributaryError(
-      'TRIB_CLUSTER_SECRET_INVALID',
-      `${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}; write one with tributary cluster init --secret-file ${file}`,
-    )
-  }
-  if ((mode & 0o077) !== 0)
-    throw new TributaryError(
-      'TRIB_CLUSTER_SECRET_INVALID',
-      `${file} can be read by others (mode ${(mode & 0o777).toString(8)}): chmod 600 ${file}`,
-    )
-  if (!HEX.test(text) || text.length % 2 !== 0 || text.length < SECRET_BYTES * 2)
-    throw new TributaryError(
-      'TRIB_CLUSTER_SECRET_INVALID',
-      `${file} does not hold a secret of at least ${SECRET_BYTES * 8} bits in hex; write one with tributary cluster init --secret-file ${file}`,
-    )
-  return Buffer.from(text, 'hex')
-}
-
-/** Writes a fresh secret (mode 0600, atomically); refuses to replace an existing file unless `force`. */
-export function writeClusterSecret(file: string, force = false): void {
-  const tmp = `${file}.tmp-${process.pid}`
   let fd: number
   try {
-    fd = openSync(force ? tmp : file, 'wx', 0o600)
+    fd = openSync(file, 'r')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    throw new TributaryError(
-      'TRIB_CLUSTER_SECRET_INVALID',
-      code === 'EEXIST'
-        ? `${file} exists: every node must share one secret; copy that file, or pass --force to replace it`
-        : `${file}: ${code ?? 'cannot be written'}`,
-    )
+    throw invalid(file, code === 'ENOENT' ? 'no such file' : `cannot be opened (${code ?? 'error'})`, err)
   }
   try {
-    writeSync(fd, `${randomBytes(SECRET_BYTES).toString('hex')}\n`)
-    fsyncSync(fd)
+    const stat = fstatSync(fd)
+    if (!stat.isFile()) throw invalid(file, 'not a regular file')
+    // The check is on the open file, so a chmod between the check and the read cannot slip by.
+    if ((stat.mode & 0o077) !== 0)
+      throw invalid(
+        file,
+        `its mode is ${(stat.mode & 0o777).toString(8).padStart(4, '0')}: other users can read it; run \`chmod 600 ${file}\``,
+      )
+    if (stat.size > MAX_FILE_BYTES) throw invalid(file, `it is ${stat.size} bytes, not a secret file`)
+    let text: string
+    try {
+      text = readFileSync(fd, 'utf8').trim()
+    } catch (err) {
+      throw invalid(file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, err)
+    }
+    // The reasons below name lengths and formats only, never the content.
+    if (!HEX.test(text)) throw invalid(file, 'it does not hold one line of hex digits')
+    const secret = Buffer.from(text, 'hex')
+    if (secret.length < CLUSTER_SECRET_BYTES)
+      throw invalid(
+        file,
+        `it holds ${secret.length * 8} bits, at least ${CLUSTER_SECRET_BYTES * 8} are needed`,
+      )
+    return secret
   } finally {
     closeSync(fd)
   }
-  if (force) renameSync(tmp, file)
+}
+
+/**
+ * Writes a fresh 256-bit secret to `file`, mode 0600, atomically: a temporary
+ * file beside it is written and fsync'd, then put in place, and the directory
+ * is fsync'd, so a power cut leaves the old state or the whole new file.
+ * An existing file is kept (TRIB_CLUSTER_SECRET_EXISTS) unless `force`.
+ */
+export function writeClusterSecret(file: string, options: { force?: boolean } = {}): void {
+  const dir = dirname(file)
+  mkdirSync(dir, { recursive: true })
+  const tmp = `${file}.${process.pid}.tmp`
+  const fd = openSync(tmp, 'wx', CLUSTER_SECRET_FILE_MODE)
+  try {
+    try {
+      fchmodSync(fd, CLUSTER_SECRET_FILE_MODE)
+      writeSync(fd, `${randomBytes(CLUSTER_SECRET_BYTES).toString('hex')}\n`)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    if (options.force === true) renameSync(tmp, file)
+    else placeWithoutOverwrite(tmp, file)
+  } finally {
+    unlinkQuietly(tmp)
+  }
+  const dirFd = openSync(dir, 'r')
+  try {
+    fsyncSync(dirFd)
+  } finally {
+    closeSync(dirFd)
+  }
+}
+
+/** link(2) fails with EEXIST instead of replacing: no window in which another file could be overwritten. */
+function placeWithoutOverwrite(tmp: string, file: string): void {
+  try {
+    linkSync(tmp, file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new TributaryError('TRIB_CLUSTER_SECRET_EXISTS', file, { cause: err })
+    throw err
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+}
+
+function invalid(file: string, reason: string, cause?: unknown): TributaryError {
+  return new TributaryError('TRIB_CLUSTER_SECRET_INVALID', `${file}: ${reason}`, { cause })
 }
