@@ -71,6 +71,7 @@ export function assembleCluster(
       timeoutMs: cluster.followerTimeoutMs,
     },
     transport,
+    followerExpireMs: cluster.followerExpireMs,
     listen: { host: cluster.replicationHost, port: cluster.replicationPort },
     log: store,
     logger,

@@ -30,6 +30,7 @@ const HOST_PORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/
 export const DEFAULT_REPLICATION_PORT = 7625
 export const DEFAULT_HEARTBEAT_MS = 500
 export const DEFAULT_FOLLOWER_TIMEOUT_MS = 5000
+export const DEFAULT_FOLLOWER_EXPIRE_MS = 24 * 3600 * 1000
 const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,63}$/
 export const DEFAULT_SINK_MAX_BATCH_BYTES = 1024 * 1024
 export const DEFAULT_SINK_MAX_BATCH_RECORDS = 1000
@@ -264,6 +265,12 @@ const cluster = z
       .min(200)
       .default(DEFAULT_FOLLOWER_TIMEOUT_MS)
       .describe('a peer silent this long (no heartbeat) is dropped and dialed again'),
+    followerExpireMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(DEFAULT_FOLLOWER_EXPIRE_MS)
+      .describe('a follower gone this long no longer holds back retention of this node'),
   })
   .strict()
 

@@ -215,7 +215,9 @@ export class LogState {
       for (const entry of this.#index.from(meta.id, meta.firstOffset)) {
         const tooOld = policy.maxAgeMs !== null && entry.maxTimestampMs < nowMs - policy.maxAgeMs
         const tooBig = policy.maxBytes !== null && remaining > policy.maxBytes
-        if (!tooOld && !tooBig) break
+        const below =
+          policy.deleteBelow !== undefined && entry.baseOffset + entry.recordCount <= policy.deleteBelow
+        if (!tooOld && !tooBig && !below) break
         if (policy.keepNewestBatch === true && entry.baseOffset + entry.recordCount >= meta.nextOffset) break
         if (entry.baseOffset + entry.recordCount > floor) {
           report.heldBack.push({ stream: meta.stream, origin: meta.origin, partition: meta.partition })

@@ -118,6 +118,8 @@ export interface RetentionPolicy {
   readonly maxBytes: number | null
   /** Never delete a partition's newest batch (the disk guard: its gap record must survive). */
   readonly keepNewestBatch?: boolean
+  /** Delete the batches whose records are all below this offset (a copy following its origin's log start). */
+  readonly deleteBelow?: number
 }
 
 export interface RetentionReport {
@@ -176,6 +178,13 @@ export interface ReplicaLog {
   restartReplica(ref: PartitionRef, fromOffset: number, reason: string): Promise<number>
   /** Resolves after the next fdatasync that made records durable here, or after `timeoutMs`. */
   nextDurable(timeoutMs: number): Promise<void>
+  /** As LogStore's: followers hold this node's records back from retention; copies follow their origin's start. */
+  setRetentionFloor(holder: string, ref: PartitionRef, offset: number): void
+  removeRetentionFloor(holder: string, ref: PartitionRef): void
+  applyRetention(
+    policyFor: (ref: PartitionRef) => RetentionPolicy | undefined,
+    nowMs: number,
+  ): Promise<RetentionReport>
 }
 
 export interface LogStore {

@@ -12,6 +12,11 @@
 // - `out-of-range`: the origin deleted what the copy missed; it jumps to the
 //   origin's log start;
 // - `unknown-partition`: the origin no longer has it; it is fetched no more.
+// Retention of a copy follows its origin: when the catalog says the origin's
+// log now starts later, the copy deletes the batches below that start (never
+// by comparing the origin's timestamps with this node's clock; a Pi has no
+// real-time clock). Retention floors on the copy (a consumer group reading
+// it) still hold batches back.
 // Catch-up yields to other work between fetches, and each fetch is bounded
 // in bytes, so live traffic keeps its turn on the event loop.
 
@@ -91,16 +96,31 @@ export class Follower {
   }
 
   async #applyCatalog(catalog: CatalogMessage): Promise<void> {
+    const starts = new Map<string, number>()
     for (const entry of catalog.partitions) {
       const ref = { stream: entry.stream, origin: this.origin, partition: entry.partition }
       const key = `${ref.stream}\u0000${ref.partition}`
+      const before = this.#o.log.partition(ref)
+      if (before !== undefined && before.firstOffset < entry.firstOffset) starts.set(key, entry.firstOffset)
       if (this.#copies.has(key)) continue
       await this.#o.log.ensureReplica(ref, entry.firstOffset)
       const held = this.#o.log.partition(ref)
       const lastCrc = held === undefined ? null : this.#o.log.batchCrcBefore(ref, held.nextOffset)
       this.#copies.set(key, { ref, lastCrc: lastCrc ?? 0, originDurableNext: entry.durableNext })
     }
+    if (starts.size > 0) await this.#followStarts(starts)
     this.#wakeForCatalog?.()
+  }
+
+  /** Deletes what the origin no longer keeps from the copies (keyed `stream NUL partition`). */
+  async #followStarts(starts: ReadonlyMap<string, number>): Promise<void> {
+    const origin = this.origin
+    const report = await this.#o.log.applyRetention((ref) => {
+      const start = ref.origin === origin ? starts.get(`${ref.stream}\u0000${ref.partition}`) : undefined
+      return start === undefined ? undefined : { maxAgeMs: null, maxBytes: null, deleteBelow: start }
+    }, Date.now())
+    if (report.batchesDeleted > 0)
+      this.#o.logger.info({ origin, retention: report }, "copies follow their origin's log start")
   }
 
   async #loop(): Promise<void> {

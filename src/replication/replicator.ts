@@ -17,6 +17,13 @@
 // copied by a follower once that follower's `synced` report (sent after its
 // copy is fdatasync'd) passes it, and only while the follower's link is up;
 // a follower whose link drops stops counting until it reports again.
+//
+// Each follower's synced report is also a retention floor on this node's
+// partition (holder `follower:<id>`): retention keeps what a follower has
+// not copied yet, for as long as it is connected and then
+// `followerExpireMs` more (a node away longer than that starts its copy at
+// the log start again). Floors live in memory: after a restart they come
+// back with the followers' first reports.
 
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
@@ -33,6 +40,8 @@ const DIAL_BACKOFF = { initialMs: 200, maxMs: 10_000 }
 
 export interface ReplicatorOptions {
   readonly link: Omit<LinkOptions, 'now'>
+  /** How long a follower that left still holds this node's retention back. */
+  readonly followerExpireMs: number
   readonly transport: PeerTransport
   readonly listen: { readonly host: string; readonly port: number }
   readonly log: ReplicaLog
@@ -85,6 +94,8 @@ export class Replicator {
   /** Per follower node id, per `stream/partition` of this node: its synced report. */
   readonly #synced = new Map<string, Map<string, SyncedEntry>>()
   readonly #loops: Promise<void>[] = []
+  /** Per follower that left: the timer that ends its retention floors. */
+  readonly #expiring = new Map<string, NodeJS.Timeout>()
   /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
   readonly #waiting = new Map<() => void, (copied: boolean) => void>()
   #refusedAll: TributaryError | null = null
@@ -171,6 +182,7 @@ export class Replicator {
   async close(): Promise<void> {
     this.#abort.abort()
     for (const finish of [...this.#waiting.values()]) finish(false)
+    for (const timer of this.#expiring.values()) clearTimeout(timer)
     for (const link of this.#inbound) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
     await this.#o.transport.close()
@@ -191,6 +203,9 @@ export class Replicator {
       return
     }
     this.#inbound.add(link)
+    const follower = link.peer.nodeId
+    clearTimeout(this.#expiring.get(follower))
+    this.#expiring.delete(follower)
     const server = new OriginServer({
       link,
       log: this.#o.log,
@@ -202,9 +217,19 @@ export class Replicator {
     const reason = await link.closed()
     server.close()
     this.#inbound.delete(link)
-    // Its copies no longer count for acks until it follows again and reports.
-    if (![...this.#inbound].some((other) => other.peer.nodeId === link.peer.nodeId))
-      this.#synced.delete(link.peer.nodeId)
+    // Its copies no longer count for acks until it follows again and reports;
+    // its floors hold retention back followerExpireMs more.
+    if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
+      const held = this.#synced.get(follower)
+      this.#synced.delete(follower)
+      const expire = setTimeout(() => {
+        this.#expiring.delete(follower)
+        for (const e of held?.values() ?? []) this.#o.log.removeRetentionFloor(floorHolder(follower), e)
+        this.#o.logger.info({ peer: follower }, 'follower away too long: it no longer holds retention back')
+      }, this.#o.followerExpireMs)
+      expire.unref()
+      this.#expiring.set(follower, expire)
+    }
     this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
   }
 
@@ -214,7 +239,11 @@ export class Replicator {
       positions = new Map()
       this.#synced.set(follower, positions)
     }
-    for (const e of entries) positions.set(`${e.stream}\u0000${e.partition}`, e)
+    const log = this.#o.log
+    for (const e of entries) {
+      positions.set(`${e.stream}\u0000${e.partition}`, e)
+      if (e.origin === log.origin) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
+    }
     for (const check of this.#waiting.keys()) check()
   }
 
@@ -315,4 +344,8 @@ export class Replicator {
       this.#o.logger.debug({ address, err: message }, 'peer not reachable')
     else this.#o.logger.warn({ code, address, err: message }, 'replication link refused')
   }
+}
+
+function floorHolder(follower: string): string {
+  return `follower:${follower}`
 }

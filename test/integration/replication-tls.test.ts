@@ -147,3 +147,57 @@ describe('ack: replicated', () => {
     expect(metrics).toMatch(/tributary_replicated_acks_degraded_total\{stream="soft"\} 1/)
   })
 })
+
+describe('retention in a cluster', () => {
+  it("keeps what a follower has not copied, and a copy follows its origin's log start", async () => {
+    const dir = await cleanup.dir()
+    const secretFile = join(dir, 'cluster.secret')
+    writeClusterSecret(secretFile)
+    const [portA, portB] = [await freePort(), await freePort()]
+    const clusterOf = (port: number, peer: number) => ({
+      name: 'keep',
+      secretFile,
+      peers: [`127.0.0.1:${peer}`],
+      mdns: false,
+      replicationHost: '127.0.0.1',
+      replicationPort: port,
+      heartbeatMs: 100,
+    })
+    const streams = [{ name: 'temps', match: ['t/#'] }]
+    const a = await cleanup.node({ config: { streams, cluster: clusterOf(portA, portB) } })
+    const b = await cleanup.node({ config: { streams, cluster: clusterOf(portB, portA) } })
+    const ref = { stream: 'temps', origin: a.node.nodeId, partition: 0 }
+    const sensor = await cleanup.mqtt(a.url, { clientId: 'sensor-k' })
+    for (let i = 0; i < 10; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    await waitFor(() => b.node.store.partition(ref)?.nextOffset === 10, 'b to copy a')
+    const everything = () => ({ maxAgeMs: null, maxBytes: 1 })
+
+    // b has copied everything: a's retention may delete it all but the last batch
+    // (maxBytes keeps going until under the limit), and b's copy follows a's start.
+    // a has b's synced report for all ten (its retention floor for b).
+    let synced = 0
+    for (let i = 0; i < 100 && synced < 10; i++) {
+      const answer = (await (await fetch(`${a.httpUrl}/v1/peers`)).json()) as {
+        peers: Array<{ synced: Array<{ stream: string; syncedNext: number }> }>
+      }
+      synced = answer.peers[0]?.synced.find((s) => s.stream === 'temps')?.syncedNext ?? 0
+      if (synced < 10) await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(synced).toBe(10)
+    const first = await a.node.store.applyRetention(everything, Date.now())
+    expect(first.recordsDeleted).toBeGreaterThan(0)
+    const start = a.node.store.partition(ref)?.firstOffset ?? 0
+    expect(start).toBeGreaterThan(0)
+    await waitFor(
+      () => b.node.store.partition(ref)?.firstOffset === start,
+      "b's copy to follow a's log start",
+    )
+
+    // b goes away: what it has not copied stays on a.
+    await b.stop()
+    for (let i = 10; i < 15; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    const held = await a.node.store.applyRetention(everything, Date.now())
+    expect(held.heldBack).toContainEqual(ref)
+    expect(a.node.store.partition(ref)?.firstOffset).toBeLessThanOrEqual(10)
+  })
+})
