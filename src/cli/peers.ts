@@ -4,18 +4,9 @@
 // their lag (records the peer has durably and this node not yet).
 
 import type { Command } from 'commander'
-import { readToken } from '../config/http-token.ts'
 import { TributaryError } from '../errors.ts'
 import type { PeerStatus } from '../replication/replicator.ts'
-import {
-  apiGet,
-  authority,
-  clientHost,
-  configFrom,
-  printJson,
-  printTable,
-  withStoreOptions,
-} from './shared.ts'
+import { apiGet, configFrom, nodeApi, printJson, printTable, withStoreOptions } from './shared.ts'
 
 interface PeersAnswer {
   readonly cluster: { readonly name: string; readonly refused: string | null } | null
@@ -28,19 +19,13 @@ export function registerPeers(program: Command): void {
     .option('--json', 'one JSON object per peer per line')
     .action(async (options: { config?: string; dataDir?: string; json?: boolean }) => {
       const config = configFrom(options)
-      const { port, host } = config.http
-      if (port === null || port === 0)
+      const api = nodeApi(config)
+      if (api === null)
         throw new TributaryError(
           'TRIB_NODE_UNREACHABLE',
           'http.port is off or 0: the peers are only known to the running node',
         )
-      const base = `http://${authority(clientHost(host), port)}`
-      let token: string | null = null
-      try {
-        token = readToken(config.http)
-      } catch {
-        // A token file this user cannot read: ask without one; a node that needs it answers 401.
-      }
+      const { base, token } = api
       const answer = await apiGet<PeersAnswer>(base, '/v1/peers', token)
       if (answer === null) throw new TributaryError('TRIB_NODE_UNREACHABLE', `no answer from ${base}`)
       if (options.json === true) {

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Command } from 'commander'
+import { readToken } from '../config/http-token.ts'
 import { type ConfigFlags, loadConfig, parsePortOrOff } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { type ErrorCode, TributaryError } from '../errors.ts'
@@ -82,6 +83,22 @@ export function authority(host: string, port: number): string {
 }
 
 const API_TIMEOUT_MS = 3000
+
+/**
+ * Where this machine reaches the node's admin API, and the token to send;
+ * null when http.port is off or 0 (no fixed address to ask).
+ */
+export function nodeApi(config: Readonly<Config>): { base: string; token: string | null } | null {
+  const { port, host } = config.http
+  if (port === null || port === 0) return null
+  let token: string | null = null
+  try {
+    token = readToken(config.http)
+  } catch {
+    // A token file this user cannot read: ask without one; a node that needs it answers 401.
+  }
+  return { base: `http://${authority(clientHost(host), port)}`, token }
+}
 
 /**
  * GET `path` of a running node's admin API; null when nothing answers

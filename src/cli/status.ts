@@ -9,15 +9,13 @@ import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { type NodeStatus, streamsOf } from '../admin/status.ts'
-import { readToken } from '../config/http-token.ts'
 import type { Config } from '../config/schema.ts'
 import { lockHolder, PID_FILE } from '../lib/pid-lock.ts'
 import type { SinkFigures } from '../observability/metrics.ts'
 import {
   apiGet,
-  authority,
-  clientHost,
   configFrom,
+  nodeApi,
   openStoreReadOnly,
   parseHttpPort,
   printJson,
@@ -94,16 +92,14 @@ async function fromStore(
 }
 
 export async function nodeStatusReport(config: Readonly<Config>): Promise<StatusReport> {
-  const { port, host } = config.http
-  if (port === null || port === 0)
-    return fromStore(config, null, port === null ? 'http.port is off' : 'http.port is 0 (a free port)')
-  const base = `http://${authority(clientHost(host), port)}`
-  let token: string | null = null
-  try {
-    token = readToken(config.http)
-  } catch {
-    // A token file this user cannot read: ask without one; a node that needs it answers 401.
-  }
+  const api = nodeApi(config)
+  if (api === null)
+    return fromStore(
+      config,
+      null,
+      config.http.port === null ? 'http.port is off' : 'http.port is 0 (a free port)',
+    )
+  const { base, token } = api
   const live = await apiGet<NodeStatus>(base, '/v1/status', token)
   if (live !== null) return { ...live, source: 'api', api: base }
   return fromStore(config, base, `no answer from ${base}`)

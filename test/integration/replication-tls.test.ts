@@ -8,28 +8,49 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { writeClusterSecret } from '../../src/cluster/secret.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
+import type { RunningNode } from '../helpers/node.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
 
+/**
+ * Two nodes a and b on 127.0.0.1 that name each other as static peers (no
+ * mDNS), with a fresh secret; `extra` goes into both cluster sections.
+ */
+async function pair(
+  name: string,
+  streams: readonly Record<string, unknown>[],
+  extra: Record<string, unknown> = {},
+): Promise<{
+  a: RunningNode
+  b: RunningNode
+  secretDir: string
+  clusterOf: (port: number, peer: number) => Record<string, unknown>
+  portA: number
+}> {
+  const secretDir = await cleanup.dir()
+  const secretFile = join(secretDir, 'cluster.secret')
+  writeClusterSecret(secretFile)
+  const [portA, portB] = [await freePort(), await freePort()]
+  const clusterOf = (port: number, peer: number) => ({
+    name,
+    secretFile,
+    peers: [`127.0.0.1:${peer}`],
+    mdns: false,
+    replicationHost: '127.0.0.1',
+    replicationPort: port,
+    heartbeatMs: 100,
+    ...extra,
+  })
+  const a = await cleanup.node({ config: { streams, cluster: clusterOf(portA, portB) } })
+  const b = await cleanup.node({ config: { streams, cluster: clusterOf(portB, portA) } })
+  return { a, b, secretDir, clusterOf, portA }
+}
+
 describe('two nodes with static peers on 127.0.0.1', () => {
   it('copy each other partitions, show each other as peers, and say why a third is refused', async () => {
-    const dir = await cleanup.dir()
-    const secretFile = join(dir, 'cluster.secret')
-    writeClusterSecret(secretFile)
-    const [portA, portB] = [await freePort(), await freePort()]
-    const clusterOf = (port: number, peer: number) => ({
-      name: 'bench-row',
-      secretFile,
-      peers: [`127.0.0.1:${peer}`],
-      mdns: false,
-      replicationHost: '127.0.0.1',
-      replicationPort: port,
-      heartbeatMs: 100,
-    })
     const streams = [{ name: 'temps', match: ['t/#'], partitions: 2 }]
-    const a = await cleanup.node({ config: { streams, cluster: clusterOf(portA, portB) } })
-    const b = await cleanup.node({ config: { streams, cluster: clusterOf(portB, portA) } })
+    const { a, b, secretDir, clusterOf, portA } = await pair('bench-row', streams)
     const sensorA = await cleanup.mqtt(a.url, { clientId: 'sensor-a' })
     const sensorB = await cleanup.mqtt(b.url, { clientId: 'sensor-b' })
     for (let i = 0; i < 20; i++) {
@@ -71,7 +92,7 @@ describe('two nodes with static peers on 127.0.0.1', () => {
     expect(rtt).toEqual(expect.any(Number))
 
     // A node with another secret dials a: the handshake fails, and it says so.
-    const otherSecret = join(dir, 'other.secret')
+    const otherSecret = join(secretDir, 'other.secret')
     writeClusterSecret(otherSecret)
     const c = await cleanup.node({
       config: { streams, cluster: { ...clusterOf(await freePort(), portA), secretFile: otherSecret } },
@@ -93,20 +114,6 @@ describe('two nodes with static peers on 127.0.0.1', () => {
 
 describe('ack: replicated', () => {
   it('acknowledges only once another node holds the record fdatasync-ed; without it, waits then refuses, or degrades', async () => {
-    const dir = await cleanup.dir()
-    const secretFile = join(dir, 'cluster.secret')
-    writeClusterSecret(secretFile)
-    const [portA, portB] = [await freePort(), await freePort()]
-    const clusterOf = (port: number, peer: number) => ({
-      name: 'acks',
-      secretFile,
-      peers: [`127.0.0.1:${peer}`],
-      mdns: false,
-      replicationHost: '127.0.0.1',
-      replicationPort: port,
-      heartbeatMs: 100,
-      followerTimeoutMs: 1000,
-    })
     const streams = [
       { name: 'safe', match: ['safe/#'], ack: 'replicated', minInsync: 2, replicatedTimeoutMs: 800 },
       {
@@ -117,8 +124,7 @@ describe('ack: replicated', () => {
         replicatedTimeoutMs: 300,
       },
     ]
-    const a = await cleanup.node({ config: { streams, cluster: clusterOf(portA, portB) } })
-    const b = await cleanup.node({ config: { streams, cluster: clusterOf(portB, portA) } })
+    const { a, b } = await pair('acks', streams, { followerTimeoutMs: 1000 })
     const ref = { stream: 'safe', origin: a.node.nodeId, partition: 0 }
     await waitFor(() => b.node.store.partition(ref) !== undefined, 'b to follow a')
 
@@ -150,22 +156,7 @@ describe('ack: replicated', () => {
 
 describe('retention in a cluster', () => {
   it("keeps what a follower has not copied, and a copy follows its origin's log start", async () => {
-    const dir = await cleanup.dir()
-    const secretFile = join(dir, 'cluster.secret')
-    writeClusterSecret(secretFile)
-    const [portA, portB] = [await freePort(), await freePort()]
-    const clusterOf = (port: number, peer: number) => ({
-      name: 'keep',
-      secretFile,
-      peers: [`127.0.0.1:${peer}`],
-      mdns: false,
-      replicationHost: '127.0.0.1',
-      replicationPort: port,
-      heartbeatMs: 100,
-    })
-    const streams = [{ name: 'temps', match: ['t/#'] }]
-    const a = await cleanup.node({ config: { streams, cluster: clusterOf(portA, portB) } })
-    const b = await cleanup.node({ config: { streams, cluster: clusterOf(portB, portA) } })
+    const { a, b } = await pair('keep', [{ name: 'temps', match: ['t/#'] }])
     const ref = { stream: 'temps', origin: a.node.nodeId, partition: 0 }
     const sensor = await cleanup.mqtt(a.url, { clientId: 'sensor-k' })
     for (let i = 0; i < 10; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
