@@ -6,7 +6,15 @@
 import type { Command } from 'commander'
 import { TributaryError } from '../errors.ts'
 import type { PeerStatus } from '../replication/replicator.ts'
-import { apiGet, configFrom, nodeApi, printJson, printTable, withStoreOptions } from './shared.ts'
+import {
+  apiGet,
+  configFrom,
+  nodeApi,
+  parseHttpPort,
+  printJson,
+  printTable,
+  withStoreOptions,
+} from './shared.ts'
 
 interface PeersAnswer {
   readonly cluster: { readonly name: string; readonly refused: string | null } | null
@@ -16,44 +24,58 @@ interface PeersAnswer {
 export function registerPeers(program: Command): void {
   withStoreOptions(program.command('peers'))
     .description('list the replication peers of the running node, with link state and copy lag')
+    .option(
+      '--http-port <port>',
+      'where the running node serves its admin API (default: http.port of the config)',
+      parseHttpPort,
+    )
+    .option('--http-host <host>', 'its address (default: http.host of the config)')
     .option('--json', 'one JSON object per peer per line')
-    .action(async (options: { config?: string; dataDir?: string; json?: boolean }) => {
-      const config = configFrom(options)
-      const api = nodeApi(config)
-      if (api === null)
-        throw new TributaryError(
-          'TRIB_NODE_UNREACHABLE',
-          'http.port is off or 0: the peers are only known to the running node',
+    .action(
+      async (options: {
+        config?: string
+        dataDir?: string
+        httpPort?: number | 'off'
+        httpHost?: string
+        json?: boolean
+      }) => {
+        const config = configFrom(options)
+        const api = nodeApi(config)
+        if (api === null)
+          throw new TributaryError(
+            'TRIB_NODE_UNREACHABLE',
+            'http.port is off or 0: the peers are only known to the running node',
+          )
+        const { base, token } = api
+        const answer = await apiGet<PeersAnswer>(base, '/v1/peers', token)
+        if (answer === null) throw new TributaryError('TRIB_NODE_UNREACHABLE', `no answer from ${base}`)
+        if (options.json === true) {
+          for (const peer of answer.peers) printJson(peer)
+          return
+        }
+        if (answer.cluster === null) {
+          process.stdout.write(
+            '(no cluster: this node runs alone; start it with --cluster NAME --cluster-secret-file FILE)\n',
+          )
+          return
+        }
+        if (answer.cluster.refused !== null)
+          process.stdout.write(`replication REFUSED: ${answer.cluster.refused}\n`)
+        printTable(
+          ['PEER', 'ADDRESS', 'FOUND BY', 'STATE', 'RTT MS', 'COPIES', 'COPY LAG', 'LAST ERROR'],
+          answer.peers.map((p) => [
+            p.nodeId ?? '?',
+            p.address,
+            p.via,
+            p.state,
+            p.rttMs === null ? '-' : p.rttMs.toFixed(1),
+            p.copies.length,
+            p.copies.reduce((sum, c) => sum + c.lagRecords, 0),
+            p.lastError ?? '-',
+          ]),
         )
-      const { base, token } = api
-      const answer = await apiGet<PeersAnswer>(base, '/v1/peers', token)
-      if (answer === null) throw new TributaryError('TRIB_NODE_UNREACHABLE', `no answer from ${base}`)
-      if (options.json === true) {
-        for (const peer of answer.peers) printJson(peer)
-        return
-      }
-      if (answer.cluster === null) {
-        process.stdout.write(
-          '(no cluster: this node runs alone; start it with --cluster NAME --cluster-secret-file FILE)\n',
-        )
-        return
-      }
-      if (answer.cluster.refused !== null)
-        process.stdout.write(`replication REFUSED: ${answer.cluster.refused}\n`)
-      printTable(
-        ['PEER', 'ADDRESS', 'FOUND BY', 'STATE', 'RTT MS', 'COPIES', 'COPY LAG', 'LAST ERROR'],
-        answer.peers.map((p) => [
-          p.nodeId ?? '?',
-          p.address,
-          p.via,
-          p.state,
-          p.rttMs === null ? '-' : p.rttMs.toFixed(1),
-          p.copies.length,
-          p.copies.reduce((sum, c) => sum + c.lagRecords, 0),
-          p.lastError ?? '-',
-        ]),
-      )
-      if (answer.peers.length === 0)
-        process.stdout.write(`(no peers found yet in cluster ${answer.cluster.name})\n`)
-    })
+        if (answer.peers.length === 0)
+          process.stdout.write(`(no peers found yet in cluster ${answer.cluster.name})\n`)
+      },
+    )
 }

@@ -59,6 +59,8 @@ export class PeerLink {
   #early: LinkMessage[] = []
   #lastHeardMs: number
   #lastPeerSentMs = 0
+  /** When (this node's clock) the peer's last heartbeat arrived. */
+  #lastPeerHeardMs = 0
   #rttMs: number | null = null
   #closedReason: string | null = null
   readonly #closed: Promise<string>
@@ -175,6 +177,16 @@ export class PeerLink {
     this.#resolveClosed(reason)
   }
 
+  /**
+   * The peer's last sentAtMs, moved on by how long it was held here before
+   * this heartbeat: the peer's own clock minus that echo is the network's
+   * round trip alone, not up to a heartbeat interval more.
+   */
+  #echo(now: number): number {
+    if (this.#lastPeerSentMs === 0) return 0
+    return Math.floor(this.#lastPeerSentMs + (now - this.#lastPeerHeardMs))
+  }
+
   #beat(): void {
     const now = this.#now()
     if (now - this.#lastHeardMs > this.#options.timeoutMs) {
@@ -183,7 +195,7 @@ export class PeerLink {
     }
     // A heartbeat is tiny; when the socket is backed up, liveness is judged by the peer's silence anyway.
     this.#socket.write(
-      encodeMessage({ type: 'heartbeat', sentAtMs: Math.floor(now), echoMs: this.#lastPeerSentMs }),
+      encodeMessage({ type: 'heartbeat', sentAtMs: Math.floor(now), echoMs: this.#echo(now) }),
     )
   }
 
@@ -205,6 +217,7 @@ export class PeerLink {
     switch (message.type) {
       case 'heartbeat':
         this.#lastPeerSentMs = message.sentAtMs
+        this.#lastPeerHeardMs = this.#now()
         if (message.echoMs > 0) this.#rttMs = Math.max(0, this.#now() - message.echoMs)
         return
       case 'refuse':

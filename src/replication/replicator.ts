@@ -119,6 +119,8 @@ export class Replicator {
     if (this.#refusedAll !== null || this.#abort.signal.aborted || peer.nodeId === this.#o.link.nodeId) return
     const address = peer.host.includes(':') ? `[${peer.host}]:${peer.port}` : `${peer.host}:${peer.port}`
     if (this.#dialed.has(address)) return
+    // A node found again at another address (mDNS beside a static peer) while it is followed: nothing to dial.
+    if (peer.nodeId !== null && this.#following(peer.nodeId, null)) return
     const dialed: Dialed = {
       address,
       host: peer.host,
@@ -153,29 +155,32 @@ export class Replicator {
   }
 
   status(): PeerStatus[] {
-    return [...this.#dialed.values()].map((d) => {
-      const nodeId = d.link?.peer.nodeId ?? d.nodeId
-      return {
-        nodeId,
-        address: d.address,
-        via: d.via,
-        state: d.state,
-        rttMs: d.link?.rttMs ?? null,
-        lastError: d.lastError,
-        copies: (d.follower?.positions() ?? []).map((p) => ({
-          stream: p.ref.stream,
-          partition: p.ref.partition,
-          nextOffset: p.nextOffset,
-          originDurableNext: p.originDurableNext,
-          lagRecords: Math.max(0, p.originDurableNext - p.nextOffset),
-        })),
-        synced: [...(this.#synced.get(nodeId ?? '')?.values() ?? [])].map((s) => ({
-          stream: s.stream,
-          partition: s.partition,
-          syncedNext: s.syncedNext,
-        })),
-      }
-    })
+    // An address dropped because the same node is followed at another one is not a peer of its own.
+    return [...this.#dialed.values()]
+      .filter((d) => d.state !== 'stopped')
+      .map((d) => {
+        const nodeId = d.link?.peer.nodeId ?? d.nodeId
+        return {
+          nodeId,
+          address: d.address,
+          via: d.via,
+          state: d.state,
+          rttMs: d.link?.rttMs ?? null,
+          lastError: d.lastError,
+          copies: (d.follower?.positions() ?? []).map((p) => ({
+            stream: p.ref.stream,
+            partition: p.ref.partition,
+            nextOffset: p.nextOffset,
+            originDurableNext: p.originDurableNext,
+            lagRecords: Math.max(0, p.originDurableNext - p.nextOffset),
+          })),
+          synced: [...(this.#synced.get(nodeId ?? '')?.values() ?? [])].map((s) => ({
+            stream: s.stream,
+            partition: s.partition,
+            syncedNext: s.syncedNext,
+          })),
+        }
+      })
   }
 
   /** Stops dialing, closes every link and the listener. Idempotent. */
@@ -290,6 +295,7 @@ export class Replicator {
         if (this.#following(link.peer.nodeId, dialed)) {
           link.close(`${link.peer.nodeId} is already followed at another address`)
           dialed.state = 'stopped'
+          dialed.lastError = null
           return
         }
         backoff.reset()
@@ -306,7 +312,7 @@ export class Replicator {
   }
 
   /** True when another address already follows `nodeId`. */
-  #following(nodeId: string, except: Dialed): boolean {
+  #following(nodeId: string, except: Dialed | null): boolean {
     for (const d of this.#dialed.values())
       if (d !== except && d.link?.closedReason === null && d.link.peer.nodeId === nodeId) return true
     return false

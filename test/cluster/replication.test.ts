@@ -1,7 +1,8 @@
 // Three tributary nodes on a LAN of network namespaces (test/helpers/netns.ts),
-// started with nothing but a cluster name and a secret: they find each other
-// over mDNS, copy every partition of every node, keep the copies when a node
-// is killed with SIGKILL, and show their peers. Each node is a real broker
+// started with a cluster name and a secret: they find each other over mDNS
+// (and, for the first node, also as static peers: each peer is still listed
+// once), copy every partition of every node, keep the copies when a node is
+// killed with SIGKILL, and show their peers. Each node is a real broker
 // process in its own namespace; sensors publish inside that namespace; the
 // test reads each node's data dir directly (`tributary tail --origin`).
 
@@ -40,7 +41,7 @@ async function until(what: string, check: () => Promise<boolean> | boolean): Pro
   }
 }
 
-function startNode(host: LanHost, dataDir: string): ClusterNode {
+function startNode(host: LanHost, dataDir: string, peers: readonly string[] = []): ClusterNode {
   const child = lan.spawn(host, process.execPath, [
     ...BROKER_NODE_FLAGS,
     CLI,
@@ -51,6 +52,7 @@ function startNode(host: LanHost, dataDir: string): ClusterNode {
     'plant-7',
     '--cluster-secret-file',
     secretFile,
+    ...peers.flatMap((peer) => ['--peer', peer]),
   ])
   const node: ClusterNode = { host, dataDir, child, log: [], nodeId: '' }
   if (child.stdout === null) throw new Error('no stdout')
@@ -99,7 +101,10 @@ describe('a cluster of three nodes', () => {
     secretFile = join(dir, 'cluster.secret')
     const init = await runTributary(['cluster', 'init', '--secret-file', secretFile])
     expect(init.code, init.stderr).toBe(0)
-    for (const host of lan.hosts) nodes.push(startNode(host, await cleanup.dir()))
+    // The first node also names the others as static peers: found twice, listed once.
+    const others = lan.hosts.slice(1).map((host) => `${host.address}:7625`)
+    for (const host of lan.hosts)
+      nodes.push(startNode(host, await cleanup.dir(), host.index === 0 ? others : []))
     for (const node of nodes) await started(node)
   }, 120_000)
 
@@ -132,9 +137,9 @@ describe('a cluster of three nodes', () => {
     const listed = peers.stdout
       .trim()
       .split('\n')
-      .map((line) => JSON.parse(line) as { nodeId: string; state: string; via: string })
-    expect(listed.map((p) => [p.nodeId, p.state, p.via]).sort()).toEqual(
-      others.map((n) => [n.nodeId, 'connected', 'mdns']).sort(),
+      .map((line) => JSON.parse(line) as { nodeId: string; state: string })
+    expect(listed.map((p) => [p.nodeId, p.state]).sort()).toEqual(
+      others.map((n) => [n.nodeId, 'connected']).sort(),
     )
   })
 

@@ -10,6 +10,7 @@ import type { AppendEntry, PartitionRef } from '../../src/log/log-store.ts'
 import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { Follower } from '../../src/replication/follower.ts'
+import { encodeMessage, FrameDecoder, type ReplicationMessage } from '../../src/replication/frame-codec.ts'
 import { type LinkOptions, PeerLink } from '../../src/replication/link.ts'
 import type { SyncedEntry } from '../../src/replication/messages.ts'
 import { OriginServer } from '../../src/replication/origin-server.ts'
@@ -164,5 +165,43 @@ describe('replication over a Duplex', () => {
     const reason = await link.closed()
     expect(reason).toMatch(/no heartbeat from node-b/)
     other.close('test over')
+  })
+})
+
+describe('heartbeat round trip', () => {
+  it('measures the network round trip alone, not the time a heartbeat waited for the next one', async () => {
+    const [left, right] = duplexPair()
+    let clock = 5000
+    const opening = PeerLink.open(left, linkOptions('node-a', { heartbeatMs: 20, now: () => clock }))
+    // The other end speaks the protocol by hand, so every time in it is chosen here.
+    const decoder = new FrameDecoder()
+    const heard: ReplicationMessage[] = []
+    right.on('data', (chunk: Buffer) => heard.push(...decoder.push(chunk)))
+    right.write(
+      encodeMessage({
+        type: 'hello',
+        protocol: 1,
+        cluster: 'c1',
+        nodeId: 'node-b',
+        incarnation: 1,
+        replicationPort: 1,
+      }),
+    )
+    const link = await opening
+    cleanup.defer('close the link', () => link.close('test over'))
+    right.write(encodeMessage({ type: 'heartbeat', sentAtMs: 1000, echoMs: 0 }))
+    // Seen at 5000 on node-a's clock, echoed at once (held 0 ms so far).
+    await waitFor(() => heard.some((m) => m.type === 'heartbeat' && m.echoMs === 1000), 'a first echo')
+    // node-b's heartbeat arrived at 5000 on node-a's clock; it is held until node-a's next one at 5300.
+    clock = 5300
+    heard.length = 0
+    await waitFor(() => heard.some((m) => m.type === 'heartbeat'), 'the echo')
+    const echo = heard.find((m) => m.type === 'heartbeat')
+    expect(echo).toMatchObject({ sentAtMs: 5300, echoMs: 1300 })
+    // node-b answers 10 ms later on node-a's clock: that is the round trip.
+    clock = 5310
+    right.write(encodeMessage({ type: 'heartbeat', sentAtMs: 1400, echoMs: 5300 }))
+    await waitFor(() => link.rttMs !== null, 'a round trip')
+    expect(link.rttMs).toBe(10)
   })
 })
