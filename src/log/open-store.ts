@@ -5,8 +5,12 @@
 //   inspection, reported as TRIB_STORE_DAMAGED, and a new store is started
 //   under a new origin (`renewOrigin`), so no offset of the old origin is
 //   ever given to another record;
-// - each batch quarantined at open leaves a gap record in its partition, so
-//   sinks carry the news of the lost offsets upstream.
+// - each batch of this node quarantined at open leaves a gap record in its
+//   partition, so sinks carry the news of the lost offsets upstream;
+// - a damaged batch of a copy (another origin's partition held here) is not
+//   this node's to report: the copy is restarted at that batch, which moves
+//   it and everything after it to the quarantine, and replication copies
+//   them again from the origin.
 // In: the data dir, the store's limits, this node's origin. Out: the open
 // store, its recovery report and the origin it runs under.
 
@@ -73,6 +77,7 @@ export async function openLogStore(options: OpenStoreOptions): Promise<OpenedSto
   })
   const recovery = await store.open()
   await appendQuarantineGaps(store, recovery.quarantined)
+  await restartDamagedCopies(store, recovery.quarantined, log)
   return { store, recovery, origin }
 }
 
@@ -100,6 +105,28 @@ async function appendQuarantineGaps(
       return gapEntry(gap, 'damaged')
     })
   if (entries.length > 0) await store.append({ entries, durability: 'durable' })
+}
+
+/** Each copy with a damaged batch goes back to its first damaged batch, to be copied again. */
+async function restartDamagedCopies(
+  store: SegmentLogStore,
+  quarantined: readonly CorruptBatch[],
+  log: Logger,
+): Promise<void> {
+  const firstDamage = new Map<string, CorruptBatch>()
+  for (const damage of quarantined) {
+    if (damage.origin === store.origin) continue
+    const key = `${damage.stream}\u0000${damage.origin}\u0000${damage.partition}`
+    const known = firstDamage.get(key)
+    if (known === undefined || damage.baseOffset < known.baseOffset) firstDamage.set(key, damage)
+  }
+  for (const damage of firstDamage.values()) {
+    const moved = await store.restartReplica(damage, damage.baseOffset, `damaged copy: ${damage.error}`)
+    log.warn(
+      { code: 'TRIB_BATCH_CORRUPT', damage, batchesMoved: moved },
+      'damaged copy of another node: it is copied again from its origin',
+    )
+  }
 }
 
 /** How many offsets from `offset` on have no readable record before the next one (or the end). */

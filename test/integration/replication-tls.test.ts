@@ -3,9 +3,11 @@
 // test/unit/peer-transport-tls.test.ts): static peers copying each other's
 // partitions, a node with another secret shown refused, and ack: replicated.
 
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { writeClusterSecret } from '../../src/cluster/secret.ts'
+import { invertAfterMarker } from '../helpers/damage-file.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 import type { RunningNode } from '../helpers/node.ts'
@@ -190,5 +192,32 @@ describe('retention in a cluster', () => {
     const held = await a.node.store.applyRetention(everything, Date.now())
     expect(held.heldBack).toContainEqual(ref)
     expect(a.node.store.partition(ref)?.firstOffset).toBeLessThanOrEqual(10)
+  })
+})
+
+describe('a damaged copy', () => {
+  it('is found when its node starts, moved to the quarantine, and copied again from the origin', async () => {
+    const streams = [{ name: 'temps', match: ['t/#'] }]
+    const { a, b, clusterOf, portA } = await pair('mend', streams)
+    const ref = { stream: 'temps', origin: a.node.nodeId, partition: 0 }
+    const sensor = await cleanup.mqtt(a.url, { clientId: 'sensor-m' })
+    for (let i = 0; i < 6; i++)
+      await sensor.publishAsync('t/x', i === 3 ? 'VICTIM-payload' : `r${i}`, { qos: 1 })
+    await waitFor(() => b.node.store.partition(ref)?.nextOffset === 6, 'b to copy a')
+    const want = a.node.store.read(ref, 0).records
+    const dataDir = b.dataDir
+    const portB = b.config.cluster?.replicationPort ?? 0
+    await b.stop()
+    // Bit rot in b's copy of the fourth record (a's own files are untouched).
+    const segments = join(dataDir, 'segments')
+    const damaged = readdirSync(segments).flatMap(
+      (f) => invertAfterMarker(join(segments, f), 'VICTIM', 2, 4).offsets,
+    )
+    expect(damaged.length).toBeGreaterThan(0)
+
+    const again = await cleanup.node({ dataDir, config: { streams, cluster: clusterOf(portB, portA) } })
+    expect(again.node.store.verify().quarantined).toBeGreaterThan(0)
+    await waitFor(() => again.node.store.partition(ref)?.nextOffset === 6, 'the copy to be copied again')
+    expect(again.node.store.read(ref, 0).records).toEqual(want)
   })
 })
