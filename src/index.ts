@@ -94,6 +94,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       broker: () => broker,
       upstream: () => upstream,
       cluster,
+      minInsync: (stream) => config.streams.find((s) => s.name === stream)?.minInsync ?? 1,
       guard,
       highWaterPercent: config.limits.diskHighWaterPercent,
       recent,
@@ -102,6 +103,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       partitions: () => store.partitions(),
       sinks: () => upstream.status(),
       peers: () => cluster?.replicator.status() ?? [],
+      replicated: () => view.cluster()?.partitions ?? [],
       connections: () => broker.connections,
       disk: () => view.disk(),
     })

@@ -5,7 +5,7 @@
 
 import type { Broker } from '../broker/broker.ts'
 import type { DiskGuard } from '../log/disk-guard.ts'
-import type { LogStore } from '../log/log-store.ts'
+import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
 import type { PeerStatus, Replicator } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
@@ -17,6 +17,21 @@ export interface HealthChecks {
   readonly store: boolean
   /** The data disk is below limits.diskHighWaterPercent. */
   readonly disk: boolean
+}
+
+/** Per partition of this node: how far it is durable here, and how far on `minInsync` nodes. */
+export interface ReplicatedPartition {
+  readonly stream: string
+  readonly partition: number
+  readonly minInsync: number
+  readonly durableNext: number
+  readonly replicatedNext: number
+}
+
+export interface ClusterView {
+  readonly name: string
+  readonly refused: string | null
+  readonly partitions: readonly ReplicatedPartition[]
 }
 
 export interface DiskView {
@@ -32,8 +47,8 @@ export interface NodeView {
   readonly log: Pick<LogStore, 'partitions' | 'partition' | 'read' | 'offsetForTimestamp'>
   health(): HealthChecks
   sinks(): readonly ForwarderStatus[]
-  /** The cluster this node replicates in (null: alone), and why replication is refused, if it is. */
-  cluster(): { readonly name: string; readonly refused: string | null } | null
+  /** The cluster this node replicates in (null: alone), why replication is refused, if it is, and its partitions' replicatedNext. */
+  cluster(): ClusterView | null
   /** The peers it replicates with; empty when alone. */
   peers(): readonly PeerStatus[]
   connections(): number
@@ -46,14 +61,19 @@ export interface NodeView {
 export interface ViewedParts {
   readonly nodeId: string
   readonly startedAtMs: number
-  readonly store: Pick<LogStore, 'partitions' | 'partition' | 'read' | 'offsetForTimestamp'>
+  readonly store: Pick<
+    LogStore,
+    'partitions' | 'partition' | 'localPartitions' | 'read' | 'offsetForTimestamp'
+  > & { durableNext(ref: PartitionRef): number }
   readonly storeOpen: () => boolean
   readonly broker: () => Pick<Broker, 'listening' | 'connections'> | null
   readonly upstream: () => Pick<Upstream, 'status'> | null
   readonly cluster: {
     readonly name: string
-    readonly replicator: Pick<Replicator, 'status' | 'refused'>
+    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'replicatedNext'>
   } | null
+  /** A stream's minInsync (its config). */
+  readonly minInsync: (stream: string) => number
   readonly guard: Pick<DiskGuard, 'full' | 'usedPercent'>
   readonly highWaterPercent: number
   /** The logger's ring of warn/error lines; without it the view shows none. */
@@ -73,10 +93,21 @@ export function nodeView(parts: ViewedParts): NodeView {
     },
     health: () => ({ mqtt: parts.broker()?.listening === true, store: parts.storeOpen(), disk: !guard.full }),
     sinks: () => parts.upstream()?.status() ?? [],
-    cluster: () =>
-      parts.cluster === null
-        ? null
-        : { name: parts.cluster.name, refused: parts.cluster.replicator.refused?.message ?? null },
+    cluster: () => {
+      const cluster = parts.cluster
+      if (cluster === null) return null
+      const partitions = store.localPartitions().map((p) => {
+        const minInsync = parts.minInsync(p.stream)
+        return {
+          stream: p.stream,
+          partition: p.partition,
+          minInsync,
+          durableNext: store.durableNext(p),
+          replicatedNext: cluster.replicator.replicatedNext(p, minInsync),
+        }
+      })
+      return { name: cluster.name, refused: cluster.replicator.refused?.message ?? null, partitions }
+    },
     peers: () => parts.cluster?.replicator.status() ?? [],
     connections: () => parts.broker()?.connections ?? 0,
     disk: () => ({

@@ -7,7 +7,7 @@ import type { SinkFigures } from '../observability/metrics.ts'
 import type { LogEvent } from '../observability/recent-log.ts'
 import type { PeerStatus } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
-import type { DiskView, HealthChecks, NodeView } from './node-view.ts'
+import type { ClusterView, DiskView, HealthChecks, NodeView } from './node-view.ts'
 
 export interface PartitionSummary {
   readonly partition: number
@@ -34,7 +34,7 @@ export interface NodeStatus {
   readonly streams: StreamSummary[]
   readonly sinks: SinkFigures[]
   /** Null when the node runs alone; `refused` says why it does not replicate (a node id conflict). */
-  readonly cluster: { readonly name: string; readonly refused: string | null } | null
+  readonly cluster: ClusterView | null
   readonly peers: readonly PeerStatus[]
   readonly disk: DiskView & {
     readonly storedBytes: number

@@ -4,6 +4,7 @@
 // their lag (records the peer has durably and this node not yet).
 
 import type { Command } from 'commander'
+import type { ClusterView } from '../admin/node-view.ts'
 import { TributaryError } from '../errors.ts'
 import type { PeerStatus } from '../replication/replicator.ts'
 import {
@@ -17,7 +18,7 @@ import {
 } from './shared.ts'
 
 interface PeersAnswer {
-  readonly cluster: { readonly name: string; readonly refused: string | null } | null
+  readonly cluster: ClusterView | null
   readonly peers: readonly PeerStatus[]
 }
 
@@ -76,6 +77,17 @@ export function registerPeers(program: Command): void {
         )
         if (answer.peers.length === 0)
           process.stdout.write(`(no peers found yet in cluster ${answer.cluster.name})\n`)
+        process.stdout.write('\n')
+        printTable(
+          ['STREAM', 'PARTITION', 'MIN INSYNC', 'DURABLE NEXT', 'REPLICATED NEXT'],
+          answer.cluster.partitions.map((p) => [
+            p.stream,
+            p.partition,
+            p.minInsync,
+            p.durableNext,
+            p.replicatedNext,
+          ]),
+        )
       },
     )
 }

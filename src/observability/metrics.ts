@@ -81,6 +81,12 @@ export interface MetricSources {
   sinks(): readonly SinkFigures[]
   /** Replication peers; empty when the node runs alone. */
   peers(): readonly PeerFigures[]
+  /** Per partition of this node in a cluster: its replicatedNext; empty when alone. */
+  replicated(): ReadonlyArray<{
+    readonly stream: string
+    readonly partition: number
+    readonly replicatedNext: number
+  }>
   connections(): number
   disk(): { readonly usedPercent: number | null; readonly full: boolean }
 }
@@ -398,6 +404,17 @@ export class Metrics {
         this.reset()
         for (const p of peers())
           if (p.nodeId !== null && p.rttMs !== null) this.set({ peer: p.nodeId }, p.rttMs / 1000)
+      },
+    })
+    new Gauge({
+      name: `${METRIC_PREFIX}partition_replicated_next`,
+      help: "The next offset after the highest record held fdatasync'd by minInsync nodes (this one included)",
+      labelNames: ['stream', 'partition'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const p of sources()?.replicated() ?? [])
+          this.set({ stream: p.stream, partition: String(p.partition) }, p.replicatedNext)
       },
     })
     new Gauge({

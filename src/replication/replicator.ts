@@ -261,6 +261,22 @@ export class Replicator {
     return copies
   }
 
+  /**
+   * A partition's `replicatedNext` (one definition for acks, status and
+   * metrics): the next offset after the highest record held fdatasync'd by
+   * `minInsync` nodes, this one included, counting followers with a live
+   * link only. With fewer nodes than `minInsync`, nothing counts as replicated
+   * yet: the partition's first offset.
+   */
+  replicatedNext(ref: PartitionRef, minInsync: number): number {
+    const log = this.#o.log
+    const key = `${ref.stream}\u0000${ref.partition}`
+    const held = [log.durableNext(ref)]
+    for (const positions of this.#synced.values()) held.push(positions.get(key)?.syncedNext ?? 0)
+    held.sort((x, y) => y - x)
+    return held[minInsync - 1] ?? log.partition(ref)?.firstOffset ?? 0
+  }
+
   /** True once `minInsync - 1` followers hold every record fdatasync'd; false after `timeoutMs`. */
   whenReplicated(
     records: ReadonlyArray<{ readonly stream: string; readonly partition: number; readonly offset: number }>,

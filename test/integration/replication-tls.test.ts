@@ -79,7 +79,7 @@ describe('two nodes with static peers on 127.0.0.1', () => {
       cluster: { name: string; refused: string | null }
       peers: Array<{ nodeId: string; state: string; via: string; rttMs: number | null }>
     }
-    expect(peersOfA.cluster).toEqual({ name: 'bench-row', refused: null })
+    expect(peersOfA.cluster).toMatchObject({ name: 'bench-row', refused: null })
     expect(peersOfA.peers).toEqual([
       expect.objectContaining({ nodeId: b.node.nodeId, state: 'connected', via: 'static' }),
     ])
@@ -141,6 +141,19 @@ describe('ack: replicated', () => {
       // Acknowledged: b's copy holds it, fdatasync-ed, already.
       expect(b.node.store.durableNext(ref)).toBe(i + 1)
     }
+
+    const view = (await (await fetch(`${a.httpUrl}/v1/peers`)).json()) as {
+      cluster: {
+        partitions: Array<{ stream: string; minInsync: number; durableNext: number; replicatedNext: number }>
+      }
+    }
+    expect(view.cluster.partitions.find((p) => p.stream === 'safe')).toEqual({
+      stream: 'safe',
+      partition: 0,
+      minInsync: 2,
+      durableNext: 5,
+      replicatedNext: 5,
+    })
 
     await b.stop()
     const started = Date.now()

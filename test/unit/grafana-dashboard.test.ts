@@ -13,6 +13,10 @@ const DASHBOARD = join(import.meta.dirname, '../../docs/grafana-dashboard.json')
 const NOT_ON_DASHBOARD = new Map([
   ['tributary_partition_first_offset', 'offsets are for the status page and /v1/streams, not a time series'],
   ['tributary_partition_next_offset', 'the ingest rate shows the same, per stream'],
+  [
+    'tributary_partition_replicated_next',
+    'an offset, for the status page and /v1/peers; replica lag shows the trend',
+  ],
 ])
 /** The series a histogram exposes beside its name. */
 const HISTOGRAM_SUFFIXES = ['_bucket', '_sum', '_count']

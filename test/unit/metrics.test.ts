@@ -69,6 +69,7 @@ describe('metrics', () => {
         },
         { nodeId: null, state: 'connecting', rttMs: null, copies: [] },
       ],
+      replicated: () => [{ stream: 's', partition: 0, replicatedNext: 8 }],
       connections: () => 7,
       disk: () => ({ usedPercent: 50, full: false }),
     })
@@ -89,5 +90,6 @@ describe('metrics', () => {
     expect(sample(text, 'tributary_replica_lag_records{origin="node-b",stream="s",partition="0"}')).toBe(4)
     expect(sample(text, 'tributary_replication_refused_total{code="TRIB_PEER_REFUSED"}')).toBe(1)
     expect(sample(text, 'tributary_replica_divergences_total')).toBe(1)
+    expect(sample(text, 'tributary_partition_replicated_next{stream="s",partition="0"}')).toBe(8)
   })
 })
