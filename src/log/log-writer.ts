@@ -12,18 +12,14 @@
 // settles its waiters beside the loop, but group commits, index commits and
 // sync starts never interleave: nothing here races itself.
 
-import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
-import type { BatchIndex } from './batch-index.ts'
 import { buildCommit, type CommitItem } from './commit-frame.ts'
-import { IndexCommitter, lmdbIndex, type Maintenance } from './index-committer.ts'
+import { IndexCommitter, type LmdbIndexParts, lmdbIndex, type Maintenance } from './index-committer.ts'
 import type { LogState } from './log-state.ts'
 import type { Appended } from './log-store.ts'
 import type { MarkerOverlay } from './marker-overlay.ts'
-import type { NodeEnvironment } from './node-environment.ts'
 import { errorText } from './partition-reads.ts'
-import type { PartitionMeta, SegmentPosition, SegmentUse } from './store-recovery.ts'
 import { type SyncedAppender, SyncPipeline } from './sync-pipeline.ts'
 
 export type Queued = CommitItem &
@@ -32,13 +28,8 @@ export type Queued = CommitItem &
     | { readonly kind: 'remove' | 'replica'; readonly resolve: () => void }
   ) & { readonly reject: (err: unknown) => void }
 
-export interface LogWriterParts {
-  readonly env: NodeEnvironment
-  readonly meta: Database<PartitionMeta | SegmentPosition | number, string>
-  readonly segmentUse: Database<SegmentUse, number>
-  readonly index: BatchIndex
-  readonly markers: MarkerOverlay
-  readonly state: LogState
+/** The index's parts (LMDB databases, state), and the segment appender the frames go to. */
+export interface LogWriterParts extends LmdbIndexParts {
   readonly appender: SyncedAppender
   readonly indexCommitMs: number
   readonly indexMaxPendingBatches: number
