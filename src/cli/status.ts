@@ -179,6 +179,14 @@ function print(report: StatusReport): void {
         s.lagSeconds.toFixed(1),
       ]),
     )
+  if (report.source !== 'api' || report.cluster === null) return
+  const connected = report.peers.filter((p) => p.state === 'connected').length
+  out()
+  out(
+    report.cluster.refused === null
+      ? `cluster ${report.cluster.name}: ${connected} of ${report.peers.length} peers connected (tributary peers for more)`
+      : `cluster ${report.cluster.name}: replication REFUSED: ${report.cluster.refused}`,
+  )
 }
 
 export function registerStatus(program: Command): void {

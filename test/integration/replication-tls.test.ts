@@ -11,6 +11,7 @@ import { invertAfterMarker } from '../helpers/damage-file.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 import type { RunningNode } from '../helpers/node.ts'
+import { runTributary } from '../helpers/run-bounded.ts'
 
 const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
@@ -83,6 +84,15 @@ describe('two nodes with static peers on 127.0.0.1', () => {
     expect(peersOfA.peers).toEqual([
       expect.objectContaining({ nodeId: b.node.nodeId, state: 'connected', via: 'static' }),
     ])
+    const httpPort = new URL(a.httpUrl ?? '').port
+    const status = await runTributary(['status', '--data-dir', a.dataDir, '--http-port', httpPort])
+    expect(status.stdout).toContain('cluster bench-row: 1 of 1 peers connected')
+    const peers = await runTributary(['peers', '--data-dir', a.dataDir, '--http-port', httpPort])
+    expect(peers.code, peers.stderr).toBe(0)
+    expect(peers.stdout).toMatch(
+      new RegExp(`${b.node.nodeId}\\s+127\\.0\\.0\\.1:\\d+\\s+static\\s+connected`),
+    )
+    expect(peers.stdout).toMatch(/REPLICATED NEXT/)
     let rtt: number | null = null
     for (let i = 0; i < 100 && rtt === null; i++) {
       const status = (await (await fetch(`${a.httpUrl}/v1/status`)).json()) as {
