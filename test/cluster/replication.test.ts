@@ -2,13 +2,16 @@
 // started with a cluster name and a secret: they find each other over mDNS
 // (and, for the first node, also as static peers: each peer is still listed
 // once), copy every partition of every node, keep the copies when a node is
-// killed with SIGKILL, and show their peers. Each node is a real broker
+// killed with SIGKILL, and show their peers. Streams ack `replicated`:
+// `default` once one other node holds a record (minInsync 2); `strict` and
+// `loose` want all three (minInsync 3), so with one node dead `strict`
+// refuses (onTooFewReplicas: wait) and `loose` acknowledges anyway (degrade). Each node is a real broker
 // process in its own namespace; sensors publish inside that namespace; the
 // test reads each node's data dir directly (`tributary tail --origin`).
 
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -31,6 +34,7 @@ interface ClusterNode {
 const cleanup = new Cleanup()
 let lan: Lan
 let secretFile: string
+let configFile: string
 const nodes: ClusterNode[] = []
 
 async function until(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
@@ -52,6 +56,8 @@ function startNode(host: LanHost, dataDir: string, peers: readonly string[] = []
     'plant-7',
     '--cluster-secret-file',
     secretFile,
+    '--config',
+    configFile,
     ...peers.flatMap((peer) => ['--peer', peer]),
   ])
   const node: ClusterNode = { host, dataDir, child, log: [], nodeId: '' }
@@ -80,6 +86,26 @@ async function publish(node: ClusterNode, count: number): Promise<void> {
   expect(result.code, result.stderr).toBe(0)
 }
 
+/** One MQTT 5 QoS 1 publish inside the node's namespace; what mosquitto_pub warns (a refusal's reason string), else ''. */
+async function publishOne(node: ClusterNode, topic: string): Promise<string> {
+  const result = await lan.exec(node.host, 'mosquitto_pub', [
+    '-V',
+    '5',
+    '-h',
+    '127.0.0.1',
+    '-p',
+    '1883',
+    '-q',
+    '1',
+    '-t',
+    topic,
+    '-m',
+    'one',
+  ])
+  expect(result.code, result.stderr).toBe(0)
+  return result.stderr.trim()
+}
+
 /** The payloads of `origin`'s stream `default` as held in `holder`'s data dir. */
 async function held(holder: ClusterNode, origin: ClusterNode): Promise<string[]> {
   const args = ['tail', 'default', '--from-beginning', '--json', '--data-dir', holder.dataDir]
@@ -101,6 +127,17 @@ describe('a cluster of three nodes', () => {
     secretFile = join(dir, 'cluster.secret')
     const init = await runTributary(['cluster', 'init', '--secret-file', secretFile])
     expect(init.code, init.stderr).toBe(0)
+    configFile = join(dir, 'tributary.yaml')
+    writeFileSync(
+      configFile,
+      [
+        'streams:',
+        '  - { name: default, match: ["sensors/#"], ack: replicated }',
+        '  - { name: strict, match: ["strict/#"], ack: replicated, minInsync: 3, replicatedTimeoutMs: 1500 }',
+        '  - { name: loose, match: ["loose/#"], ack: replicated, minInsync: 3, replicatedTimeoutMs: 500, onTooFewReplicas: degrade }',
+        '',
+      ].join('\n'),
+    )
     // The first node also names the others as static peers: found twice, listed once.
     const others = lan.hosts.slice(1).map((host) => `${host.address}:7625`)
     for (const host of lan.hosts)
@@ -153,9 +190,21 @@ describe('a cluster of three nodes', () => {
         `${holder.nodeId} to copy the last records`,
         async () => (await held(holder, dead)).length === own.length,
       )
+    // All three up: a record every node must hold is acknowledged.
+    expect(await publishOne(dead, 'strict/x')).toBe('')
     const gone = once(dead.child, 'exit')
     dead.child.kill('SIGKILL')
     await gone
     for (const holder of survivors) expect(await held(holder, dead)).toEqual(own)
+
+    // Two of three left: one copy is enough for default; strict waits, then refuses; loose degrades.
+    const [survivor] = survivors
+    if (survivor === undefined) throw new Error('survivors expected')
+    expect(await publishOne(survivor, 'sensors/after/t')).toBe('')
+    await until('the survivor to notice the dead node', async () => {
+      const warning = await publishOne(survivor, 'strict/x')
+      return warning.includes('TRIB_NOT_ENOUGH_REPLICAS')
+    })
+    expect(await publishOne(survivor, 'loose/x')).toBe('')
   })
 })
