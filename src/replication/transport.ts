@@ -3,7 +3,7 @@
 // Duplex over which nothing flows before both ends have proved they hold the
 // same cluster secret for the same cluster name and protocol version, and
 // which is encrypted after. The replication protocol runs over any Duplex
-// (tests wire peers with test/helpers/duplex-pair.ts); this seam is what a
+// (tests wire peers with node:stream's duplexPair); this seam is what a
 // LAN needs.
 //
 // TlsPskTransport: TLS 1.3 with an external pre-shared key (RFC 8446 §2.2,
