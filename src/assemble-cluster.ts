@@ -3,7 +3,9 @@
 // transport keyed from it, the replicator over the store, and discovery
 // (static peers, and mDNS unless turned off) feeding it addresses. A node id
 // conflict on this node's own id stops replication (TRIB_NODE_ID_CONFLICT).
-// start() listens and starts discovery; close() stops both. Wiring only.
+// start() listens and starts discovery; recoverTail() waits for the
+// followers this node had (tail recovery, before it writes a record);
+// close() stops both. Wiring only.
 
 import { type Discovery, nodeIdConflictError } from './cluster/discovery.ts'
 import { MdnsDiscovery } from './cluster/mdns-discovery.ts'
@@ -11,18 +13,13 @@ import { readClusterSecret } from './cluster/secret.ts'
 import { StaticPeers } from './cluster/static-peers.ts'
 import type { Config } from './config/schema.ts'
 import type { DegradeReport } from './ingest/ingest.ts'
+import type { IncarnationFile } from './log/incarnation.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
 import { REPLICATION_PROTOCOL_VERSION } from './replication/frame-codec.ts'
-import { Replicator } from './replication/replicator.ts'
+import { Replicator, type TailRecoveryReport } from './replication/replicator.ts'
 import { TlsPskTransport } from './replication/transport.ts'
-
-/**
- * A node's incarnation: the first. A node that may have lost a tail its
- * followers hold starts the next one (the cluster issue's recovery step).
- */
-const FIRST_INCARNATION = 1
 
 export interface ClusterParts {
   readonly name: string
@@ -31,6 +28,8 @@ export interface ClusterParts {
   readonly degradeReport: DegradeReport
   /** Listens for peers and starts discovery; the replication address bound. */
   start(): Promise<{ host: string; port: number }>
+  /** This node's own records back from its followers' copies, up to `cluster.tailRecoveryMs` (after start). */
+  recoverTail(known: readonly string[]): Promise<TailRecoveryReport>
   close(): Promise<void>
 }
 
@@ -46,6 +45,7 @@ export function assembleCluster(
   store: SegmentLogStore,
   metrics: Metrics,
   log: Logger,
+  incarnations: Pick<IncarnationFile, 'addFollower'>,
 ): ClusterParts | null {
   const cluster = config.cluster
   if (cluster === null || secret === null) return null
@@ -65,7 +65,6 @@ export function assembleCluster(
     link: {
       cluster: cluster.name,
       nodeId,
-      incarnation: FIRST_INCARNATION,
       replicationPort: cluster.replicationPort,
       heartbeatMs: cluster.heartbeatMs,
       timeoutMs: cluster.followerTimeoutMs,
@@ -77,6 +76,7 @@ export function assembleCluster(
     logger,
     onRefused: (code) => metrics.replicationRefused(code),
     onDiverged: () => metrics.replicaDiverged(),
+    onFollower: (follower) => incarnations.addFollower(follower),
   })
   const discoveries: Discovery[] = []
   return {
@@ -123,6 +123,7 @@ export function assembleCluster(
       )
       return address
     },
+    recoverTail: (known) => replicator.recoverTail(known, cluster.tailRecoveryMs),
     async close() {
       for (const discovery of discoveries) await discovery.close()
       await replicator.close()

@@ -141,6 +141,16 @@ export const errorCodes = {
       "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
     retriable: false,
   },
+  TRIB_TAIL_UNCONFIRMED: {
+    message:
+      "At start, a follower that had copied this node's log did not answer, or holds another history of it; records it holds beyond this node's log were not fetched back. The node began a new incarnation so no record identity is given twice; a diverged copy stays in that follower's quarantine",
+    retriable: false,
+  },
+  TRIB_INCARNATION_DAMAGED: {
+    message:
+      '`<dataDir>/incarnation.json` could not be read; it was moved aside and the node began an incarnation past any it may have used',
+    retriable: false,
+  },
   TRIB_NOT_ENOUGH_REPLICAS: {
     message:
       'The stream acknowledges after replication (ack: replicated) and too few other nodes held a copy in replicatedTimeoutMs; the record is stored here but not acknowledged: the client sends it again',

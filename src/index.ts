@@ -15,6 +15,7 @@ import { assembleNode, type NodeParts } from './assemble.ts'
 import type { Config, StreamConfig } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import type { Ingest } from './ingest/ingest.ts'
+import type { IncarnationReport } from './log/incarnation.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import { Metrics } from './observability/metrics.ts'
@@ -62,6 +63,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
   let running: NodeParts | null = null
   let admin: AdminServer | null = null
   let storeOpen = false
+  let incarnation: IncarnationReport | null = null
   let started: Promise<NodeAddresses> | null = null
   let drained: Promise<void> | null = null
   let closing: Promise<void> | null = null
@@ -81,10 +83,12 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     })
     running = assembled
     const { nodeId, store, broker, upstream, guard, groups, httpToken, cluster } = assembled
+    // Replication first: the node's lost tail comes back from its followers before it writes a record.
+    const replication = (await cluster?.start()) ?? null
+    incarnation = await assembled.begin()
     const address = await broker.listen()
     assembled.housekeeping.start()
     log.info({ mqtt: `${address.address}:${address.port}` }, 'tributary accepting MQTT connections')
-    const replication = (await cluster?.start()) ?? null
     const mqtt = { host: address.address, port: address.port }
     const view = nodeView({
       nodeId,
@@ -96,6 +100,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       cluster,
       minInsync: (stream) => config.streams.find((s) => s.name === stream)?.minInsync ?? 1,
       guard,
+      incarnation: () => incarnation,
       highWaterPercent: config.limits.diskHighWaterPercent,
       recent,
     })

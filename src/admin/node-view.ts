@@ -5,6 +5,7 @@
 
 import type { Broker } from '../broker/broker.ts'
 import type { DiskGuard } from '../log/disk-guard.ts'
+import type { IncarnationReport } from '../log/incarnation.ts'
 import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
 import type { PeerStatus, Replicator } from '../replication/replicator.ts'
@@ -52,6 +53,8 @@ export interface NodeView {
   /** The peers it replicates with; empty when alone. */
   peers(): readonly PeerStatus[]
   connections(): number
+  /** The incarnation this start began, and what tail recovery found; null until it began. */
+  incarnation(): IncarnationReport | null
   disk(): DiskView
   /** The last warn/error log events, newest first (empty when the node keeps none). */
   recentErrors(): readonly LogEvent[]
@@ -75,6 +78,7 @@ export interface ViewedParts {
   /** A stream's minInsync (its config). */
   readonly minInsync: (stream: string) => number
   readonly guard: Pick<DiskGuard, 'full' | 'usedPercent'>
+  readonly incarnation: () => IncarnationReport | null
   readonly highWaterPercent: number
   /** The logger's ring of warn/error lines; without it the view shows none. */
   readonly recent: RecentLogEvents | undefined
@@ -110,6 +114,7 @@ export function nodeView(parts: ViewedParts): NodeView {
     },
     peers: () => parts.cluster?.replicator.status() ?? [],
     connections: () => parts.broker()?.connections ?? 0,
+    incarnation: () => parts.incarnation(),
     disk: () => ({
       usedPercent: guard.usedPercent,
       full: guard.full,

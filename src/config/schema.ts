@@ -239,6 +239,9 @@ const httpSink = z
 
 export const sinkSchema = z.discriminatedUnion('type', [kafkaSink, mqttSink, httpSink])
 
+/** At start, the longest wait for known followers to answer tail recovery (they normally do within a second). */
+const DEFAULT_TAIL_RECOVERY_MS = 10_000
+
 const cluster = z
   .object({
     name: z
@@ -271,6 +274,15 @@ const cluster = z
       .min(1000)
       .default(DEFAULT_FOLLOWER_EXPIRE_MS)
       .describe('a follower gone this long no longer holds back retention of this node'),
+    tailRecoveryMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(600_000)
+      .default(DEFAULT_TAIL_RECOVERY_MS)
+      .describe(
+        'at start, how long MQTT waits while the node fetches its own lost tail back from the followers it had',
+      ),
   })
   .strict()
 

@@ -50,6 +50,7 @@ export function buildCommit(
   partitions: CommitPartitions,
   nowMs: number,
   segment: number,
+  incarnation: number,
 ): BuiltCommit {
   const snapshots = new Map<PartitionMeta, PartitionMeta>()
   const grouped = new Map<PartitionMeta, TimedRecord[]>()
@@ -119,7 +120,7 @@ export function buildCommit(
       baseOffset,
       recordCount: records.length,
       maxTimestampMs: records[records.length - 1]?.timestampMs ?? nowMs,
-      batch: encodeBatch(baseOffset, records),
+      batch: encodeBatch(baseOffset, records, incarnation),
     }
   })
   const batches = [...encoded, ...copies]

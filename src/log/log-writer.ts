@@ -37,6 +37,8 @@ export interface LogWriterParts extends LmdbIndexParts {
   readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'> | undefined
   /** After an fdatasync made records durable (see SyncPipeline). */
   readonly onDurable?: () => void
+  /** The incarnation new batches are written in (batch-codec.ts). */
+  readonly incarnation: () => number
 }
 
 export class LogWriter {
@@ -45,6 +47,7 @@ export class LogWriter {
   readonly #syncs: SyncPipeline
   readonly #indexCommits: IndexCommitter
   readonly #metrics: LogWriterParts['metrics']
+  readonly #incarnation: () => number
   #queue: Queued[] = []
   #running: Promise<void> | null = null
   #closed = false
@@ -55,6 +58,7 @@ export class LogWriter {
     this.#markers = parts.markers
     this.#state = parts.state
     this.#metrics = parts.metrics
+    this.#incarnation = parts.incarnation
     // Both wake this loop when they have work: a sync ended, a relaxed window or an index commit is due.
     const wake = (): void => this.#kick()
     this.#syncs = new SyncPipeline(parts.appender, {
@@ -144,6 +148,7 @@ export class LogWriter {
       { local: (ref) => this.#state.local(ref), any: (ref) => this.#state.find(ref) },
       Date.now(),
       syncs.position.segment,
+      this.#incarnation(),
     )
     for (const [i, err] of refused) items[i]?.reject(err)
     // Nothing left to write: every item was refused.

@@ -24,7 +24,7 @@ import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { LinkMessage, PeerLink } from './link.ts'
-import type { CatalogMessage, FetchResponseMessage } from './messages.ts'
+import type { CatalogMessage, FetchEntry, FetchResponseMessage } from './messages.ts'
 
 /** Bytes asked for per fetch over all partitions. */
 export const FETCH_MAX_BYTES = 4 * 1024 * 1024
@@ -41,7 +41,8 @@ export interface FollowerOptions {
 
 interface Copy {
   readonly ref: PartitionRef
-  /** The CRC32C of the copy's last batch; 0 when it holds none. */
+  /** The incarnation and CRC32C of the copy's last batch; 0 and 0 when it holds none. */
+  lastIncarnation: number
   lastCrc: number
   /** The origin's durable end, from its last answer. */
   originDurableNext: number
@@ -104,9 +105,9 @@ export class Follower {
       if (before !== undefined && before.firstOffset < entry.firstOffset) starts.set(key, entry.firstOffset)
       if (this.#copies.has(key)) continue
       await this.#o.log.ensureReplica(ref, entry.firstOffset)
-      const held = this.#o.log.partition(ref)
-      const lastCrc = held === undefined ? null : this.#o.log.batchCrcBefore(ref, held.nextOffset)
-      this.#copies.set(key, { ref, lastCrc: lastCrc ?? 0, originDurableNext: entry.durableNext })
+      const copy = { ref, lastIncarnation: 0, lastCrc: 0, originDurableNext: entry.durableNext }
+      this.#resetLast(copy)
+      this.#copies.set(key, copy)
     }
     if (starts.size > 0) await this.#followStarts(starts)
     this.#wakeForCatalog?.()
@@ -143,25 +144,26 @@ export class Follower {
     }
   }
 
-  async #fetch(): Promise<FetchResponseMessage | null> {
-    const { link, log } = this.#o
+  #fetch(): Promise<FetchResponseMessage | null> {
+    const { log } = this.#o
+    const partitions = [...this.#copies.values()].map((c) => {
+      const nextOffset = log.partition(c.ref)?.nextOffset ?? 0
+      return { ...c.ref, nextOffset, lastIncarnation: c.lastIncarnation, lastCrc: c.lastCrc }
+    })
+    return this.request(partitions, FETCH_MAX_WAIT_MS)
+  }
+
+  /**
+   * One fetch over the link and its answer (null when the link closed first).
+   * The follower's own loop uses it; so does tail recovery, before `run()`.
+   */
+  async request(partitions: readonly FetchEntry[], maxWaitMs: number): Promise<FetchResponseMessage | null> {
+    const { link } = this.#o
     const id = ++this.#requestId
-    const partitions = [...this.#copies.values()].map((c) => ({
-      ...c.ref,
-      nextOffset: log.partition(c.ref)?.nextOffset ?? 0,
-      lastIncarnation: 0,
-      lastCrc: c.lastCrc,
-    }))
     const answered = new Promise<FetchResponseMessage>((resolve) => {
       this.#pending = { id, resolve }
     })
-    await link.send({
-      type: 'fetch',
-      requestId: id,
-      maxWaitMs: FETCH_MAX_WAIT_MS,
-      maxBytes: FETCH_MAX_BYTES,
-      partitions,
-    })
+    await link.send({ type: 'fetch', requestId: id, maxWaitMs, maxBytes: FETCH_MAX_BYTES, partitions })
     const closed = link.closed().then(() => null)
     return Promise.race([answered, closed])
   }
@@ -178,7 +180,9 @@ export class Follower {
           const last = entry.batches[entry.batches.length - 1]
           if (last === undefined) continue
           await log.appendReplica(copy.ref, entry.batches)
-          copy.lastCrc = readBatchHeader(last).crc
+          const header = readBatchHeader(last)
+          copy.lastIncarnation = header.incarnation
+          copy.lastCrc = header.crc
           synced.push({ ...copy.ref, syncedNext: log.durableNext(copy.ref) })
           break
         }
@@ -193,7 +197,7 @@ export class Follower {
             'replica diverged from its origin: its tail was moved to the quarantine and is copied again',
           )
           this.#o.onDiverged?.(copy.ref, entry.divergedAt)
-          this.#resetCrc(copy)
+          this.#resetLast(copy)
           break
         }
         case 'out-of-range':
@@ -206,7 +210,7 @@ export class Follower {
             { ...copy.ref, firstOffset: entry.firstOffset },
             'replica jumps to the origin log start',
           )
-          this.#resetCrc(copy)
+          this.#resetLast(copy)
           break
         case 'unknown-partition':
           logger.warn({ ...copy.ref }, 'the origin no longer has this partition; the copy stays as it is')
@@ -218,8 +222,16 @@ export class Follower {
       await link.send({ type: 'synced', partitions: synced })
   }
 
-  #resetCrc(copy: Copy): void {
-    const next = this.#o.log.partition(copy.ref)?.nextOffset ?? 0
-    copy.lastCrc = this.#o.log.batchCrcBefore(copy.ref, next) ?? 0
+  #resetLast(copy: Copy): void {
+    const last = lastBatchOf(this.#o.log, copy.ref)
+    copy.lastIncarnation = last.incarnation
+    copy.lastCrc = last.crc
   }
+}
+
+/** The incarnation and CRC32C of a partition's last batch here; 0 and 0 when it holds none. */
+export function lastBatchOf(log: ReplicaLog, ref: PartitionRef): { incarnation: number; crc: number } {
+  const held = log.partition(ref)
+  if (held === undefined || held.nextOffset <= held.firstOffset) return { incarnation: 0, crc: 0 }
+  return log.lastBatchBefore(ref, held.nextOffset) ?? { incarnation: 0, crc: 0 }
 }

@@ -18,6 +18,13 @@
 // copy is fdatasync'd) passes it, and only while the follower's link is up;
 // a follower whose link drops stops counting until it reports again.
 //
+// Tail recovery (`recoverTail`, tail-recovery.ts): at start, before this
+// node writes a new record, every link it dials first fetches its own
+// partitions back from that peer's copies, until the node's known followers
+// have all answered or the window ends. Until then, a follower holding more
+// of this node's log than it has is told to wait, not that it diverged (its
+// copy may be the tail being fetched back).
+//
 // Each follower's synced report is also a retention floor on this node's
 // partition (holder `follower:<id>`): retention keeps what a follower has
 // not copied yet, for as long as it is connected and then
@@ -33,13 +40,15 @@ import { Follower } from './follower.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
 import { OriginServer } from './origin-server.ts'
+import { recoverTail, type TailOutcome } from './tail-recovery.ts'
 import type { PeerConnection, PeerTransport } from './transport.ts'
 
 /** Between attempts to dial a peer that is not there (or refused). */
 const DIAL_BACKOFF = { initialMs: 200, maxMs: 10_000 }
 
 export interface ReplicatorOptions {
-  readonly link: Omit<LinkOptions, 'now'>
+  /** The link's incarnation is the log's current one, read at each link's hello. */
+  readonly link: Omit<LinkOptions, 'now' | 'incarnation'>
   /** How long a follower that left still holds this node's retention back. */
   readonly followerExpireMs: number
   readonly transport: PeerTransport
@@ -49,6 +58,14 @@ export interface ReplicatorOptions {
   /** A link refused or dropped, with why (metrics). */
   readonly onRefused?: (reason: string) => void
   readonly onDiverged?: (ref: PartitionRef) => void
+  /** A peer started following this node (tail recovery waits for known followers at the next start). */
+  readonly onFollower?: (nodeId: string) => void
+}
+
+/** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
+export interface TailRecoveryReport {
+  readonly outcomes: readonly TailOutcome[]
+  readonly unconfirmed: readonly string[]
 }
 
 export interface PeerStatus {
@@ -99,6 +116,11 @@ export class Replicator {
   /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
   readonly #waiting = new Map<() => void, (copied: boolean) => void>()
   #refusedAll: TributaryError | null = null
+  /** Until recoverTail() ends: links dialed fetch this node's own tail first. */
+  #recovery: { outcomes: Map<string, TailOutcome>; changed: () => void } | null = {
+    outcomes: new Map(),
+    changed: () => undefined,
+  }
   #address: { host: string; port: number } | null = null
 
   constructor(options: ReplicatorOptions) {
@@ -112,6 +134,29 @@ export class Replicator {
       void this.#serve(conn)
     })
     return this.#address
+  }
+
+  /**
+   * Waits until each of `known` (the followers this node had) answered tail
+   * recovery, or `windowMs`; peers that connect meanwhile are asked too.
+   * After it the node writes new records (nothing more is fetched back).
+   */
+  async recoverTail(known: readonly string[], windowMs: number): Promise<TailRecoveryReport> {
+    const recovery = this.#recovery
+    if (recovery === null) throw new Error('tail recovery runs once, at start')
+    const deadline = performance.now() + windowMs
+    const missing = () => known.filter((id) => !recovery.outcomes.has(id))
+    while (missing().length > 0 && performance.now() < deadline && !this.#abort.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - performance.now())
+        recovery.changed = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+    this.#recovery = null
+    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing() }
   }
 
   /** A peer address found by discovery; dialed from now on (once per address). */
@@ -197,7 +242,7 @@ export class Replicator {
   async #serve(conn: PeerConnection): Promise<void> {
     let link: PeerLink
     try {
-      link = await PeerLink.open(conn.socket, this.#o.link)
+      link = await PeerLink.open(conn.socket, this.#linkOptions())
     } catch (err) {
       this.#refusal(`${conn.remoteAddress}:${conn.remotePort}`, err)
       return
@@ -211,10 +256,11 @@ export class Replicator {
     const follower = link.peer.nodeId
     clearTimeout(this.#expiring.get(follower))
     this.#expiring.delete(follower)
+    this.#o.onFollower?.(follower)
     const server = new OriginServer({
       link,
       log: this.#o.log,
-      incarnation: this.#o.link.incarnation,
+      recovering: () => this.#recovery !== null,
       logger: this.#o.logger,
       onSynced: (follower, entries) => this.#noteSynced(follower, entries),
     })
@@ -307,7 +353,7 @@ export class Replicator {
       dialed.state = 'connecting'
       try {
         const conn = await this.#o.transport.connect(dialed.host, dialed.port, signal)
-        const link = await PeerLink.open(conn.socket, this.#o.link)
+        const link = await PeerLink.open(conn.socket, this.#linkOptions())
         if (this.#following(link.peer.nodeId, dialed)) {
           link.close(`${link.peer.nodeId} is already followed at another address`)
           dialed.state = 'stopped'
@@ -347,11 +393,33 @@ export class Replicator {
     })
     dialed.follower = follower
     this.#o.logger.info({ peer: link.peer.nodeId, address: dialed.address }, 'following peer')
+    await this.#recoverFrom(follower, link)
     await follower.run()
     const reason = await link.closed()
     dialed.lastError = reason
     if (!this.#abort.signal.aborted)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
+  }
+
+  #linkOptions(): LinkOptions {
+    return { ...this.#o.link, incarnation: this.#o.log.incarnation }
+  }
+
+  /** While tail recovery runs: this node's own records back from the peer's copies first. */
+  async #recoverFrom(follower: Follower, link: PeerLink): Promise<void> {
+    const recovery = this.#recovery
+    const peer = link.peer.nodeId
+    if (recovery === null || recovery.outcomes.has(peer)) return
+    const source = { peer, request: follower.request.bind(follower) }
+    try {
+      const outcome = await recoverTail(source, this.#o.log)
+      if (outcome.records > 0 || outcome.status === 'diverged')
+        this.#o.logger.warn({ ...outcome }, 'tail recovery: a peer held records this node had lost')
+      recovery.outcomes.set(peer, outcome)
+      recovery.changed()
+    } catch (err) {
+      this.#o.logger.warn({ peer, err }, 'tail recovery from this peer did not finish')
+    }
   }
 
   #refusal(address: string, err: unknown): void {

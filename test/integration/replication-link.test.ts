@@ -77,7 +77,7 @@ describe('replication over a Duplex', () => {
     const server = new OriginServer({
       link: atOrigin,
       log: a,
-      incarnation: 1,
+      recovering: () => false,
       logger,
       onSynced: (follower, entries) => {
         expect(follower).toBe('node-b')
@@ -122,14 +122,14 @@ describe('replication over a Duplex', () => {
       ref,
       a.readBatches(ref, 0, 1 << 20).map((x) => x.bytes),
     )
-    await b.appendReplica(ref, [encodeBatch(2, [{ ...entry(0, 'stray').record, timestampMs: 1 }])])
+    await b.appendReplica(ref, [encodeBatch(2, [{ ...entry(0, 'stray').record, timestampMs: 1 }], 1)])
     for (const p of ['c', 'd']) await a.append({ entries: [entry(0, p)], durability: 'durable' })
 
     const [atOrigin, atFollower] = await connect(linkOptions('node-a'), linkOptions('node-b'))
     const server = new OriginServer({
       link: atOrigin,
       log: a,
-      incarnation: 1,
+      recovering: () => false,
       logger,
       onSynced: () => undefined,
     })

@@ -240,7 +240,7 @@ describe('a damaged copy', () => {
 
     const again = await cleanup.node({ dataDir, config: { streams, cluster: clusterOf(portB, portA) } })
     expect(again.node.store.verify().quarantined).toBeGreaterThan(0)
-    await waitFor(() => again.node.store.partition(ref)?.nextOffset === 6, 'the copy to be copied again')
+    await waitFor(() => again.node.store.durableNext(ref) === 6, 'the copy to be copied again')
     expect(again.node.store.read(ref, 0).records).toEqual(want)
   })
 })
