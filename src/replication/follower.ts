@@ -6,7 +6,9 @@
 // a prefix of its log before it answers. Answers:
 // - `ok`: the batches are appended as they are (durable here before the next
 //   fetch), and a `synced` report tells the origin how far the copies are
-//   fdatasync'd (a follower reports an offset only once its copy of it is);
+//   fdatasync'd (a follower reports an offset only once its copy of it is;
+//   and once per link even with nothing new, so a follower back on a new
+//   link counts as in sync again without waiting for a new record);
 // - `diverged`: the copy's tail from `divergedAt` on is moved to the
 //   quarantine (kept for inspection, logged, counted) and copied again;
 // - `out-of-range`: the origin deleted what the copy missed; it jumps to the
@@ -45,6 +47,8 @@ interface Copy {
   lastCrc: number
   /** The origin's durable end, from its last answer. */
   originDurableNext: number
+  /** A synced report went out for it on this link (after the origin checked it is a prefix). */
+  reported: boolean
 }
 
 export class Follower {
@@ -106,7 +110,12 @@ export class Follower {
       await this.#o.log.ensureReplica(ref, entry.firstOffset)
       const held = this.#o.log.partition(ref)
       const lastCrc = held === undefined ? null : this.#o.log.batchCrcBefore(ref, held.nextOffset)
-      this.#copies.set(key, { ref, lastCrc: lastCrc ?? 0, originDurableNext: entry.durableNext })
+      this.#copies.set(key, {
+        ref,
+        lastCrc: lastCrc ?? 0,
+        originDurableNext: entry.durableNext,
+        reported: false,
+      })
     }
     if (starts.size > 0) await this.#followStarts(starts)
     this.#wakeForCatalog?.()
@@ -176,9 +185,13 @@ export class Follower {
       switch (entry.status) {
         case 'ok': {
           const last = entry.batches[entry.batches.length - 1]
-          if (last === undefined) continue
-          await log.appendReplica(copy.ref, entry.batches)
-          copy.lastCrc = readBatchHeader(last).crc
+          if (last !== undefined) {
+            await log.appendReplica(copy.ref, entry.batches)
+            copy.lastCrc = readBatchHeader(last).crc
+          } else if (copy.reported) continue
+          // Reported at least once per link, new batches or not: a follower back on a new link
+          // with nothing new to copy counts again at once (the origin forgot it when the old link dropped).
+          copy.reported = true
           synced.push({ ...copy.ref, syncedNext: log.durableNext(copy.ref) })
           break
         }
@@ -221,5 +234,6 @@ export class Follower {
   #resetCrc(copy: Copy): void {
     const next = this.#o.log.partition(copy.ref)?.nextOffset ?? 0
     copy.lastCrc = this.#o.log.batchCrcBefore(copy.ref, next) ?? 0
+    copy.reported = false
   }
 }
