@@ -31,6 +31,8 @@ const RECORDS = 1500
 const WINDOW = 25
 /** Between windows: spreads the load over the bad-link phase (about 6 s). */
 const PACE_MS = 100
+/** A bound on each publishing loop (it takes a few seconds). */
+const PUBLISH_LIMIT_MS = 30_000
 const SEED = Number(process.env.TRIBUTARY_TEST_SEED ?? Date.now() % 1_000_000)
 
 const cleanup = new Cleanup()
@@ -61,10 +63,13 @@ async function inSync(a: ClusterChild, b: ClusterChild): Promise<boolean> {
   )
 }
 
-/** Publishes `count` records in windows of QoS 1; returns the payloads acknowledged. */
+/** Publishes `count` records in windows of QoS 1 (within PUBLISH_LIMIT_MS); returns the payloads acknowledged. */
 async function publish(client: mqtt.MqttClient, tag: string, count: number): Promise<Buffer[]> {
   const acked: Buffer[] = []
+  const deadline = Date.now() + PUBLISH_LIMIT_MS
   for (let sent = 0; sent < count; sent += WINDOW) {
+    if (Date.now() > deadline)
+      throw new Error(`${tag}: ${sent} of ${count} published in ${PUBLISH_LIMIT_MS} ms`)
     const window = Array.from({ length: Math.min(WINDOW, count - sent) }, (_, i) => {
       // A unique head, then random bytes of random length: the copy must keep every byte.
       const payload = Buffer.concat([
@@ -139,12 +144,15 @@ describe('replication over a link with delay, resets and black holes', () => {
     // Phase 1: delay with jitter and random resets while records flow; a short black hole midway
     // (shorter than followerTimeoutMs: a stall the link survives).
     proxy.setFaults({ delayMs: 200, jitterMs: 150, cutChance: 0.03 })
-    const half = Math.floor(RECORDS / 2)
-    const acked = await publish(sensor, 'p1', half)
+    const quarter = Math.floor(RECORDS / 4)
+    const acked = await publish(sensor, 'p1', quarter)
+    // At least one reset while the copy is busy, whatever the random cuts did.
+    proxy.cutAll()
+    acked.push(...(await publish(sensor, 'p1a', quarter)))
     proxy.blackHole()
     await new Promise((resolve) => setTimeout(resolve, FOLLOWER_TIMEOUT_MS / 2))
     proxy.heal()
-    acked.push(...(await publish(sensor, 'p1b', RECORDS - half)))
+    acked.push(...(await publish(sensor, 'p1b', RECORDS - 2 * quarter)))
     const faulty = proxy.stats
     console.log(`phase 1: ${JSON.stringify(faulty)}`)
     // The faults happened: connections were reset and b dialed again.
