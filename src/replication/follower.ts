@@ -6,7 +6,9 @@
 // a prefix of its log before it answers. Answers:
 // - `ok`: the batches are appended as they are (durable here before the next
 //   fetch), and a `synced` report tells the origin how far the copies are
-//   fdatasync'd (a follower reports an offset only once its copy of it is);
+//   fdatasync'd (a follower reports an offset only once its copy of it is;
+//   and once per link even with nothing new, so a follower back on a new
+//   link counts as in sync again without waiting for a new record);
 // - `diverged`: the copy's tail from `divergedAt` on is moved to the
 //   quarantine (kept for inspection, logged, counted) and copied again;
 // - `out-of-range`: the origin deleted what the copy missed; it jumps to the
@@ -46,6 +48,8 @@ interface Copy {
   lastCrc: number
   /** The origin's durable end, from its last answer. */
   originDurableNext: number
+  /** A synced report went out for it on this link (after the origin checked it is a prefix). */
+  reported: boolean
 }
 
 export class Follower {
@@ -105,7 +109,13 @@ export class Follower {
       if (before !== undefined && before.firstOffset < entry.firstOffset) starts.set(key, entry.firstOffset)
       if (this.#copies.has(key)) continue
       await this.#o.log.ensureReplica(ref, entry.firstOffset)
-      const copy = { ref, lastIncarnation: 0, lastCrc: 0, originDurableNext: entry.durableNext }
+      const copy = {
+        ref,
+        lastIncarnation: 0,
+        lastCrc: 0,
+        originDurableNext: entry.durableNext,
+        reported: false,
+      }
       this.#resetLast(copy)
       this.#copies.set(key, copy)
     }
@@ -178,11 +188,15 @@ export class Follower {
       switch (entry.status) {
         case 'ok': {
           const last = entry.batches[entry.batches.length - 1]
-          if (last === undefined) continue
-          await log.appendReplica(copy.ref, entry.batches)
-          const header = readBatchHeader(last)
-          copy.lastIncarnation = header.incarnation
-          copy.lastCrc = header.crc
+          if (last !== undefined) {
+            await log.appendReplica(copy.ref, entry.batches)
+            const header = readBatchHeader(last)
+            copy.lastIncarnation = header.incarnation
+            copy.lastCrc = header.crc
+          } else if (copy.reported) continue
+          // Reported at least once per link, new batches or not: a follower back on a new link
+          // with nothing new to copy counts again at once (the origin forgot it when the old link dropped).
+          copy.reported = true
           synced.push({ ...copy.ref, syncedNext: log.durableNext(copy.ref) })
           break
         }
@@ -226,6 +240,7 @@ export class Follower {
     const last = lastBatchOf(this.#o.log, copy.ref)
     copy.lastIncarnation = last.incarnation
     copy.lastCrc = last.crc
+    copy.reported = false
   }
 }
 
