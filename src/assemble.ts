@@ -7,7 +7,7 @@
 // the writes that waited for it. Wiring only.
 
 import { ConsumerGroups } from './admin/consumer-groups.ts'
-import { assembleCluster, type ClusterParts, clusterSecret } from './assemble-cluster.ts'
+import { assembleCluster, type ClusterParts, clusterAuth } from './assemble-cluster.ts'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
 import { readToken } from './config/http-token.ts'
@@ -62,7 +62,7 @@ export async function assembleNode(
   try {
     // Read first: a missing or short token file stops the start before anything is opened.
     const httpToken = config.http.port === null ? null : readToken(config.http)
-    const secret = clusterSecret(config)
+    const auth = clusterAuth(config)
     const origin = loadOrCreateNodeId(dataDir)
     const renewOrigin = () => createNodeId(dataDir)
     const opened = await openLogStore({ dataDir, limits, origin, renewOrigin, metrics, log })
@@ -79,7 +79,7 @@ export async function assembleNode(
         { code: 'TRIB_INCARNATION_DAMAGED', reason: incarnations.damaged },
         'incarnation state damaged; moved aside',
       )
-    const cluster = assembleCluster(config, secret, nodeId, store, metrics, log, incarnations)
+    const cluster = assembleCluster(config, auth, nodeId, store, metrics, log, incarnations)
     const router = new Router(config.streams, config.unmatched)
     const replication = cluster === null ? null : { acks: cluster.replicator, report: cluster.degradeReport }
     const ingest = new Ingest(store, router, limits, () => guard.full, metrics, replication)

@@ -162,10 +162,18 @@ export const errorCodes = {
       'fix what the detail names, or run `tributary cluster init --secret-file FILE` and copy FILE to every node',
     retriable: false,
   },
+  TRIB_CLUSTER_TLS_INVALID: {
+    message:
+      'A cluster.tls file (certFile, keyFile, caFile) is missing or unreadable, the key is readable by other users, ' +
+      "the PEM does not parse, the key is not the certificate's, or the certificate is not signed by the CA or " +
+      'does not name the cluster (subjectAltName URI:tributary://<cluster name>); fix what the detail names',
+    retriable: false,
+  },
   TRIB_PEER_REFUSED: {
     message:
-      'The peer and this node did not prove to each other that they hold the same cluster secret for the same ' +
-      'cluster name and protocol version; nothing was exchanged. Check cluster.name, cluster.secretFile and versions',
+      'The peer and this node did not prove to each other that they hold the same cluster secret (or certificates ' +
+      'from the same CA) for the same cluster name and protocol version; nothing was exchanged. ' +
+      'Check cluster.name, cluster.secretFile or cluster.tls, and versions',
     retriable: true,
   },
   TRIB_PEER_UNREACHABLE: {

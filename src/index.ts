@@ -51,6 +51,11 @@ export interface TributaryNode {
   closed(): Promise<void>
   /** New retention policies per stream (SIGHUP): the next retention run applies them. */
   setRetention(streams: readonly StreamConfig[]): void
+  /**
+   * Reads cluster.tls again (SIGHUP) for the replication connections made from now on; false when
+   * the node is not started or its cluster uses a secret. Throws TRIB_CLUSTER_TLS_INVALID and keeps the old ones.
+   */
+  reloadClusterCertificates(): boolean
 }
 
 /**
@@ -193,5 +198,6 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     },
     closed: () => closedPromise,
     setRetention: (streams) => running?.housekeeping.setRetention(streams),
+    reloadClusterCertificates: () => running?.cluster?.reloadCertificates() ?? false,
   }
 }

@@ -10,6 +10,7 @@ import { parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { TributaryError } from '../errors.ts'
 import {
+  type ClusterConfig,
   type Config,
   configSchema,
   DEAD_LETTER_SUFFIX,
@@ -35,6 +36,9 @@ export interface ConfigFlags {
   readonly sinks?: readonly string[] | undefined
   readonly cluster?: string | undefined
   readonly clusterSecretFile?: string | undefined
+  readonly clusterCert?: string | undefined
+  readonly clusterKey?: string | undefined
+  readonly clusterCa?: string | undefined
   /** `--peer HOST:PORT`, repeatable: added to cluster.peers. */
   readonly peers?: readonly string[] | undefined
   readonly replicationPort?: number | undefined
@@ -125,6 +129,9 @@ const ENV_FIELDS: Record<string, { path: readonly string[]; type: 'string' | 'in
   TRIBUTARY_HTTP_TOKEN_FILE: { path: ['http', 'tokenFile'], type: 'string' },
   TRIBUTARY_CLUSTER_NAME: { path: ['cluster', 'name'], type: 'string' },
   TRIBUTARY_CLUSTER_SECRET_FILE: { path: ['cluster', 'secretFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_CERT_FILE: { path: ['cluster', 'tls', 'certFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_KEY_FILE: { path: ['cluster', 'tls', 'keyFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_CA_FILE: { path: ['cluster', 'tls', 'caFile'], type: 'string' },
   TRIBUTARY_REPLICATION_PORT: { path: ['cluster', 'replicationPort'], type: 'int' },
 }
 
@@ -201,6 +208,9 @@ function fromFlags(flags: ConfigFlags): Tree {
   if (flags.cluster !== undefined) tree = setPath(tree, ['cluster', 'name'], flags.cluster)
   if (flags.clusterSecretFile !== undefined)
     tree = setPath(tree, ['cluster', 'secretFile'], flags.clusterSecretFile)
+  if (flags.clusterCert !== undefined) tree = setPath(tree, ['cluster', 'tls', 'certFile'], flags.clusterCert)
+  if (flags.clusterKey !== undefined) tree = setPath(tree, ['cluster', 'tls', 'keyFile'], flags.clusterKey)
+  if (flags.clusterCa !== undefined) tree = setPath(tree, ['cluster', 'tls', 'caFile'], flags.clusterCa)
   if (flags.replicationPort !== undefined)
     tree = setPath(tree, ['cluster', 'replicationPort'], flags.replicationPort)
   return tree
@@ -268,12 +278,32 @@ function withDeadLetterStreams(config: Config): Config {
 
 /** Streams that acknowledge after replication need a cluster to replicate in. */
 function clusterProblems(config: Config): ConfigProblem[] {
-  if (config.cluster !== null) return []
+  if (config.cluster !== null) return clusterAuthProblems(config.cluster)
   return config.streams.flatMap((stream, i) =>
     stream.ack === 'replicated'
       ? [{ path: `streams.${i}.ack`, message: 'replicated needs a cluster: section (or --cluster NAME)' }]
       : [],
   )
+}
+
+/** A cluster authenticates its links one way: a shared secret or certificates, exactly one. */
+function clusterAuthProblems(cluster: ClusterConfig): ConfigProblem[] {
+  if (cluster.secretFile !== undefined && cluster.tls !== undefined)
+    return [
+      {
+        path: 'cluster.tls',
+        message: 'give cluster.secretFile (a shared secret) or cluster.tls (certificates), not both',
+      },
+    ]
+  if (cluster.secretFile === undefined && cluster.tls === undefined)
+    return [
+      {
+        path: 'cluster.secretFile',
+        message:
+          'required: cluster.secretFile (tributary cluster init writes one) or cluster.tls { certFile, keyFile, caFile }',
+      },
+    ]
+  return []
 }
 
 /** Checks that need the parsed config: what sinks refer to. */

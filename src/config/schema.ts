@@ -251,9 +251,19 @@ const cluster = z
     secretFile: z
       .string()
       .min(1)
+      .optional()
       .describe(
-        'the shared secret (tributary cluster init writes one); links are TLS with a key derived from it',
+        'the shared secret (tributary cluster init writes one); links are TLS with a key derived from it (or give tls)',
       ),
+    tls: z
+      .object({
+        certFile: z.string().min(1).describe("PEM: this node's certificate (naming URI:tributary://<name>)"),
+        keyFile: z.string().min(1).describe("PEM: this node's private key, mode 0600"),
+        caFile: z.string().min(1).describe("PEM: the CA that signs every node's certificate"),
+      })
+      .strict()
+      .optional()
+      .describe('mutual TLS with certificates instead of secretFile'),
     peers: z
       .array(z.string().regex(HOST_PORT, 'HOST:PORT'))
       .default([])
