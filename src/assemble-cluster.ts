@@ -9,7 +9,7 @@ import { type Discovery, nodeIdConflictError } from './cluster/discovery.ts'
 import { MdnsDiscovery } from './cluster/mdns-discovery.ts'
 import { readClusterSecret } from './cluster/secret.ts'
 import { StaticPeers } from './cluster/static-peers.ts'
-import type { Config } from './config/schema.ts'
+import { type Config, DEFAULT_CLUSTER_REPLICAS } from './config/schema.ts'
 import type { DegradeReport } from './ingest/ingest.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
@@ -77,6 +77,10 @@ export function assembleCluster(
     logger,
     onRefused: (code) => metrics.replicationRefused(code),
     onDiverged: () => metrics.replicaDiverged(),
+    replicasOf: (stream) =>
+      config.streams.find((s) => s.name === stream)?.replicas ?? DEFAULT_CLUSTER_REPLICAS,
+    onAckWait: (seconds, copied) => metrics.replicatedAckWait(seconds, copied),
+    onCopyLatency: (seconds) => metrics.replicationFetchLatency(seconds),
   })
   const discoveries: Discovery[] = []
   return {
