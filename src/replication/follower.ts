@@ -88,7 +88,13 @@ export class Follower {
 
   #receive(message: LinkMessage): void {
     if (message.type === 'catalog') {
-      this.#catalogs = this.#catalogs.then(() => this.#applyCatalog(message))
+      // A catalog that cannot be applied (the store closed while the node stops) ends the link; the loop ends with it.
+      this.#catalogs = this.#catalogs
+        .then(() => this.#applyCatalog(message))
+        .catch((err: unknown) => {
+          this.#o.logger.debug({ err, origin: this.origin }, 'catalog not applied')
+          this.#o.link.close(`catalog not applied: ${err instanceof Error ? err.message : String(err)}`)
+        })
       return
     }
     if (message.type === 'fetch-response' && this.#pending?.id === message.requestId) {

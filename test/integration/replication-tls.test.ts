@@ -211,6 +211,12 @@ describe('three nodes, replicas 2 and 3', () => {
     expect(metrics).toMatch(/tributary_partition_insync_followers\{stream="temps",partition="0"\} 1/)
     expect(metrics).toMatch(/tributary_partition_insync_followers\{stream="all",partition="0"\} 2/)
 
+    const httpPort = new URL(a.httpUrl ?? '').port
+    const peers = await runTributary(['peers', '--data-dir', a.dataDir, '--http-port', httpPort])
+    expect(peers.code, peers.stderr).toBe(0)
+    const follower0 = ofA.find((p) => p.stream === 'temps' && p.partition === 0)?.followers[0]?.follower
+    expect(peers.stdout).toMatch(new RegExp(`temps\\s+0\\s+2\\s+2\\s+\\d+\\s+\\d+\\s+${follower0}\\n`))
+
     // The follower of a's partition 0 stops: after followerTimeoutMs the other node is given it and copies it.
     const p0 = own(a, 'temps').find((p) => p.partition === 0)
     if (p0 === undefined) throw new Error("a's partition 0")
