@@ -8,7 +8,12 @@ import { PartitionAssignment, rendezvousScore } from '../../src/replication/assi
 
 function clock() {
   let now = 0
-  return { now: () => now, advance: (ms: number) => (now += ms) }
+  return {
+    now: () => now,
+    advance: (ms: number): void => {
+      now += ms
+    },
+  }
 }
 
 const partitions = (n: number, replicas: number) =>
