@@ -13,7 +13,7 @@ import { MdnsDiscovery } from './cluster/mdns-discovery.ts'
 import { readClusterSecret } from './cluster/secret.ts'
 import { StaticPeers } from './cluster/static-peers.ts'
 import { type ClusterTlsFiles, readClusterTls } from './cluster/tls-files.ts'
-import type { Config } from './config/schema.ts'
+import { type Config, DEFAULT_CLUSTER_REPLICAS } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import type { DegradeReport } from './ingest/ingest.ts'
 import type { IncarnationFile } from './log/incarnation.ts'
@@ -103,6 +103,10 @@ export function assembleCluster(
     onRefused: (code) => metrics.replicationRefused(code),
     onDiverged: () => metrics.replicaDiverged(),
     onFollower: (follower) => incarnations.addFollower(follower),
+    replicasOf: (stream) =>
+      config.streams.find((s) => s.name === stream)?.replicas ?? DEFAULT_CLUSTER_REPLICAS,
+    onAckWait: (seconds, copied) => metrics.replicatedAckWait(seconds, copied),
+    onCopyLatency: (seconds) => metrics.replicationFetchLatency(seconds),
   })
   const discoveries: Discovery[] = []
   return {

@@ -114,6 +114,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       sinks: () => upstream.status(),
       peers: () => cluster?.replicator.status() ?? [],
       replicated: () => view.cluster()?.partitions ?? [],
+      followers: () => cluster?.replicator.followers() ?? [],
       connections: () => broker.connections,
       disk: () => view.disk(),
     })

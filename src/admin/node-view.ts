@@ -8,7 +8,7 @@ import type { DiskGuard } from '../log/disk-guard.ts'
 import type { IncarnationReport } from '../log/incarnation.ts'
 import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
-import type { PeerStatus, Replicator } from '../replication/replicator.ts'
+import type { FollowerPosition, PeerStatus, Replicator } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { Upstream } from '../upstream/upstream.ts'
 
@@ -25,8 +25,12 @@ export interface ReplicatedPartition {
   readonly stream: string
   readonly partition: number
   readonly minInsync: number
+  /** Nodes that hold the partition, this one included (the stream's `replicas`). */
+  readonly replicas: number
   readonly durableNext: number
   readonly replicatedNext: number
+  /** The followers this node picked to copy the partition, in sync or not, and how far behind. */
+  readonly followers: readonly FollowerPosition[]
 }
 
 export interface ClusterView {
@@ -73,7 +77,7 @@ export interface ViewedParts {
   readonly upstream: () => Pick<Upstream, 'status'> | null
   readonly cluster: {
     readonly name: string
-    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'replicatedNext'>
+    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'replicatedNext' | 'followers'>
   } | null
   /** A stream's minInsync (its config). */
   readonly minInsync: (stream: string) => number
@@ -100,14 +104,17 @@ export function nodeView(parts: ViewedParts): NodeView {
     cluster: () => {
       const cluster = parts.cluster
       if (cluster === null) return null
-      const partitions = store.localPartitions().map((p) => {
+      const partitions = cluster.replicator.followers().map((p) => {
+        const ref = { stream: p.stream, origin: parts.nodeId, partition: p.partition }
         const minInsync = parts.minInsync(p.stream)
         return {
           stream: p.stream,
           partition: p.partition,
           minInsync,
-          durableNext: store.durableNext(p),
-          replicatedNext: cluster.replicator.replicatedNext(p, minInsync),
+          replicas: p.replicas,
+          durableNext: store.durableNext(ref),
+          replicatedNext: cluster.replicator.replicatedNext(ref, minInsync),
+          followers: p.followers,
         }
       })
       return { name: cluster.name, refused: cluster.replicator.refused?.message ?? null, partitions }

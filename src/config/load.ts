@@ -14,6 +14,8 @@ import {
   type Config,
   configSchema,
   DEAD_LETTER_SUFFIX,
+  DEFAULT_CLUSTER_REPLICAS,
+  DEFAULT_MIN_INSYNC,
   DEFAULT_STREAM_NAME,
   type StreamConfig,
   streamSchema,
@@ -249,7 +251,10 @@ function toProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
 function withDefaultStream(config: Config): Config {
   if (config.unmatched !== 'store' || config.streams.some((s) => s.name === DEFAULT_STREAM_NAME))
     return config
-  const implicit: StreamConfig = streamSchema.parse({ name: DEFAULT_STREAM_NAME })
+  const implicit: StreamConfig = streamSchema.parse({
+    ...clusterStreamDefaults(config.cluster !== null, {}),
+    name: DEFAULT_STREAM_NAME,
+  })
   return { ...config, streams: [...config.streams, implicit] }
 }
 
@@ -271,19 +276,80 @@ function withDeadLetterStreams(config: Config): Config {
     const name = deadLetterStreamOf(stream)
     if (declared.has(name)) continue
     declared.add(name)
-    implicit.push(streamSchema.parse({ name, deadLetter: name, retention: stream.retention }))
+    implicit.push(
+      streamSchema.parse({
+        ...clusterStreamDefaults(config.cluster !== null, {}),
+        name,
+        deadLetter: name,
+        retention: stream.retention,
+      }),
+    )
   }
   return { ...config, streams: [...config.streams, ...implicit] }
 }
 
-/** Streams that acknowledge after replication need a cluster to replicate in. */
+/**
+ * In a cluster a stream's partitions are held by `replicas` nodes (default
+ * 2) and `minInsync` defaults to 2 unless it holds fewer: filled in on the
+ * raw tree, before the schema's own defaults (1 replica alone).
+ */
+function clusterStreamDefaults(clustered: boolean, stream: Tree): Tree {
+  if (!clustered) return stream
+  const replicas = stream.replicas ?? DEFAULT_CLUSTER_REPLICAS
+  const minInsync =
+    stream.minInsync ??
+    (typeof replicas === 'number' && replicas >= 1 ? Math.min(DEFAULT_MIN_INSYNC, replicas) : undefined)
+  return { ...stream, replicas, ...(minInsync === undefined ? {} : { minInsync }) }
+}
+
+function withClusterStreamDefaults(tree: Tree): Tree {
+  const clustered = isTree(tree.cluster)
+  if (!clustered || !Array.isArray(tree.streams)) return tree
+  const streams: unknown[] = tree.streams
+  return { ...tree, streams: streams.map((s) => (isTree(s) ? clusterStreamDefaults(clustered, s) : s)) }
+}
+
+/**
+ * Streams that acknowledge after replication need a cluster to replicate in
+ * and a copy on another node; minInsync counts nodes among the `replicas`;
+ * a cluster authenticates one way (clusterAuthProblems).
+ */
 function clusterProblems(config: Config): ConfigProblem[] {
-  if (config.cluster !== null) return clusterAuthProblems(config.cluster)
-  return config.streams.flatMap((stream, i) =>
-    stream.ack === 'replicated'
-      ? [{ path: `streams.${i}.ack`, message: 'replicated needs a cluster: section (or --cluster NAME)' }]
-      : [],
-  )
+  const auth = config.cluster === null ? [] : clusterAuthProblems(config.cluster)
+  return [
+    ...auth,
+    ...config.streams.flatMap((stream, i): ConfigProblem[] => {
+      if (config.cluster === null) {
+        if (stream.ack === 'replicated')
+          return [
+            { path: `streams.${i}.ack`, message: 'replicated needs a cluster: section (or --cluster NAME)' },
+          ]
+        if (stream.replicas > 1)
+          return [
+            {
+              path: `streams.${i}.replicas`,
+              message: `${stream.replicas} replicas need a cluster: section (or --cluster NAME); alone it is 1`,
+            },
+          ]
+        return []
+      }
+      if (stream.ack === 'replicated' && stream.replicas < 2)
+        return [
+          {
+            path: `streams.${i}.replicas`,
+            message: 'ack: replicated needs a copy on another node: replicas of at least 2 (or ack: durable)',
+          },
+        ]
+      if (stream.minInsync > stream.replicas)
+        return [
+          {
+            path: `streams.${i}.minInsync`,
+            message: `${stream.minInsync} is more than replicas (${stream.replicas}): at most the nodes that hold the partition can hold a record`,
+          },
+        ]
+      return []
+    }),
+  ]
 }
 
 /** A cluster authenticates its links one way: a shared secret or certificates, exactly one. */
@@ -383,7 +449,7 @@ function httpProblems(config: Config): ConfigProblem[] {
 export function validateConfig(
   tree: Tree,
 ): { config: Config; problems: [] } | { config: null; problems: ConfigProblem[] } {
-  const result = configSchema.safeParse(tree)
+  const result = configSchema.safeParse(withClusterStreamDefaults(tree))
   const problems = [...(result.success ? [] : toProblems(result.error.issues)), ...crossFieldProblems(tree)]
   if (!result.success || problems.length > 0) return { config: null, problems }
   const config = withDeadLetterStreams(withDefaultStream(result.data))

@@ -31,6 +31,10 @@ export const DEFAULT_REPLICATION_PORT = 7625
 export const DEFAULT_HEARTBEAT_MS = 500
 export const DEFAULT_FOLLOWER_TIMEOUT_MS = 5000
 export const DEFAULT_FOLLOWER_EXPIRE_MS = 24 * 3600 * 1000
+/** A stream's `replicas` when a cluster is configured (the origin and one follower); alone it is 1. */
+export const DEFAULT_CLUSTER_REPLICAS = 2
+/** A stream's `minInsync` unless it holds fewer `replicas`. */
+export const DEFAULT_MIN_INSYNC = 2
 const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,63}$/
 export const DEFAULT_SINK_MAX_BATCH_BYTES = 1024 * 1024
 export const DEFAULT_SINK_MAX_BATCH_RECORDS = 1000
@@ -88,12 +92,21 @@ export const streamSchema = z
       .describe(
         'replicated: acknowledged once fdatasync-ed here and on minInsync - 1 other nodes (needs cluster:)',
       ),
+    replicas: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(1)
+      .describe(
+        'nodes that hold each partition, its origin included (default 2 with cluster:, 1 alone); the origin picks the followers',
+      ),
     minInsync: z
       .number()
       .int()
       .min(1)
       .max(16)
-      .default(2)
+      .default(DEFAULT_MIN_INSYNC)
       .describe('ack: replicated: nodes, this one included, that hold a record fdatasync-ed before its ack'),
     onTooFewReplicas: z
       .enum(['wait', 'degrade'])

@@ -1,6 +1,8 @@
 // The follower's side of one replication link: this node copies the origin's
-// partitions. The origin's catalog says which partitions exist and where
-// each log starts; a copy is started for each (ReplicaLog.ensureReplica).
+// partitions. The origin's catalog says which partitions this node is to
+// copy and where each log starts; a copy is started for each
+// (ReplicaLog.ensureReplica), and one the catalog no longer lists is
+// fetched no more (the copy stays).
 // Then one fetch at a time covers every copy: each names where the copy ends
 // and the CRC32C of its last batch, so the origin can check that the copy is
 // a prefix of its log before it answers. Answers:
@@ -91,7 +93,13 @@ export class Follower {
 
   #receive(message: LinkMessage): void {
     if (message.type === 'catalog') {
-      this.#catalogs = this.#catalogs.then(() => this.#applyCatalog(message))
+      // A catalog that cannot be applied (the store closed while the node stops) ends the link; the loop ends with it.
+      this.#catalogs = this.#catalogs
+        .then(() => this.#applyCatalog(message))
+        .catch((err: unknown) => {
+          this.#o.logger.debug({ err, origin: this.origin }, 'catalog not applied')
+          this.#o.link.close(`catalog not applied: ${err instanceof Error ? err.message : String(err)}`)
+        })
       return
     }
     if (message.type === 'fetch-response' && this.#pending?.id === message.requestId) {
@@ -119,6 +127,16 @@ export class Follower {
       this.#resetLast(copy)
       this.#copies.set(key, copy)
     }
+    // The origin gave a partition to another follower: stop fetching it, keep the copy as it is.
+    const listed = new Set(catalog.partitions.map((e) => `${e.stream}\u0000${e.partition}`))
+    for (const [key, copy] of this.#copies)
+      if (!listed.has(key)) {
+        this.#copies.delete(key)
+        this.#o.logger.info(
+          { ...copy.ref },
+          'the origin no longer lists this partition for this node; the copy stays',
+        )
+      }
     if (starts.size > 0) await this.#followStarts(starts)
     this.#wakeForCatalog?.()
   }

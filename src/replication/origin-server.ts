@@ -20,7 +20,10 @@
 // - with nothing to send, the answer waits (long poll) until new records are
 //   durable or maxWaitMs ran out, so an idle link costs nothing.
 // `synced` reports (how far the follower's copies are fdatasync'd) go to
-// `onSynced`, which the follower positions keep.
+// `onSynced`, which the follower positions keep. The catalog lists only the
+// partitions the origin assigned to this follower (`assigned`, see
+// assignment.ts); when that changes it is sent again, and a follower fetches
+// only what its latest catalog lists.
 
 import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
@@ -41,6 +44,8 @@ export interface OriginServerOptions {
   readonly recovering: () => boolean
   /** A follower reported how far its copies are fdatasync'd. */
   readonly onSynced: (follower: string, entries: readonly SyncedEntry[]) => void
+  /** Whether this link's follower is one the origin picked to copy partition `p` (its catalog lists only those). */
+  readonly assigned: (p: { readonly stream: string; readonly partition: number }) => boolean
 }
 
 export class OriginServer {
@@ -57,6 +62,11 @@ export class OriginServer {
     this.#timer.unref()
     void options.link.closed().then(() => clearInterval(this.#timer))
     this.#sendCatalog(true)
+  }
+
+  /** Sends the catalog now if it changed (the assignment moved a partition). */
+  refreshCatalog(): void {
+    this.#sendCatalog(false)
   }
 
   /** Stops the catalog timer; the link's owner closes the link. */
@@ -80,13 +90,16 @@ export class OriginServer {
 
   #catalog(): CatalogEntry[] {
     const { log } = this.#o
-    return log.localPartitions().map((p) => ({
-      stream: p.stream,
-      partition: p.partition,
-      firstOffset: p.firstOffset,
-      durableNext: log.durableNext(p),
-      incarnation: log.incarnation,
-    }))
+    return log
+      .localPartitions()
+      .filter((p) => this.#o.assigned(p))
+      .map((p) => ({
+        stream: p.stream,
+        partition: p.partition,
+        firstOffset: p.firstOffset,
+        durableNext: log.durableNext(p),
+        incarnation: log.incarnation,
+      }))
   }
 
   /** Sends the catalog when the partitions or their log starts changed (or `always`). */

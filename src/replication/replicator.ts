@@ -4,6 +4,12 @@
 // nodes has two links, one per direction of copying, and a link never
 // changes role.
 //
+// The origin decides who copies what: a stream's `replicas` counts the nodes
+// that hold each partition (the origin included), and each partition gets
+// `replicas - 1` followers (assignment.ts: sticky, then rendezvous hashing).
+// A follower's catalog lists only the partitions assigned to it, so it
+// fetches only those; one that loses a partition keeps its copy.
+//
 // Addresses come from outside (`addPeer`: the composition root hands over
 // what discovery found, mDNS or static); a peer is dialed until the node
 // closes, with jittered exponential backoff between attempts, and a link
@@ -34,12 +40,14 @@
 
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
+import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
+import { PartitionAssignment } from './assignment.ts'
 import { Follower } from './follower.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
-import { OriginServer } from './origin-server.ts'
+import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
 import { recoverTail, type TailOutcome } from './tail-recovery.ts'
 import type { PeerConnection, PeerTransport } from './transport.ts'
 
@@ -60,6 +68,35 @@ export interface ReplicatorOptions {
   readonly onDiverged?: (ref: PartitionRef) => void
   /** A peer started following this node (tail recovery waits for known followers at the next start). */
   readonly onFollower?: (nodeId: string) => void
+  /** A stream's `replicas`: nodes, this one included, that hold each of its partitions. */
+  readonly replicasOf: (stream: string) => number
+  /** How long an `ack: replicated` waited for its copies (metrics). */
+  readonly onAckWait?: (seconds: number, copied: boolean) => void
+  /** Seconds from ingest here to a follower's synced report of the oldest record it newly covers (metrics). */
+  readonly onCopyLatency?: (seconds: number) => void
+}
+
+/** One follower of one of this node's partitions, as the origin sees it. */
+export interface FollowerPosition {
+  readonly follower: string
+  /** Its link is up. */
+  readonly connected: boolean
+  /** Connected, and its copy holds every record durable here, or lacks none older than followerTimeoutMs. */
+  readonly inSync: boolean
+  readonly syncedNext: number
+  readonly lagRecords: number
+  /** Estimated from the partition's bytes per record. */
+  readonly lagBytes: number
+  /** Age of the oldest record durable here that its copy lacks (this node's clock stamped it). */
+  readonly lagSeconds: number
+}
+
+/** Which followers copy one of this node's partitions, and how far they are. */
+export interface PartitionFollowers {
+  readonly stream: string
+  readonly partition: number
+  readonly replicas: number
+  readonly followers: readonly FollowerPosition[]
 }
 
 /** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
@@ -122,9 +159,21 @@ export class Replicator {
     changed: () => undefined,
   }
   #address: { host: string; port: number } | null = null
+  readonly #assignment: PartitionAssignment
+  readonly #servers = new Set<OriginServer>()
+  /** Re-reads the assignment (followers away too long are replaced) and tells the followers. */
+  readonly #rebalance: NodeJS.Timeout
 
   constructor(options: ReplicatorOptions) {
     this.#o = options
+    this.#assignment = new PartitionAssignment({
+      awayMs: options.link.timeoutMs,
+      // A follower that lost a partition no longer holds this node's retention of it back.
+      onReleased: (follower, p) =>
+        options.log.removeRetentionFloor(floorHolder(follower), { ...p, origin: options.log.origin }),
+    })
+    this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
+    this.#rebalance.unref()
   }
 
   /** Listens for peers; returns the bound address (port 0 picks a free one). */
@@ -231,6 +280,7 @@ export class Replicator {
   /** Stops dialing, closes every link and the listener. Idempotent. */
   async close(): Promise<void> {
     this.#abort.abort()
+    clearInterval(this.#rebalance)
     for (const finish of [...this.#waiting.values()]) finish(false)
     for (const timer of this.#expiring.values()) clearTimeout(timer)
     for (const link of this.#inbound) link.close('node shutting down')
@@ -257,17 +307,25 @@ export class Replicator {
     clearTimeout(this.#expiring.get(follower))
     this.#expiring.delete(follower)
     this.#o.onFollower?.(follower)
+    this.#assignment.linkUp(follower)
     const server = new OriginServer({
       link,
       log: this.#o.log,
       recovering: () => this.#recovery !== null,
       logger: this.#o.logger,
       onSynced: (follower, entries) => this.#noteSynced(follower, entries),
+      assigned: (p) => this.#assigned(follower, p),
     })
+    this.#servers.add(server)
+    // Places it may take (partitions short of followers) show in the others' catalogs too.
+    this.#refreshCatalogs()
     this.#o.logger.info({ peer: link.peer.nodeId, address: conn.remoteAddress }, 'peer follows this node')
     const reason = await link.closed()
     server.close()
+    this.#servers.delete(server)
     this.#inbound.delete(link)
+    // It keeps its partitions followerTimeoutMs more; then the rebalance timer gives them to others.
+    this.#assignment.linkDown(follower)
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
     if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
@@ -292,10 +350,69 @@ export class Replicator {
     }
     const log = this.#o.log
     for (const e of entries) {
-      positions.set(`${e.stream}\u0000${e.partition}`, e)
-      if (e.origin === log.origin) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
+      const key = `${e.stream}\u0000${e.partition}`
+      const before = positions.get(key)?.syncedNext
+      positions.set(key, e)
+      if (e.origin !== log.origin) continue
+      // A follower that lost the partition (a fetch under way when its catalog changed) holds nothing back.
+      if (this.#assigned(follower, e)) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
+      if (before !== undefined && e.syncedNext > before) this.#copyLatency(e, before)
     }
     for (const check of this.#waiting.keys()) check()
+  }
+
+  /** Reports the age of the oldest record a synced report newly covers (`from` is where the copy ended before). */
+  #copyLatency(ref: PartitionRef, from: number): void {
+    if (this.#o.onCopyLatency === undefined) return
+    const [first] = this.#o.log.readBatches(ref, from, 1)
+    if (first === undefined || first.baseOffset !== from) return
+    this.#o.onCopyLatency(Math.max(0, (Date.now() - readBatchHeader(first.bytes).firstTimestampMs) / 1000))
+  }
+
+  /** True when `follower` is one of the followers the origin picked for this node's partition `p`. */
+  #assigned(follower: string, p: { readonly stream: string; readonly partition: number }): boolean {
+    return this.#followersOf(p).includes(follower)
+  }
+
+  #followersOf(p: { readonly stream: string; readonly partition: number }): readonly string[] {
+    const replicas = this.#o.replicasOf(p.stream)
+    return this.#assignment.followersOf({ stream: p.stream, partition: p.partition, replicas })
+  }
+
+  /** Each follower's catalog is compared with the assignment, and sent when it changed. */
+  #refreshCatalogs(): void {
+    for (const server of this.#servers) server.refreshCatalog()
+  }
+
+  /**
+   * Per partition of this node: its assigned followers, whether each is in
+   * sync, and how far behind (records, bytes, seconds). A follower is in
+   * sync while its link is up and its copy lacks no record older than
+   * cluster.followerTimeoutMs (Kafka's replica.lag.time.max.ms).
+   */
+  followers(nowMs = Date.now()): PartitionFollowers[] {
+    const log = this.#o.log
+    return log.localPartitions().map((p) => {
+      const durable = log.durableNext(p)
+      const key = `${p.stream}\u0000${p.partition}`
+      const stored = p.nextOffset - p.firstOffset
+      const followers = this.#followersOf(p).map((follower): FollowerPosition => {
+        const connected = this.#assignment.connected(follower)
+        const syncedNext = this.#synced.get(follower)?.get(key)?.syncedNext ?? p.firstOffset
+        const from = Math.max(syncedNext, p.firstOffset)
+        const lagRecords = Math.max(0, durable - from)
+        const lagBytes = stored > 0 ? Math.round((p.bytes * lagRecords) / stored) : 0
+        let lagSeconds = 0
+        if (lagRecords > 0) {
+          const [oldest] = log.readBatches(p, from, 1)
+          if (oldest !== undefined)
+            lagSeconds = Math.max(0, (nowMs - readBatchHeader(oldest.bytes).firstTimestampMs) / 1000)
+        }
+        const inSync = connected && lagSeconds * 1000 <= this.#o.link.timeoutMs
+        return { follower, connected, inSync, syncedNext, lagRecords, lagBytes, lagSeconds }
+      })
+      return { stream: p.stream, partition: p.partition, replicas: this.#o.replicasOf(p.stream), followers }
+    })
   }
 
   /** Followers with a live link whose copy of this node's partition holds `offset` fdatasync'd. */
@@ -331,11 +448,16 @@ export class Replicator {
   ): Promise<boolean> {
     const needed = minInsync - 1
     const done = () => records.every((r) => this.#copies(r.stream, r.partition, r.offset) >= needed)
-    if (done()) return Promise.resolve(true)
+    const started = performance.now()
+    if (done()) {
+      this.#o.onAckWait?.(0, true)
+      return Promise.resolve(true)
+    }
     return new Promise<boolean>((resolve) => {
       const finish = (copied: boolean) => {
         clearTimeout(timer)
         this.#waiting.delete(check)
+        this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
         resolve(copied)
       }
       const check = () => {
