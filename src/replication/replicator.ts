@@ -110,6 +110,7 @@ export interface PeerStatus {
   readonly address: string
   readonly via: 'mdns' | 'static'
   readonly state: 'connecting' | 'connected' | 'refused' | 'stopped'
+  /** The live link's last heartbeat round trip; null while no link is up (an old link's figure says nothing now). */
   readonly rttMs: number | null
   readonly lastError: string | null
   /** This node's copies of the peer's partitions. */
@@ -117,8 +118,10 @@ export interface PeerStatus {
     readonly stream: string
     readonly partition: number
     readonly nextOffset: number
+    /** The origin's durable end as its last answer said (while the link is down: the last one known). */
     readonly originDurableNext: number
-    readonly lagRecords: number
+    /** Records the origin holds and the copy not: null while the link is down (the origin may have written more). */
+    readonly lagRecords: number | null
   }>
   /** How far the peer's copies of this node's partitions are fdatasync'd (its `synced` reports). */
   readonly synced: ReadonlyArray<{
@@ -254,19 +257,20 @@ export class Replicator {
       .filter((d) => d.state !== 'stopped')
       .map((d) => {
         const nodeId = d.link?.peer.nodeId ?? d.nodeId
+        const live = d.link !== null && d.link.closedReason === null
         return {
           nodeId,
           address: d.address,
           via: d.via,
           state: d.state,
-          rttMs: d.link?.rttMs ?? null,
+          rttMs: live ? (d.link?.rttMs ?? null) : null,
           lastError: d.lastError,
           copies: (d.follower?.positions() ?? []).map((p) => ({
             stream: p.ref.stream,
             partition: p.ref.partition,
             nextOffset: p.nextOffset,
             originDurableNext: p.originDurableNext,
-            lagRecords: Math.max(0, p.originDurableNext - p.nextOffset),
+            lagRecords: live ? Math.max(0, p.originDurableNext - p.nextOffset) : null,
           })),
           synced: [...(this.#synced.get(nodeId ?? '')?.values() ?? [])].map((s) => ({
             stream: s.stream,
@@ -519,6 +523,8 @@ export class Replicator {
     await follower.run()
     const reason = await link.closed()
     dialed.lastError = reason
+    // Until the next link is up (after the backoff), the peer is not connected.
+    if (dialed.state === 'connected') dialed.state = 'connecting'
     if (!this.#abort.signal.aborted)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
   }
