@@ -69,7 +69,7 @@ export function assembleCluster(
   store: SegmentLogStore,
   metrics: Metrics,
   log: Logger,
-  incarnations: Pick<IncarnationFile, 'addFollower'>,
+  incarnations: Pick<IncarnationFile, 'addFollower' | 'state'>,
 ): ClusterParts | null {
   const cluster = config.cluster
   if (cluster === null || auth === null) return null
@@ -112,6 +112,7 @@ export function assembleCluster(
     },
     transport,
     followerExpireMs: cluster.followerExpireMs,
+    knownFollowers: incarnations.state.followers,
     listen: { host: cluster.replicationHost, port: cluster.replicationPort },
     log: store,
     logger,

@@ -35,8 +35,12 @@
 // partition (holder `follower:<id>`): retention keeps what a follower has
 // not copied yet, for as long as it is connected and then
 // `followerExpireMs` more (a node away longer than that starts its copy at
-// the log start again). Floors live in memory: after a restart they come
-// back with the followers' first reports.
+// the log start again). Floors live in memory; after a restart, each
+// follower the node had (`knownFollowers`, from incarnation.json) holds
+// each partition assigned to it from the partition's first offset, until
+// its first report says how far it is, or followerExpireMs passes, or the
+// partition is given to another follower: a retention run before it
+// reconnects deletes nothing it had not copied.
 
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
@@ -59,6 +63,8 @@ export interface ReplicatorOptions {
   readonly link: Omit<LinkOptions, 'now' | 'incarnation'>
   /** How long a follower that left still holds this node's retention back. */
   readonly followerExpireMs: number
+  /** The followers this node had before it started (incarnation.json): they hold retention back from the start. */
+  readonly knownFollowers?: readonly string[]
   readonly transport: PeerTransport
   readonly listen: { readonly host: string; readonly port: number }
   readonly log: ReplicaLog
@@ -177,6 +183,34 @@ export class Replicator {
     })
     this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
     this.#rebalance.unref()
+    this.#holdForKnownFollowers(options.knownFollowers ?? [])
+  }
+
+  /** Before any retention run: each known follower holds what is assigned to it, from the first offset. */
+  #holdForKnownFollowers(known: readonly string[]): void {
+    if (known.length === 0) return
+    const log = this.#o.log
+    this.#assignment.restore(known)
+    for (const p of log.localPartitions())
+      for (const follower of this.#followersOf(p))
+        log.setRetentionFloor(floorHolder(follower), p, p.firstOffset)
+    for (const follower of known) this.#expireLater(follower)
+    this.#o.logger.info(
+      { followers: known },
+      'retention held for the followers this node had until they report',
+    )
+  }
+
+  /** In followerExpireMs, unless `follower` follows again first: its floors go (see the header). */
+  #expireLater(follower: string): void {
+    const expire = setTimeout(() => {
+      this.#expiring.delete(follower)
+      const log = this.#o.log
+      for (const p of log.localPartitions()) log.removeRetentionFloor(floorHolder(follower), p)
+      this.#o.logger.info({ peer: follower }, 'follower away too long: it no longer holds retention back')
+    }, this.#o.followerExpireMs)
+    expire.unref()
+    this.#expiring.set(follower, expire)
   }
 
   /** Listens for peers; returns the bound address (port 0 picks a free one). */
@@ -333,15 +367,8 @@ export class Replicator {
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
     if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
-      const held = this.#synced.get(follower)
       this.#synced.delete(follower)
-      const expire = setTimeout(() => {
-        this.#expiring.delete(follower)
-        for (const e of held?.values() ?? []) this.#o.log.removeRetentionFloor(floorHolder(follower), e)
-        this.#o.logger.info({ peer: follower }, 'follower away too long: it no longer holds retention back')
-      }, this.#o.followerExpireMs)
-      expire.unref()
-      this.#expiring.set(follower, expire)
+      this.#expireLater(follower)
     }
     this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
   }

@@ -379,6 +379,47 @@ describe('retention in a cluster', () => {
   })
 })
 
+describe('retention after the origin restarts', () => {
+  it('holds what a known follower had not copied until it reports or followerExpireMs passes', async () => {
+    const streams = [{ name: 'temps', match: ['t/#'] }]
+    const { a, b, clusterOf, portA } = await pair('restart-floors', streams, { tailRecoveryMs: 300 })
+    const ref = { stream: 'temps', origin: a.node.nodeId, partition: 0 }
+    let sensor = await cleanup.mqtt(a.url, { clientId: 'sensor-f' })
+    for (let i = 0; i < 5; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    await waitFor(() => b.node.store.durableNext(ref) === 5, 'b to copy a')
+    // b goes; a goes on writing, then restarts with b still away.
+    await b.stop()
+    for (let i = 5; i < 10; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    await sensor.endAsync()
+    const dataDir = a.dataDir
+    const portB = b.config.cluster?.replicationPort ?? 0
+    await a.stop()
+    const expireMs = 2_000
+    const again = await cleanup.node({
+      dataDir,
+      config: {
+        streams,
+        cluster: { ...clusterOf(portA, portB), tailRecoveryMs: 300, followerExpireMs: expireMs },
+      },
+    })
+    const started = performance.now()
+    sensor = await cleanup.mqtt(again.url, { clientId: 'sensor-f2' })
+    await sensor.publishAsync('t/x', 'after', { qos: 1 })
+    const everything = () => ({ maxAgeMs: null, maxBytes: 1 })
+    // b, a follower a had, has not reported since the restart: nothing is deleted for it.
+    const held = await again.node.store.applyRetention(everything, Date.now())
+    expect(performance.now() - started).toBeLessThan(expireMs)
+    expect(held.heldBack).toContainEqual(ref)
+    expect(held.recordsDeleted).toBe(0)
+    expect(again.node.store.partition(ref)?.firstOffset).toBe(0)
+
+    // followerExpireMs later b no longer holds anything back.
+    await new Promise((resolve) => setTimeout(resolve, expireMs + 200))
+    const freed = await again.node.store.applyRetention(everything, Date.now())
+    expect(freed.recordsDeleted).toBeGreaterThan(0)
+  })
+})
+
 describe('a damaged copy', () => {
   it('is found when its node starts, moved to the quarantine, and copied again from the origin', async () => {
     const streams = [{ name: 'temps', match: ['t/#'] }]
