@@ -2,7 +2,14 @@
 // partitions. The origin's catalog says which partitions this node is to
 // copy and where each log starts; a copy is started for each
 // (ReplicaLog.ensureReplica), and one the catalog no longer lists is
-// fetched no more (the copy stays).
+// fetched no more. Such a copy (the origin gave the partition to another
+// follower) stays `expireMs` (cluster.followerExpireMs), timed on this
+// node's monotonic clock from the first catalog that left it out, while
+// the origin's catalogs keep leaving it out; then its batches are deleted
+// (retention floors, a consumer group reading it, still hold them). A copy
+// of an origin that is not connected is never deleted so: only the origin
+// says a partition is no longer this node's. Assigned again, an emptied
+// copy starts over at the origin's log start.
 // Then one fetch at a time covers every copy: each names where the copy ends
 // and the CRC32C of its last batch, so the origin can check that the copy is
 // a prefix of its log before it answers. Answers:
@@ -41,7 +48,14 @@ export interface FollowerOptions {
   readonly logger: Logger
   /** A copy diverged from its origin and its tail was moved aside. */
   readonly onDiverged?: (ref: PartitionRef, from: number) => void
+  /** How long a copy the origin no longer assigns to this node stays (cluster.followerExpireMs; default 24 h). */
+  readonly expireMs?: number
+  /** Per `origin NUL stream NUL partition` not assigned here: since when (performance.now()); the replicator's, kept across links. */
+  readonly unassigned?: Map<string, number>
 }
+
+/** cluster.followerExpireMs's default. */
+const DEFAULT_EXPIRE_MS = 24 * 60 * 60 * 1000
 
 interface Copy {
   readonly ref: PartitionRef
@@ -56,15 +70,21 @@ interface Copy {
 
 export class Follower {
   readonly #o: FollowerOptions
+  readonly #expireMs: number
+  readonly #unassigned: Map<string, number>
   readonly #copies = new Map<string, Copy>()
   #requestId = 0
   #pending: { id: number; resolve: (response: FetchResponseMessage) => void } | null = null
   #catalogs: Promise<void> = Promise.resolve()
   #running: Promise<void> | null = null
   #wakeForCatalog: (() => void) | null = null
+  /** The partitions the origin's latest catalog lists (`stream NUL partition`); null before the first. */
+  #listed: ReadonlySet<string> | null = null
 
   constructor(options: FollowerOptions) {
     this.#o = options
+    this.#expireMs = options.expireMs ?? DEFAULT_EXPIRE_MS
+    this.#unassigned = options.unassigned ?? new Map()
     options.link.onMessage((message) => this.#receive(message))
   }
 
@@ -84,22 +104,36 @@ export class Follower {
 
   /** Fetches until the link closes; resolves then (a failed append is logged, and ends the link). */
   run(): Promise<void> {
-    this.#running ??= this.#loop().catch((err: unknown) => {
-      this.#o.logger.warn({ err, origin: this.origin }, 'replication from this origin stopped; it reconnects')
-      this.#o.link.close(`follower failed: ${err instanceof Error ? err.message : String(err)}`)
-    })
+    // Copies no longer assigned are checked between catalogs too (a catalog comes only when it changes).
+    const expiry = setInterval(
+      () => this.#chain(() => this.#expireUnassigned()),
+      Math.min(this.#expireMs, 60_000),
+    )
+    expiry.unref()
+    this.#running ??= this.#loop()
+      .catch((err: unknown) => {
+        this.#o.logger.warn(
+          { err, origin: this.origin },
+          'replication from this origin stopped; it reconnects',
+        )
+        this.#o.link.close(`follower failed: ${err instanceof Error ? err.message : String(err)}`)
+      })
+      .finally(() => clearInterval(expiry))
     return this.#running
+  }
+
+  /** Runs `step` after the catalogs before it; one that fails (the store closing) ends the link. */
+  #chain(step: () => Promise<void>): void {
+    this.#catalogs = this.#catalogs.then(step).catch((err: unknown) => {
+      this.#o.logger.debug({ err, origin: this.origin }, 'catalog not applied')
+      this.#o.link.close(`catalog not applied: ${err instanceof Error ? err.message : String(err)}`)
+    })
   }
 
   #receive(message: LinkMessage): void {
     if (message.type === 'catalog') {
       // A catalog that cannot be applied (the store closed while the node stops) ends the link; the loop ends with it.
-      this.#catalogs = this.#catalogs
-        .then(() => this.#applyCatalog(message))
-        .catch((err: unknown) => {
-          this.#o.logger.debug({ err, origin: this.origin }, 'catalog not applied')
-          this.#o.link.close(`catalog not applied: ${err instanceof Error ? err.message : String(err)}`)
-        })
+      this.#chain(() => this.#applyCatalog(message))
       return
     }
     if (message.type === 'fetch-response' && this.#pending?.id === message.requestId) {
@@ -116,6 +150,18 @@ export class Follower {
       const before = this.#o.log.partition(ref)
       if (before !== undefined && before.firstOffset < entry.firstOffset) starts.set(key, entry.firstOffset)
       if (this.#copies.has(key)) continue
+      if (
+        before !== undefined &&
+        before.firstOffset === before.nextOffset &&
+        entry.firstOffset < before.firstOffset
+      ) {
+        // An emptied copy assigned again: from the origin's log start, not from where it once ended.
+        await this.#o.log.restartReplica(ref, entry.firstOffset, 'assigned again after its copy was deleted')
+        this.#o.logger.info(
+          { ...ref, from: entry.firstOffset },
+          "copy assigned again: copied from the origin's log start",
+        )
+      }
       await this.#o.log.ensureReplica(ref, entry.firstOffset)
       const copy = {
         ref,
@@ -137,8 +183,48 @@ export class Follower {
           'the origin no longer lists this partition for this node; the copy stays',
         )
       }
+    this.#listed = listed
     if (starts.size > 0) await this.#followStarts(starts)
+    await this.#expireUnassigned()
     this.#wakeForCatalog?.()
+  }
+
+  /** Deletes the batches of this origin's copies that its catalogs have left out for expireMs. */
+  async #expireUnassigned(): Promise<void> {
+    const listed = this.#listed
+    const { log } = this.#o
+    const unassigned = this.#unassigned
+    const expireMs = this.#expireMs
+    if (listed === null || this.#o.link.closedReason !== null) return
+    const origin = this.origin
+    const now = performance.now()
+    const due = new Map<string, number>()
+    for (const p of log.partitions()) {
+      if (p.origin !== origin) continue
+      const key = `${p.stream}\u0000${p.partition}`
+      const held = `${origin}\u0000${key}`
+      if (listed.has(key)) {
+        unassigned.delete(held)
+        continue
+      }
+      const since = unassigned.get(held) ?? now
+      unassigned.set(held, since)
+      if (now - since >= expireMs && p.nextOffset > p.firstOffset) due.set(key, p.nextOffset)
+    }
+    if (due.size === 0) return
+    const report = await log.applyRetention((ref) => {
+      const end = ref.origin === origin ? due.get(`${ref.stream}\u0000${ref.partition}`) : undefined
+      return end === undefined ? undefined : { maxAgeMs: null, maxBytes: null, deleteBelow: end }
+    }, Date.now())
+    this.#o.logger.info(
+      {
+        origin,
+        expireMs,
+        partitions: [...due.keys()].map((k) => k.replace('\u0000', '/')),
+        retention: report,
+      },
+      'copies no longer assigned to this node for cluster.followerExpireMs: deleted',
+    )
   }
 
   /** Deletes what the origin no longer keeps from the copies (keyed `stream NUL partition`). */

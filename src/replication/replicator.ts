@@ -159,6 +159,8 @@ export class Replicator {
   readonly #loops: Promise<void>[] = []
   /** Per follower that left: the timer that ends its retention floors. */
   readonly #expiring = new Map<string, NodeJS.Timeout>()
+  /** Copies of other origins no longer assigned to this node, and since when (Follower's expiry). */
+  readonly #unassigned = new Map<string, number>()
   /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
   readonly #waiting = new Map<() => void, (copied: boolean) => void>()
   #refusedAll: TributaryError | null = null
@@ -543,6 +545,8 @@ export class Replicator {
       log: this.#o.log,
       logger: this.#o.logger,
       onDiverged: (ref) => this.#o.onDiverged?.(ref),
+      expireMs: this.#o.followerExpireMs,
+      unassigned: this.#unassigned,
     })
     dialed.follower = follower
     this.#o.logger.info({ peer: link.peer.nodeId, address: dialed.address }, 'following peer')

@@ -182,6 +182,7 @@ describe('three nodes, replicas 2 and 3', () => {
       { name: 'all', match: ['all/#'], replicas: 3 },
     ]
     const nodes: RunningNode[] = []
+    const clusters: Record<string, unknown>[] = []
     for (const port of ports) {
       const cluster = {
         name: 'trio',
@@ -192,7 +193,9 @@ describe('three nodes, replicas 2 and 3', () => {
         replicationPort: port,
         heartbeatMs: 100,
         followerTimeoutMs: 1000,
+        followerExpireMs: 2000,
       }
+      clusters.push(cluster)
       nodes.push(await cleanup.node({ config: { streams, cluster } }))
     }
     const [a, b, c] = nodes
@@ -277,6 +280,21 @@ describe('three nodes, replicas 2 and 3', () => {
           ?.followers.map((f) => [f.follower, f.inSync])
           .join() === [other.node.nodeId, true].join(),
       'a to show the new follower in sync',
+    )
+
+    // The old follower comes back: a keeps p0 with the new one, so the old copy is deleted followerExpireMs
+    // after a's catalog left it out (its own clock's duration; nothing compared with a's timestamps).
+    const goneAt = nodes.indexOf(gone)
+    const back = await cleanup.node({ dataDir: gone.dataDir, config: { streams, cluster: clusters[goneAt] } })
+    expect(back.node.store.partition(p0)?.nextOffset).toBe(p0.nextOffset)
+    await waitFor(() => {
+      const copy = back.node.store.partition(p0)
+      return copy !== undefined && copy.firstOffset === copy.nextOffset
+    }, 'the copy no longer assigned to be deleted')
+    expect(back.node.store.read(p0, 0, { maxRecords: 100 }).records).toEqual([])
+    // Still followed by the new follower, in full.
+    expect(other.node.store.read(p0, 0, { maxRecords: 100 }).records).toEqual(
+      a.node.store.read(p0, 0, { maxRecords: 100 }).records,
     )
   })
 })
