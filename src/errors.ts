@@ -141,6 +141,11 @@ export const errorCodes = {
       "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
     retriable: false,
   },
+  TRIB_REPAIR_REFUSED: {
+    message:
+      "A batch fetched back from a peer's copy to replace a quarantined one does not fill a hole of this node's log exactly; it was not stored and the gap record stands",
+    retriable: false,
+  },
   TRIB_TAIL_UNCONFIRMED: {
     message:
       "At start, a follower that had copied this node's log did not answer, or holds another history of it; records it holds beyond this node's log were not fetched back. The node began a new incarnation so no record identity is given twice; a diverged copy stays in that follower's quarantine",

@@ -41,14 +41,14 @@
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
 import { readBatchHeader } from '../log/batch-codec.ts'
-import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
+import type { CorruptBatch, PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { PartitionAssignment } from './assignment.ts'
 import { Follower } from './follower.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
 import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
-import { recoverTail, type TailOutcome } from './tail-recovery.ts'
+import { recoverTail, repairHoles, type TailOutcome } from './tail-recovery.ts'
 import type { PeerConnection, PeerTransport } from './transport.ts'
 
 /** Between attempts to dial a peer that is not there (or refused). */
@@ -103,6 +103,8 @@ export interface PartitionFollowers {
 export interface TailRecoveryReport {
   readonly outcomes: readonly TailOutcome[]
   readonly unconfirmed: readonly string[]
+  /** Holes (quarantined batches of this node) put back from a peer's copy. */
+  readonly mended: readonly CorruptBatch[]
 }
 
 export interface PeerStatus {
@@ -153,11 +155,13 @@ export class Replicator {
   /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
   readonly #waiting = new Map<() => void, (copied: boolean) => void>()
   #refusedAll: TributaryError | null = null
-  /** Until recoverTail() ends: links dialed fetch this node's own tail first. */
-  #recovery: { outcomes: Map<string, TailOutcome>; changed: () => void } | null = {
-    outcomes: new Map(),
-    changed: () => undefined,
-  }
+  /** Until recoverTail() ends: links dialed mend this node's holes and fetch its own tail first. */
+  #recovery: {
+    outcomes: Map<string, TailOutcome>
+    holes: CorruptBatch[]
+    mended: CorruptBatch[]
+    changed: () => void
+  } | null = { outcomes: new Map(), holes: [], mended: [], changed: () => undefined }
   #address: { host: string; port: number } | null = null
   readonly #assignment: PartitionAssignment
   readonly #servers = new Set<OriginServer>()
@@ -188,11 +192,18 @@ export class Replicator {
   /**
    * Waits until each of `known` (the followers this node had) answered tail
    * recovery, or `windowMs`; peers that connect meanwhile are asked too.
-   * After it the node writes new records (nothing more is fetched back).
+   * `holes` (this node's batches quarantined at start) are fetched back from
+   * the first peer holding them. After it the node writes new records
+   * (nothing more is fetched back).
    */
-  async recoverTail(known: readonly string[], windowMs: number): Promise<TailRecoveryReport> {
+  async recoverTail(
+    known: readonly string[],
+    windowMs: number,
+    holes: readonly CorruptBatch[] = [],
+  ): Promise<TailRecoveryReport> {
     const recovery = this.#recovery
     if (recovery === null) throw new Error('tail recovery runs once, at start')
+    recovery.holes.push(...holes)
     const deadline = performance.now() + windowMs
     const missing = () => known.filter((id) => !recovery.outcomes.has(id))
     while (missing().length > 0 && performance.now() < deadline && !this.#abort.signal.aborted) {
@@ -205,7 +216,7 @@ export class Replicator {
       })
     }
     this.#recovery = null
-    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing() }
+    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing(), mended: recovery.mended }
   }
 
   /** A peer address found by discovery; dialed from now on (once per address). */
@@ -534,6 +545,11 @@ export class Replicator {
     if (recovery === null || recovery.outcomes.has(peer)) return
     const source = { peer, request: follower.request.bind(follower) }
     try {
+      const mended = await repairHoles(source, this.#o.log, recovery.holes)
+      recovery.holes = recovery.holes.filter((hole) => !mended.includes(hole))
+      recovery.mended.push(...mended)
+      if (mended.length > 0)
+        this.#o.logger.info({ peer, mended }, 'damaged batches of this node put back from a peer copy')
       const outcome = await recoverTail(source, this.#o.log)
       if (outcome.records > 0 || outcome.status === 'diverged')
         this.#o.logger.warn({ ...outcome }, 'tail recovery: a peer held records this node had lost')
