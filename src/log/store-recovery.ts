@@ -132,16 +132,16 @@ function applyFrame(
       meta.nextOffset = readable.baseOffset + readable.recordCount
       continue
     }
+    const entry = {
+      baseOffset: header.baseOffset,
+      recordCount: header.recordCount,
+      maxTimestampMs: header.maxTimestampMs,
+      segment,
+      position: scanned.position + at,
+      length: batch.length,
+    }
     if (header.baseOffset < meta.nextOffset) {
-      if (target.isHole(meta, Buffer.from(batch)))
-        target.addEntry(meta, {
-          baseOffset: header.baseOffset,
-          recordCount: header.recordCount,
-          maxTimestampMs: header.maxTimestampMs,
-          segment,
-          position: scanned.position + at,
-          length: batch.length,
-        })
+      if (target.isHole(meta, Buffer.from(batch))) target.addEntry(meta, entry)
       continue
     }
     if (header.baseOffset > meta.nextOffset) {
@@ -152,14 +152,7 @@ function applyFrame(
         error: `records missing before segment ${segment} position ${scanned.position}: unreadable frame`,
       })
     }
-    target.addEntry(meta, {
-      baseOffset: header.baseOffset,
-      recordCount: header.recordCount,
-      maxTimestampMs: header.maxTimestampMs,
-      segment,
-      position: scanned.position + at,
-      length: batch.length,
-    })
+    target.addEntry(meta, entry)
     meta.nextOffset = header.baseOffset + header.recordCount
     meta.lastTimestampMs = Math.max(meta.lastTimestampMs ?? 0, header.maxTimestampMs)
   }

@@ -15,18 +15,10 @@ const cleanup = new Cleanup()
 afterEach(() => cleanup.run())
 
 const ref = { stream: 's', origin: 'node-a', partition: 0 }
+const RECORD = { key: null, topic: 't', headers: [], clientId: 'c', qos: 1 as const, deviceTimeMs: null }
 
 function entry(payload: string): AppendEntry {
-  const record = {
-    key: null,
-    topic: 't',
-    payload: Buffer.from(payload),
-    headers: [],
-    clientId: 'c',
-    qos: 1 as const,
-    deviceTimeMs: null,
-  }
-  return { stream: 's', partition: 0, record }
+  return { stream: 's', partition: 0, record: { ...RECORD, payload: Buffer.from(payload) } }
 }
 
 async function open(dir: string): Promise<SegmentLogStore> {
