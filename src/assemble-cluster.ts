@@ -24,7 +24,12 @@ import type { Metrics } from './observability/metrics.ts'
 import { REPLICATION_PROTOCOL_VERSION } from './replication/frame-codec.ts'
 import { type ClusterCredentials, MutualTlsTransport } from './replication/mtls-transport.ts'
 import { Replicator, type TailRecoveryReport } from './replication/replicator.ts'
-import { type PeerRefusal, TlsPskTransport, type TlsTransport } from './replication/transport.ts'
+import {
+  type PeerDrop,
+  type PeerRefusal,
+  TlsPskTransport,
+  type TlsTransport,
+} from './replication/transport.ts'
 
 export interface ClusterParts {
   readonly name: string
@@ -69,7 +74,7 @@ export function assembleCluster(
   store: SegmentLogStore,
   metrics: Metrics,
   log: Logger,
-  incarnations: Pick<IncarnationFile, 'addFollower'>,
+  incarnations: Pick<IncarnationFile, 'addFollower' | 'state'>,
 ): ClusterParts | null {
   const cluster = config.cluster
   if (cluster === null || auth === null) return null
@@ -78,12 +83,22 @@ export function assembleCluster(
     metrics.replicationRefused('TRIB_PEER_REFUSED')
     logger.warn({ code: 'TRIB_PEER_REFUSED', address, port, kind, reason }, 'replication connection refused')
   }
+  // A reset or timeout in the handshake is the network, not a wrong secret: counted, logged quietly.
+  const onDropped = ({ address, port, reason }: PeerDrop): void => {
+    metrics.replicationRefused('TRIB_PEER_UNREACHABLE')
+    logger.debug({ code: 'TRIB_PEER_UNREACHABLE', address, port, reason }, 'replication handshake dropped')
+  }
   let transport: TlsTransport
   let reloadCertificates = (): boolean => false
   if (auth.kind === 'secret') {
-    transport = new TlsPskTransport({ cluster: cluster.name, secret: auth.secret, onRefused })
+    transport = new TlsPskTransport({ cluster: cluster.name, secret: auth.secret, onRefused, onDropped })
   } else {
-    const mutual = new MutualTlsTransport({ cluster: cluster.name, credentials: auth.credentials, onRefused })
+    const mutual = new MutualTlsTransport({
+      cluster: cluster.name,
+      credentials: auth.credentials,
+      onRefused,
+      onDropped,
+    })
     const { files } = auth
     reloadCertificates = () => {
       mutual.setCredentials(readClusterTls(files))
@@ -102,6 +117,7 @@ export function assembleCluster(
     },
     transport,
     followerExpireMs: cluster.followerExpireMs,
+    knownFollowers: incarnations.state.followers,
     listen: { host: cluster.replicationHost, port: cluster.replicationPort },
     log: store,
     logger,

@@ -187,7 +187,9 @@ function draw(s, atMs) {
     })
   })
   fill('peers', peers.length === 0 ? [row({}, [text('no peers')])] : peers.map(function (p) {
-    var lag = p.copies.reduce(function (sum, c) { return sum + c.lagRecords }, 0)
+    // A copy's lag is null while the link is down: not known, shown as a dash.
+    var lag = p.copies.some(function (c) { return c.lagRecords === null }) ? null
+      : p.copies.reduce(function (sum, c) { return sum + c.lagRecords }, 0)
     return row({ 'data-peer': p.nodeId || p.address }, [
       text(p.nodeId || '?'), text(p.address), text(p.via),
       el('td', { class: 'text', 'data-field': 'state' }, [el('span', { class: 'badge ' + (p.state === 'connected' ? 'ok' : p.state === 'refused' ? 'bad' : 'warn') }, [p.state])]),

@@ -1,7 +1,8 @@
 // `tributary peers`: the running node's replication peers, from its admin API
 // (GET /v1/peers): each peer, how it was found (mDNS or static), the link's
 // state and round-trip time, and this node's copies of its partitions with
-// their lag (records the peer has durably and this node not yet).
+// their lag (records the peer has durably and this node not yet; `?` while
+// the link is down, when neither is known).
 
 import type { Command } from 'commander'
 import type { ClusterView } from '../admin/node-view.ts'
@@ -71,10 +72,12 @@ export function registerPeers(program: Command): void {
             p.state,
             p.rttMs === null ? '-' : p.rttMs.toFixed(1),
             p.copies.length,
-            p.copies.reduce((sum, c) => sum + c.lagRecords, 0),
+            copyLag(p),
             p.lastError ?? '-',
           ]),
         )
+        if (answer.peers.some((p) => copyLag(p) === '?'))
+          process.stdout.write('(COPY LAG ?: the link to that peer is down, so its end is not known)\n')
         if (answer.peers.length === 0)
           process.stdout.write(`(no peers found yet in cluster ${answer.cluster.name})\n`)
         process.stdout.write('\n')
@@ -94,4 +97,14 @@ export function registerPeers(program: Command): void {
         )
       },
     )
+}
+
+/** Records this node's copies of the peer lack, summed; '?' while the link is down (not known). */
+function copyLag(peer: PeerStatus): number | '?' {
+  let sum = 0
+  for (const c of peer.copies) {
+    if (c.lagRecords === null) return '?'
+    sum += c.lagRecords
+  }
+  return sum
 }

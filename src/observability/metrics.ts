@@ -72,7 +72,8 @@ export interface PeerFigures {
   readonly copies: ReadonlyArray<{
     readonly stream: string
     readonly partition: number
-    readonly lagRecords: number
+    /** Null while the link to the origin is down: not known, so no sample. */
+    readonly lagRecords: number | null
   }>
 }
 
@@ -473,7 +474,7 @@ export class Metrics {
         this.reset()
         for (const p of peers())
           for (const c of p.copies)
-            if (p.nodeId !== null)
+            if (p.nodeId !== null && c.lagRecords !== null)
               this.set({ origin: p.nodeId, stream: c.stream, partition: String(c.partition) }, c.lagRecords)
       },
     })

@@ -11,8 +11,12 @@
 //   after a restart.
 // An assigned follower away longer than `awayMs` loses the partition (its
 // copy stays on its disk until retention; it stops fetching) as soon as a
-// connected follower can take its place. Nothing here does I/O: the
-// replicator feeds in links up and down and asks per partition.
+// connected follower can take its place. After a restart (`restore`), the
+// followers the node had count as followers whose link just dropped, each
+// placed by rendezvous hashing among them: a restart is a blink too, and
+// they keep their partitions `awayMs` (and, while nobody else is connected,
+// longer). Nothing here does I/O: the replicator feeds in links up and
+// down and asks per partition.
 
 import { createHash } from 'node:crypto'
 
@@ -47,6 +51,8 @@ export class PartitionAssignment {
   readonly #links = new Map<string, number>()
   /** Followers whose last link dropped, and when. */
   readonly #awaySince = new Map<string, number>()
+  /** The followers the node had before it restarted: the first holders of a partition not asked about yet. */
+  #restored: readonly string[] = []
 
   constructor(options: AssignmentOptions) {
     this.#awayMs = options.awayMs
@@ -69,6 +75,13 @@ export class PartitionAssignment {
     this.#awaySince.set(follower, this.#now())
   }
 
+  /** The followers this node had (incarnation.json): as if each link had just dropped. */
+  restore(followers: readonly string[]): void {
+    const now = this.#now()
+    for (const f of followers) if (!this.#links.has(f)) this.#awaySince.set(f, now)
+    this.#restored = followers
+  }
+
   connected(follower: string): boolean {
     return this.#links.has(follower)
   }
@@ -78,16 +91,16 @@ export class PartitionAssignment {
     const key = `${p.stream}\u0000${p.partition}`
     const wanted = Math.max(0, p.replicas - 1)
     const now = this.#now()
-    const before = this.#assigned.get(key) ?? []
+    const before = this.#assigned.get(key) ?? byRendezvous(p, this.#restored).slice(0, wanted)
     const kept = before.filter(
       (f) => this.#links.has(f) || now - (this.#awaySince.get(f) ?? now) < this.#awayMs,
     )
-    const free = [...this.#links.keys()]
-      .filter((f) => !kept.includes(f))
-      .map((f) => ({ f, score: rendezvousScore(p.stream, p.partition, f) }))
-      .sort((x, y) => (x.score === y.score ? 0 : x.score > y.score ? -1 : 1))
+    const free = byRendezvous(
+      p,
+      [...this.#links.keys()].filter((f) => !kept.includes(f)),
+    )
     const chosen = kept.slice(0, wanted)
-    for (const { f } of free) {
+    for (const f of free) {
       if (chosen.length >= wanted) break
       chosen.push(f)
     }
@@ -97,4 +110,12 @@ export class PartitionAssignment {
     for (const f of before) if (!chosen.includes(f)) this.#onReleased?.(f, p)
     return chosen
   }
+}
+
+/** `followers` best first for partition `p` (highest rendezvous score first). */
+function byRendezvous(p: AssignedPartition, followers: readonly string[]): string[] {
+  return followers
+    .map((f) => ({ f, score: rendezvousScore(p.stream, p.partition, f) }))
+    .sort((x, y) => (x.score === y.score ? 0 : x.score > y.score ? -1 : 1))
+    .map(({ f }) => f)
 }

@@ -31,7 +31,9 @@
 // checked the client's certificate: a dialer whose certificate the other
 // node refuses sees connect() succeed and the link close at once (the
 // refusing node logs and counts it). A dialer that does not trust the other
-// node's certificate refuses it itself, before sending its own.
+// node's certificate refuses it itself, before sending its own: it closes
+// without a TLS alert, which the listening side cannot tell from a reset,
+// so there it is a dropped handshake (onDropped), not a refusal.
 //
 // setCredentials() replaces certificate, key and CA for the connections
 // made after it (SIGHUP); links already up keep going.
@@ -52,6 +54,7 @@ import { TributaryError } from '../errors.ts'
 import {
   commonClientReason,
   type HandshakeRefusal,
+  isNetworkFailure,
   type ServerHandshake,
   TLS_MAX_VERSION,
   TLS_MIN_VERSION,
@@ -84,11 +87,13 @@ export function clusterNameProblem(subjectAltName: string | undefined, cluster: 
   return `its certificate does not name cluster "${cluster}" (subjectAltName ${want})`
 }
 
-const closedDuringMutualHandshake: HandshakeRefusal = {
-  kind: 'not-a-peer',
-  reason:
-    "closed the connection during the handshake (as a peer that does not trust this node's certificate does)",
-}
+/**
+ * A dialer that does not trust this node's certificate closes the
+ * connection without an alert, as a reset or a restart does: this side
+ * cannot tell them apart, so it is a drop here; the dialer refuses and logs why.
+ */
+const CLOSED_DURING_MUTUAL_HANDSHAKE =
+  "the connection ended during the handshake (a reset, or a dialer that does not trust this node's certificate: that one logs why)"
 
 export class MutualTlsTransport extends TlsTransport {
   readonly #cluster: string
@@ -116,7 +121,10 @@ export class MutualTlsTransport extends TlsTransport {
       else outcome.refused(refusal)
     })
     this.#tls.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-      this.#take(socket)?.refused(serverReason(err))
+      const outcome = this.#take(socket)
+      if (outcome === undefined) return
+      if (isNetworkFailure(err)) outcome.lost(CLOSED_DURING_MUTUAL_HANDSHAKE)
+      else outcome.refused(serverReason(err))
     })
   }
 
@@ -160,7 +168,7 @@ export class MutualTlsTransport extends TlsTransport {
     raw.once('close', () => {
       if (this.#inbound.get(key) !== outcome) return
       this.#inbound.delete(key)
-      outcome.refused(closedDuringMutualHandshake)
+      outcome.lost(CLOSED_DURING_MUTUAL_HANDSHAKE)
     })
     this.#tls.emit('connection', raw)
   }
@@ -222,8 +230,6 @@ function serverReason(err: NodeJS.ErrnoException): HandshakeRefusal {
         kind: 'bad-certificate',
         reason: "the peer does not trust this node's certificate (another CA?)",
       }
-    case 'ECONNRESET':
-      return closedDuringMutualHandshake
     default:
       return { kind: 'not-a-peer', reason: `not a mutual-TLS peer (${err.code ?? err.message})` }
   }

@@ -35,8 +35,12 @@
 // partition (holder `follower:<id>`): retention keeps what a follower has
 // not copied yet, for as long as it is connected and then
 // `followerExpireMs` more (a node away longer than that starts its copy at
-// the log start again). Floors live in memory: after a restart they come
-// back with the followers' first reports.
+// the log start again). Floors live in memory; after a restart, each
+// follower the node had (`knownFollowers`, from incarnation.json) holds
+// each partition assigned to it from the partition's first offset, until
+// its first report says how far it is, or followerExpireMs passes, or the
+// partition is given to another follower: a retention run before it
+// reconnects deletes nothing it had not copied.
 
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
@@ -59,6 +63,8 @@ export interface ReplicatorOptions {
   readonly link: Omit<LinkOptions, 'now' | 'incarnation'>
   /** How long a follower that left still holds this node's retention back. */
   readonly followerExpireMs: number
+  /** The followers this node had before it started (incarnation.json): they hold retention back from the start. */
+  readonly knownFollowers?: readonly string[]
   readonly transport: PeerTransport
   readonly listen: { readonly host: string; readonly port: number }
   readonly log: ReplicaLog
@@ -112,6 +118,7 @@ export interface PeerStatus {
   readonly address: string
   readonly via: 'mdns' | 'static'
   readonly state: 'connecting' | 'connected' | 'refused' | 'stopped'
+  /** The live link's last heartbeat round trip; null while no link is up (an old link's figure says nothing now). */
   readonly rttMs: number | null
   readonly lastError: string | null
   /** This node's copies of the peer's partitions. */
@@ -119,8 +126,10 @@ export interface PeerStatus {
     readonly stream: string
     readonly partition: number
     readonly nextOffset: number
+    /** The origin's durable end as its last answer said (while the link is down: the last one known). */
     readonly originDurableNext: number
-    readonly lagRecords: number
+    /** Records the origin holds and the copy not: null while the link is down (the origin may have written more). */
+    readonly lagRecords: number | null
   }>
   /** How far the peer's copies of this node's partitions are fdatasync'd (its `synced` reports). */
   readonly synced: ReadonlyArray<{
@@ -178,6 +187,34 @@ export class Replicator {
     })
     this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
     this.#rebalance.unref()
+    this.#holdForKnownFollowers(options.knownFollowers ?? [])
+  }
+
+  /** Before any retention run: each known follower holds what is assigned to it, from the first offset. */
+  #holdForKnownFollowers(known: readonly string[]): void {
+    if (known.length === 0) return
+    const log = this.#o.log
+    this.#assignment.restore(known)
+    for (const p of log.localPartitions())
+      for (const follower of this.#followersOf(p))
+        log.setRetentionFloor(floorHolder(follower), p, p.firstOffset)
+    for (const follower of known) this.#expireLater(follower)
+    this.#o.logger.info(
+      { followers: known },
+      'retention held for the followers this node had until they report',
+    )
+  }
+
+  /** In followerExpireMs, unless `follower` follows again first: its floors go (see the header). */
+  #expireLater(follower: string): void {
+    const expire = setTimeout(() => {
+      this.#expiring.delete(follower)
+      const log = this.#o.log
+      for (const p of log.localPartitions()) log.removeRetentionFloor(floorHolder(follower), p)
+      this.#o.logger.info({ peer: follower }, 'follower away too long: it no longer holds retention back')
+    }, this.#o.followerExpireMs)
+    expire.unref()
+    this.#expiring.set(follower, expire)
   }
 
   /** Listens for peers; returns the bound address (port 0 picks a free one). */
@@ -265,19 +302,20 @@ export class Replicator {
       .filter((d) => d.state !== 'stopped')
       .map((d) => {
         const nodeId = d.link?.peer.nodeId ?? d.nodeId
+        const live = d.link !== null && d.link.closedReason === null
         return {
           nodeId,
           address: d.address,
           via: d.via,
           state: d.state,
-          rttMs: d.link?.rttMs ?? null,
+          rttMs: live ? (d.link?.rttMs ?? null) : null,
           lastError: d.lastError,
           copies: (d.follower?.positions() ?? []).map((p) => ({
             stream: p.ref.stream,
             partition: p.ref.partition,
             nextOffset: p.nextOffset,
             originDurableNext: p.originDurableNext,
-            lagRecords: Math.max(0, p.originDurableNext - p.nextOffset),
+            lagRecords: live ? Math.max(0, p.originDurableNext - p.nextOffset) : null,
           })),
           synced: [...(this.#synced.get(nodeId ?? '')?.values() ?? [])].map((s) => ({
             stream: s.stream,
@@ -340,15 +378,8 @@ export class Replicator {
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
     if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
-      const held = this.#synced.get(follower)
       this.#synced.delete(follower)
-      const expire = setTimeout(() => {
-        this.#expiring.delete(follower)
-        for (const e of held?.values() ?? []) this.#o.log.removeRetentionFloor(floorHolder(follower), e)
-        this.#o.logger.info({ peer: follower }, 'follower away too long: it no longer holds retention back')
-      }, this.#o.followerExpireMs)
-      expire.unref()
-      this.#expiring.set(follower, expire)
+      this.#expireLater(follower)
     }
     this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
   }
@@ -530,6 +561,8 @@ export class Replicator {
     await follower.run()
     const reason = await link.closed()
     dialed.lastError = reason
+    // Until the next link is up (after the backoff), the peer is not connected.
+    if (dialed.state === 'connected') dialed.state = 'connecting'
     if (!this.#abort.signal.aborted)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
   }

@@ -33,8 +33,14 @@
 // destroyed at once and reported), TCP keepalive and noDelay on every socket.
 // Every inbound refusal goes to `onRefused` with the peer's address and a
 // `kind` for a metric label; an outbound one rejects connect() with
-// TRIB_PEER_REFUSED (TCP failures: TRIB_PEER_UNREACHABLE). Neither the key
-// nor the secret ever appears in a reason or an error.
+// TRIB_PEER_REFUSED. A refusal is a verdict of the handshake: a TLS alert
+// or a certificate, key, cluster name or protocol version that does not
+// match. A handshake that ends without a verdict (a reset, the stream
+// ending, the handshake timeout) says nothing about the secret: it is the
+// network (a link that blinked, a peer that restarted), so the dialing side
+// rejects with TRIB_PEER_UNREACHABLE (retried quietly, like a TCP failure)
+// and the listening side reports it to `onDropped`, not `onRefused`.
+// Neither the key nor the secret ever appears in a reason or an error.
 //
 // TlsTransport holds what both TLS transports share (listening, dialing,
 // the bounds, the ALPN check, refusals); TlsPskTransport here and
@@ -87,7 +93,6 @@ export type RefusalKind =
   | 'bad-certificate'
   | 'no-certificate'
   | 'protocol-version'
-  | 'handshake-timeout'
   | 'not-a-peer'
   | 'too-many-handshakes'
 
@@ -96,6 +101,13 @@ export interface PeerRefusal {
   readonly port: number
   readonly kind: RefusalKind
   /** For a log line: what happened, never key material. */
+  readonly reason: string
+}
+
+/** An inbound handshake that ended without a verdict (reset, end of stream, timeout): the network, not a refusal. */
+export interface PeerDrop {
+  readonly address: string
+  readonly port: number
   readonly reason: string
 }
 
@@ -125,6 +137,7 @@ export interface TlsTransportOptions {
   /** The replication protocol version spoken, as an ALPN protocol name. */
   readonly protocol?: string
   readonly onRefused?: (info: PeerRefusal) => void
+  readonly onDropped?: (info: PeerDrop) => void
   readonly connectTimeoutMs?: number
   readonly handshakeTimeoutMs?: number
   readonly maxPendingHandshakes?: number
@@ -148,6 +161,8 @@ export interface ServerHandshake {
   accepted(socket: TLSSocket): void
   /** The handshake failed, or the peer is not one this node accepts. */
   refused(refusal: HandshakeRefusal): void
+  /** The connection ended before the handshake reached a verdict (a reset, the stream ending). */
+  lost(reason: string): void
 }
 
 /**
@@ -160,6 +175,7 @@ export interface ServerHandshake {
 export abstract class TlsTransport implements PeerTransport {
   readonly #protocol: string
   readonly #onRefused: (info: PeerRefusal) => void
+  readonly #onDropped: (info: PeerDrop) => void
   readonly #connectTimeoutMs: number
   readonly #handshakeTimeoutMs: number
   readonly #maxPending: number
@@ -173,6 +189,7 @@ export abstract class TlsTransport implements PeerTransport {
   constructor(options: TlsTransportOptions) {
     this.#protocol = options.protocol ?? PEER_PROTOCOL
     this.#onRefused = options.onRefused ?? (() => {})
+    this.#onDropped = options.onDropped ?? (() => {})
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
     this.#maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES
@@ -262,16 +279,21 @@ export abstract class TlsTransport implements PeerTransport {
         { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: this.#keepAliveMs },
         () => {
           clearTimeout(timer)
+          // No verdict in time, a reset or the stream ending: the network, not a refusal (see the header).
           timer = setTimeout(
-            () => fail(refused(peer, `no TLS handshake in ${this.#handshakeTimeoutMs} ms`)),
+            () => fail(unreachable(peer, `no TLS handshake in ${this.#handshakeTimeoutMs} ms`)),
             this.#handshakeTimeoutMs,
           )
           const socket = tlsConnect({ ...this.clientOptions(), socket: raw, ALPNProtocols: [this.#protocol] })
           tls = socket
-          socket.on('error', (err: NodeJS.ErrnoException) => fail(refused(peer, this.clientReason(err), err)))
-          socket.once('close', () =>
-            fail(refused(peer, 'the peer closed the connection during the handshake')),
+          socket.on('error', (err: NodeJS.ErrnoException) =>
+            fail(
+              isNetworkFailure(err)
+                ? unreachable(peer, `${err.code ?? err.message} during the TLS handshake`, err)
+                : refused(peer, this.clientReason(err), err),
+            ),
           )
+          socket.once('close', () => fail(unreachable(peer, 'the connection ended during the TLS handshake')))
           socket.once('secureConnect', () => {
             if (socket.alpnProtocol !== this.#protocol) {
               fail(refused(peer, `the peer speaks no protocol version this node knows (${this.#protocol})`))
@@ -326,30 +348,34 @@ export abstract class TlsTransport implements PeerTransport {
     this.#pending += 1
     let socket: TLSSocket | undefined
     let done = false
-    const finish = (refusal?: HandshakeRefusal): void => {
+    /** Ends the handshake: accepted (no argument), refused, or lost without a verdict. */
+    const finish = (outcome?: { refusal: HandshakeRefusal } | { lost: string }): void => {
       if (done) return
       done = true
       this.#pending -= 1
       clearTimeout(timer)
-      if (refusal === undefined) return
+      if (outcome === undefined) return
       socket?.destroy()
       raw.destroy()
-      this.#onRefused({ address, port, ...refusal })
+      if ('refusal' in outcome) this.#onRefused({ address, port, ...outcome.refusal })
+      else this.#onDropped({ address, port, reason: outcome.lost })
     }
     const timer = setTimeout(
-      () =>
-        finish({ kind: 'handshake-timeout', reason: `no TLS handshake in ${this.#handshakeTimeoutMs} ms` }),
+      () => finish({ lost: `no TLS handshake in ${this.#handshakeTimeoutMs} ms` }),
       this.#handshakeTimeoutMs,
     )
     this.serverHandshake(raw, {
-      refused: finish,
+      refused: (refusal) => finish({ refusal }),
+      lost: (reason) => finish({ lost: reason }),
       accepted: (secure) => {
         socket = secure
         // A client that offered no ALPN at all gets here with alpnProtocol false.
         if (secure.alpnProtocol !== this.#protocol) {
           finish({
-            kind: 'protocol-version',
-            reason: `the peer offered no protocol version (${this.#protocol})`,
+            refusal: {
+              kind: 'protocol-version',
+              reason: `the peer offered no protocol version (${this.#protocol})`,
+            },
           })
           return
         }
@@ -439,17 +465,43 @@ export class TlsPskTransport extends TlsTransport {
       },
     }
     const socket = new TLSSocket(raw, options)
-    socket.on('error', (err: NodeJS.ErrnoException) => outcome.refused(cause ?? pskServerReason(err)))
-    socket.once('close', () => outcome.refused(cause ?? closedDuringHandshake))
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (cause !== undefined) outcome.refused(cause)
+      else if (isNetworkFailure(err)) outcome.lost(`${err.code ?? err.message} during the handshake`)
+      else outcome.refused(pskServerReason(err))
+    })
+    socket.once('close', () => {
+      if (cause !== undefined) outcome.refused(cause)
+      else outcome.lost(CLOSED_DURING_HANDSHAKE)
+    })
     socket.once('secure', () => outcome.accepted(socket))
   }
 }
 
-/** A peer that hung up before its handshake finished. */
-export const closedDuringHandshake: HandshakeRefusal = {
-  kind: 'not-a-peer',
-  reason: 'closed the connection during the handshake',
+/** A peer that hung up before its handshake finished (a drop, not a refusal). */
+export const CLOSED_DURING_HANDSHAKE = 'the connection ended during the handshake'
+
+/**
+ * Node's names for a connection that ended under the handshake: a reset, a
+ * broken pipe, a timeout, or the stream ending ("socket hang up",
+ * ECONNRESET without a syscall). An error with a syscall comes from the
+ * socket, never from TLS; TLS alerts and certificate checks have codes of
+ * their own (ERR_SSL_*, ERR_TLS_*, OpenSSL's verify codes).
+ */
+export function isNetworkFailure(err: NodeJS.ErrnoException): boolean {
+  return err.syscall !== undefined || (err.code !== undefined && NETWORK_CODES.has(err.code))
 }
+
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ENETDOWN',
+  'EHOSTDOWN',
+])
 
 /** A client that offered ALPN protocols, none of them this node's. */
 export function protocolRefusal(offered: readonly string[], protocol: string): HandshakeRefusal {
@@ -461,6 +513,10 @@ export function protocolRefusal(offered: readonly string[], protocol: string): H
 
 export function refused(peer: string, reason: string, cause?: unknown): TributaryError {
   return new TributaryError('TRIB_PEER_REFUSED', `${peer}: ${reason}`, { cause })
+}
+
+function unreachable(peer: string, reason: string, cause?: unknown): TributaryError {
+  return new TributaryError('TRIB_PEER_UNREACHABLE', `${peer}: ${reason}`, { cause })
 }
 
 function listenFailed(host: string, port: number, reason: string, cause?: unknown): TributaryError {

@@ -1,7 +1,10 @@
 // The PeerTransport conformance suite: every implementation runs it. A
 // transport gives two peers a byte stream both ways, refuses nothing it
 // should accept, fails fast on a closed port, and close() ends everything.
-// Only 127.0.0.1 is used.
+// A handshake cut by the network (a reset half way, a link that passes
+// nothing) is TRIB_PEER_UNREACHABLE on the dialing side and a drop, never a
+// refusal, on the listening side: only a handshake's verdict is a refusal.
+// Only 127.0.0.1 is used (the link proxy listens and forwards there).
 
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -12,46 +15,56 @@ import type { Duplex } from 'node:stream'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { isTributaryError } from '../../src/errors.ts'
 import { MutualTlsTransport } from '../../src/replication/mtls-transport.ts'
-import { type PeerConnection, type PeerTransport, TlsPskTransport } from '../../src/replication/transport.ts'
+import {
+  type PeerConnection,
+  type PeerDrop,
+  type PeerRefusal,
+  type PeerTransport,
+  TlsPskTransport,
+  type TlsTransportOptions,
+} from '../../src/replication/transport.ts'
+import { LinkProxy } from '../helpers/link-proxy.ts'
 import { makeClusterCerts } from '../helpers/test-certs.ts'
 
 interface Factory {
   readonly name: string
-  /** Two transports of the same cluster, which must accept each other. */
-  readonly pair: () => [PeerTransport, PeerTransport]
+  /** Two transports of the same cluster, which must accept each other; `options` go to both. */
+  readonly pair: (options?: TlsTransportOptions) => [PeerTransport, PeerTransport]
 }
 
 const secret = Buffer.alloc(32, 0x5a)
 const certDir = mkdtempSync(join(tmpdir(), 'tributary-conformance-'))
 const certs = makeClusterCerts(certDir, 'conformance', ['a', 'b'])
 afterAll(() => rmSync(certDir, { recursive: true, force: true }))
-const mutual = (node: string): MutualTlsTransport => {
+const mutual = (node: string, options: TlsTransportOptions = {}): MutualTlsTransport => {
   const tls = certs.tls(node)
   const credentials = {
     cert: readFileSync(tls.certFile),
     key: readFileSync(tls.keyFile),
     ca: readFileSync(tls.caFile),
   }
-  return new MutualTlsTransport({ cluster: 'conformance', credentials })
+  return new MutualTlsTransport({ ...options, cluster: 'conformance', credentials })
 }
 const implementations: Factory[] = [
   {
     name: 'TlsPskTransport',
-    pair: () => [
-      new TlsPskTransport({ cluster: 'conformance', secret }),
-      new TlsPskTransport({ cluster: 'conformance', secret }),
+    pair: (options = {}) => [
+      new TlsPskTransport({ ...options, cluster: 'conformance', secret }),
+      new TlsPskTransport({ ...options, cluster: 'conformance', secret }),
     ],
   },
-  { name: 'MutualTlsTransport', pair: () => [mutual('a'), mutual('b')] },
+  { name: 'MutualTlsTransport', pair: (options) => [mutual('a', options), mutual('b', options)] },
 ]
 
 const open: PeerTransport[] = []
+const proxies: LinkProxy[] = []
 afterEach(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.close()))
   await Promise.all(open.splice(0).map((t) => t.close()))
 })
 
-function made(factory: Factory): [PeerTransport, PeerTransport] {
-  const pair = factory.pair()
+function made(factory: Factory, options?: TlsTransportOptions): [PeerTransport, PeerTransport] {
+  const pair = factory.pair(options)
   open.push(...pair)
   return pair
 }
@@ -148,6 +161,50 @@ for (const factory of implementations) {
       await b.close()
       await outboundClosed
       await inboundClosed
+    })
+
+    it('a reset half way through the handshake is unreachable, not refused, on both sides', async () => {
+      const refusals: PeerRefusal[] = []
+      const drops: PeerDrop[] = []
+      const [a, b] = made(factory, {
+        onRefused: (r) => refusals.push(r),
+        onDropped: (d) => drops.push(d),
+      })
+      const peers: PeerConnection[] = []
+      const { port } = await a.listen('127.0.0.1', 0, (conn) => peers.push(conn))
+      const proxy = await LinkProxy.start({ host: '127.0.0.1', port }, 12)
+      proxies.push(proxy)
+      // The ClientHello passes; the server's first answer resets both sides.
+      proxy.setFaults({ delayMs: 0, jitterMs: 0, cutChance: 0, cutAfterChunks: 1 })
+      const err = await b.connect('127.0.0.1', proxy.port).catch((e: unknown) => e)
+      expect(isTributaryError(err, 'TRIB_PEER_UNREACHABLE'), String(err)).toBe(true)
+      expect((err as Error).message).toContain(`127.0.0.1:${proxy.port}`)
+      for (let i = 0; i < 100 && drops.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(drops).toEqual([expect.objectContaining({ address: '127.0.0.1' })])
+      expect(refusals).toEqual([])
+      expect(peers).toEqual([])
+
+      // The same link healthy again: the two transports accept each other.
+      proxy.setFaults({ delayMs: 0, jitterMs: 0, cutChance: 0 })
+      const conn = await b.connect('127.0.0.1', proxy.port)
+      for (let i = 0; i < 100 && peers.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(peers).toHaveLength(1)
+      conn.socket.destroy()
+      expect(refusals).toEqual([])
+    })
+
+    it('a handshake that gets no answer in time is unreachable, not refused', async () => {
+      const refusals: PeerRefusal[] = []
+      const [a, b] = made(factory, { handshakeTimeoutMs: 300, onRefused: (r) => refusals.push(r) })
+      const { port } = await a.listen('127.0.0.1', 0, () => {})
+      const proxy = await LinkProxy.start({ host: '127.0.0.1', port }, 13)
+      proxies.push(proxy)
+      // TCP reaches the proxy; nothing goes further.
+      proxy.blackHole()
+      const err = await b.connect('127.0.0.1', proxy.port).catch((e: unknown) => e)
+      expect(isTributaryError(err, 'TRIB_PEER_UNREACHABLE'), String(err)).toBe(true)
+      expect((err as Error).message).toContain('no TLS handshake in 300 ms')
+      expect(refusals).toEqual([])
     })
 
     it('refuses listen and connect after close()', async () => {

@@ -8,6 +8,9 @@
 // - cuts: each chunk may reset both sides of its connection (`cutChance`),
 //   which is how heavy loss shows on a TCP link (the kernel retransmits, so
 //   loss is stalls and then resets), and `cutAll()` resets every connection;
+// - a cut at a set point: each connection is reset when its chunk number
+//   `cutAfterChunks + 1` (both directions counted) arrives, so a test can
+//   reset a TLS handshake half way (chunk 1 is the ClientHello);
 // - a black hole: nothing passes in either direction and new connections
 //   are accepted but not connected on; what was sent meanwhile is held and
 //   delivered at heal time to the connections still alive, as TCP's
@@ -28,6 +31,8 @@ export interface LinkFaults {
   readonly jitterMs: number
   /** Chance per chunk (0 to 1) that its connection is reset in both directions. */
   readonly cutChance: number
+  /** Reset each connection when a chunk arrives after this many have passed (both directions counted). */
+  readonly cutAfterChunks?: number
 }
 
 export const HEALTHY: LinkFaults = { delayMs: 0, jitterMs: 0, cutChance: 0 }
@@ -57,17 +62,19 @@ class Direction {
   readonly #to: Socket
   readonly #proxy: LinkProxy
   readonly #cut: () => void
+  readonly #passed: { chunks: number }
   readonly #queue: Array<{ chunk: Buffer; releaseAt: number }> = []
   #held = 0
   #lastRelease = 0
   #timer: NodeJS.Timeout | null = null
   #ended = false
 
-  constructor(from: Socket, to: Socket, proxy: LinkProxy, cut: () => void) {
+  constructor(from: Socket, to: Socket, proxy: LinkProxy, cut: () => void, passed: { chunks: number }) {
     this.#from = from
     this.#to = to
     this.#proxy = proxy
     this.#cut = cut
+    this.#passed = passed
     from.on('data', (chunk: Buffer) => this.#take(chunk))
     from.on('end', () => {
       this.#ended = true
@@ -77,7 +84,8 @@ class Direction {
 
   #take(chunk: Buffer): void {
     const proxy = this.#proxy
-    if (proxy.decideCut(chunk.length)) {
+    const at = proxy.faults.cutAfterChunks
+    if (proxy.decideCut(chunk.length) || (at !== undefined && this.#passed.chunks >= at)) {
       this.#cut()
       return
     }
@@ -85,6 +93,7 @@ class Direction {
     const delay = Math.max(0, faults.delayMs + (proxy.random() * 2 - 1) * faults.jitterMs)
     // TCP keeps each direction's byte order: no chunk leaves before the one ahead of it.
     this.#lastRelease = Math.max(this.#lastRelease, performance.now() + delay)
+    this.#passed.chunks++
     this.#queue.push({ chunk, releaseAt: this.#lastRelease })
     this.#held += chunk.length
     if (this.#held > MAX_HELD_BYTES) this.#from.pause()
@@ -137,9 +146,10 @@ class Connection {
     this.#client = client
     this.#upstream = upstream
     const cut = (): void => this.reset()
+    const passed = { chunks: 0 }
     this.#directions = [
-      new Direction(client, upstream, proxy, cut),
-      new Direction(upstream, client, proxy, cut),
+      new Direction(client, upstream, proxy, cut, passed),
+      new Direction(upstream, client, proxy, cut, passed),
     ]
     const close = (): void => {
       if (this.#closed) return

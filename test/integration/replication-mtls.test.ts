@@ -44,9 +44,9 @@ async function eventually(check: () => Promise<boolean>, label: string): Promise
   throw new Error(`timed out waiting for ${label}`)
 }
 
-async function refusedCount(node: RunningNode): Promise<number> {
+async function refusedCount(node: RunningNode, code = 'TRIB_PEER_REFUSED'): Promise<number> {
   const metrics = await (await fetch(`${node.httpUrl}/metrics`)).text()
-  const line = /tributary_replication_refused_total\{code="TRIB_PEER_REFUSED"\} (\d+)/.exec(metrics)
+  const line = new RegExp(`tributary_replication_refused_total\\{code="${code}"\\} (\\d+)`).exec(metrics)
   return Number(line?.[1] ?? 0)
 }
 
@@ -77,8 +77,10 @@ describe('two nodes with certificates from one CA', () => {
     }
     expect(peers.peers).toEqual([expect.objectContaining({ nodeId: b.node.nodeId, state: 'connected' })])
     const before = await refusedCount(a)
+    const droppedBefore = await refusedCount(a, 'TRIB_PEER_UNREACHABLE')
 
-    // Node c: same cluster name, its own CA. It refuses a's certificate itself; a counts the refusal.
+    // Node c: same cluster name, its own CA. It refuses a's certificate itself and says why; it hangs up
+    // without a TLS alert, which a cannot tell from a reset: a counts a dropped handshake, not a refusal.
     const other = makeClusterCerts(await cleanup.dir(), 'mesh', ['c'])
     const c = await cleanup.node({
       config: {
@@ -95,8 +97,12 @@ describe('two nodes with certificates from one CA', () => {
       return seen?.state === 'refused'
     }, 'c to be refused')
     expect(seen?.lastError).toMatch(/certificate does not verify against cluster\.tls\.caFile/)
-    await eventually(async () => (await refusedCount(a)) > before, 'a to count the refusal')
+    await eventually(
+      async () => (await refusedCount(a, 'TRIB_PEER_UNREACHABLE')) > droppedBefore,
+      'a to count the dropped handshake',
+    )
     await c.stop()
+    expect(await refusedCount(a)).toBe(before)
 
     // A client that trusts the CA but presents no certificate: refused, and counted.
     const counted = await refusedCount(a)

@@ -133,6 +133,44 @@ async function until(condition: () => Promise<boolean>, label: string): Promise<
   throw new Error(`timed out waiting for ${label}`)
 }
 
+describe('a peer whose link is down', () => {
+  it('shows no round trip and claims no copy lag, in /v1/peers, tributary peers and /metrics', async () => {
+    const { a, b } = await pair('blink', [{ name: 'temps', match: ['t/#'] }])
+    const sensor = await cleanup.mqtt(b.url, { clientId: 'sensor-blink' })
+    for (let i = 0; i < 5; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    type Peers = {
+      peers: Array<{
+        state: string
+        rttMs: number | null
+        copies: Array<{ stream: string; nextOffset: number; lagRecords: number | null }>
+      }>
+    }
+    const peersOfA = async () => ((await (await fetch(`${a.httpUrl}/v1/peers`)).json()) as Peers).peers
+    await until(async () => {
+      const [peer] = await peersOfA()
+      const temps = peer?.copies.find((c) => c.stream === 'temps')
+      return peer?.rttMs !== null && temps?.nextOffset === 5 && temps.lagRecords === 0
+    }, 'a to copy b, with a round trip')
+    const lagSample = new RegExp(`tributary_replica_lag_records\\{origin="${b.node.nodeId}"`)
+    expect(await (await fetch(`${a.httpUrl}/metrics`)).text()).toMatch(lagSample)
+
+    await b.stop()
+    await until(async () => (await peersOfA())[0]?.state === 'connecting', 'a to see the link down')
+    const [peer] = await peersOfA()
+    expect(peer?.rttMs).toBeNull()
+    // Known: where the copy ends. Not known: where b ends now.
+    expect(peer?.copies.find((c) => c.stream === 'temps')).toMatchObject({ nextOffset: 5, lagRecords: null })
+    expect(peer?.copies.every((c) => c.lagRecords === null)).toBe(true)
+    expect(await (await fetch(`${a.httpUrl}/metrics`)).text()).not.toMatch(lagSample)
+    const httpPort = new URL(a.httpUrl ?? '').port
+    const shown = await runTributary(['peers', '--data-dir', a.dataDir, '--http-port', httpPort])
+    expect(shown.code, shown.stderr).toBe(0)
+    expect(shown.stdout).toMatch(
+      new RegExp(`${b.node.nodeId}\\s+\\S+\\s+static\\s+connecting\\s+-\\s+2\\s+\\?`),
+    )
+  })
+})
+
 describe('three nodes, replicas 2 and 3', () => {
   it('copy each partition to replicas - 1 followers, and to another follower once its follower is gone', async () => {
     const secretDir = await cleanup.dir()
@@ -338,6 +376,47 @@ describe('retention in a cluster', () => {
     const held = await a.node.store.applyRetention(everything, Date.now())
     expect(held.heldBack).toContainEqual(ref)
     expect(a.node.store.partition(ref)?.firstOffset).toBeLessThanOrEqual(10)
+  })
+})
+
+describe('retention after the origin restarts', () => {
+  it('holds what a known follower had not copied until it reports or followerExpireMs passes', async () => {
+    const streams = [{ name: 'temps', match: ['t/#'] }]
+    const { a, b, clusterOf, portA } = await pair('restart-floors', streams, { tailRecoveryMs: 300 })
+    const ref = { stream: 'temps', origin: a.node.nodeId, partition: 0 }
+    let sensor = await cleanup.mqtt(a.url, { clientId: 'sensor-f' })
+    for (let i = 0; i < 5; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    await waitFor(() => b.node.store.durableNext(ref) === 5, 'b to copy a')
+    // b goes; a goes on writing, then restarts with b still away.
+    await b.stop()
+    for (let i = 5; i < 10; i++) await sensor.publishAsync('t/x', `r${i}`, { qos: 1 })
+    await sensor.endAsync()
+    const dataDir = a.dataDir
+    const portB = b.config.cluster?.replicationPort ?? 0
+    await a.stop()
+    const expireMs = 2_000
+    const again = await cleanup.node({
+      dataDir,
+      config: {
+        streams,
+        cluster: { ...clusterOf(portA, portB), tailRecoveryMs: 300, followerExpireMs: expireMs },
+      },
+    })
+    const started = performance.now()
+    sensor = await cleanup.mqtt(again.url, { clientId: 'sensor-f2' })
+    await sensor.publishAsync('t/x', 'after', { qos: 1 })
+    const everything = () => ({ maxAgeMs: null, maxBytes: 1 })
+    // b, a follower a had, has not reported since the restart: nothing is deleted for it.
+    const held = await again.node.store.applyRetention(everything, Date.now())
+    expect(performance.now() - started).toBeLessThan(expireMs)
+    expect(held.heldBack).toContainEqual(ref)
+    expect(held.recordsDeleted).toBe(0)
+    expect(again.node.store.partition(ref)?.firstOffset).toBe(0)
+
+    // followerExpireMs later b no longer holds anything back.
+    await new Promise((resolve) => setTimeout(resolve, expireMs + 200))
+    const freed = await again.node.store.applyRetention(everything, Date.now())
+    expect(freed.recordsDeleted).toBeGreaterThan(0)
   })
 })
 

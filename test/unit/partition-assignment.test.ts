@@ -91,6 +91,34 @@ describe('partition assignment', () => {
     expect(a.followersOf(p)).toEqual(['node-c'])
   })
 
+  it('after a restart, gives each partition to the followers the node had, by rendezvous, as if their links just dropped', () => {
+    const time = clock()
+    const released: string[] = []
+    const a = new PartitionAssignment({
+      awayMs: 1000,
+      now: time.now,
+      onReleased: (f, p) => released.push(`${f}:${p.partition}`),
+    })
+    const known = ['node-b', 'node-c', 'node-d']
+    a.restore(known)
+    const best = (p: { stream: string; partition: number }) =>
+      [...known].sort((x, y) =>
+        rendezvousScore(p.stream, p.partition, y) > rendezvousScore(p.stream, p.partition, x) ? 1 : -1,
+      )
+    for (const p of partitions(10, 2)) expect(a.followersOf(p)).toEqual(best(p).slice(0, 1))
+    for (const p of partitions(10, 3).map((p) => ({ ...p, stream: 'all' })))
+      expect(a.followersOf(p)).toEqual(best(p).slice(0, 2))
+    expect(known.some((f) => a.connected(f))).toBe(false)
+    // A stranger connects: the known followers keep their places for awayMs, then lose them to it.
+    a.linkUp('node-e')
+    time.advance(500)
+    const p0 = { stream: 'temps', partition: 0, replicas: 2 }
+    expect(a.followersOf(p0)).toEqual(best(p0).slice(0, 1))
+    time.advance(600)
+    expect(a.followersOf(p0)).toEqual(['node-e'])
+    expect(released).toContain(`${best(p0)[0]}:0`)
+  })
+
   it('counts a follower with two links as connected until both dropped', () => {
     const t = clock()
     const a = new PartitionAssignment({ awayMs: 100, now: t.now })

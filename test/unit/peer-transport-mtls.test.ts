@@ -18,7 +18,7 @@ import {
   MutualTlsTransport,
   type MutualTlsTransportOptions,
 } from '../../src/replication/mtls-transport.ts'
-import type { PeerConnection, PeerRefusal } from '../../src/replication/transport.ts'
+import type { PeerConnection, PeerDrop, PeerRefusal } from '../../src/replication/transport.ts'
 import { type ClusterTls, makeClusterCerts } from '../helpers/test-certs.ts'
 
 const dirs: string[] = []
@@ -53,13 +53,17 @@ function transport(credentials: ClusterCredentials, options: Partial<MutualTlsTr
 async function listening(credentials: ClusterCredentials) {
   const peers: PeerConnection[] = []
   const refusals: PeerRefusal[] = []
-  const server = transport(credentials, { onRefused: (info) => refusals.push(info) })
+  const drops: PeerDrop[] = []
+  const server = transport(credentials, {
+    onRefused: (info) => refusals.push(info),
+    onDropped: (info) => drops.push(info),
+  })
   const { port } = await server.listen('127.0.0.1', 0, (conn) => peers.push(conn))
   const until = async (check: () => boolean): Promise<void> => {
     for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
     expect(check()).toBe(true)
   }
-  return { server, port, peers, refusals, until }
+  return { server, port, peers, refusals, drops, until }
 }
 
 async function refusedConnect(client: MutualTlsTransport, port: number): Promise<TributaryError> {
@@ -109,13 +113,15 @@ describe('MutualTlsTransport', () => {
     expect(server.getPeerCertificate().subject.CN).toBe('b')
   })
 
-  it('refuses a peer whose certificate is from another CA, on both sides', async () => {
-    const { port, peers, refusals, until } = await listening(load(mesh.tls('a')))
+  it('refuses a peer whose certificate is from another CA: the dialer refuses, the listener sees a drop', async () => {
+    const { port, peers, refusals, drops, until } = await listening(load(mesh.tls('a')))
     const err = await refusedConnect(transport(load(otherCa.tls('x'))), port)
     expect(err.code).toBe('TRIB_PEER_REFUSED')
     expect(err.message).toContain('does not verify against cluster.tls.caFile')
-    await until(() => refusals.length === 1)
-    expect(refusals[0]).toMatchObject({ address: '127.0.0.1', kind: 'not-a-peer' })
+    // The dialer closes without an alert, as a reset does: the listening side cannot call it a refusal.
+    await until(() => drops.length === 1)
+    expect(drops[0]).toMatchObject({ address: '127.0.0.1' })
+    expect(refusals).toEqual([])
     expect(peers).toEqual([])
   })
 
@@ -140,12 +146,12 @@ describe('MutualTlsTransport', () => {
     expect(peers).toEqual([])
   })
 
-  it('refuses a certificate of the same CA that names another cluster, on both sides', async () => {
+  it('refuses a certificate of the same CA that names another cluster (the dialer refuses, the listener sees a drop)', async () => {
     // One CA for two clusters: the subjectAltName keeps them apart.
     const shared = certsOf('elsewhere', ['p'])
     const asMesh = { ...load(shared.tls('p')), ca: readFileSync(shared.caFile) }
     expect(() => transport(asMesh)).toThrow(expect.objectContaining({ code: 'TRIB_CLUSTER_TLS_INVALID' }))
-    const { port, refusals, until } = await listening(load(mesh.tls('a')))
+    const { port, refusals, drops, until } = await listening(load(mesh.tls('a')))
     const elsewhere = new MutualTlsTransport({
       cluster: 'elsewhere',
       credentials: load(otherCluster.tls('y')),
@@ -153,7 +159,8 @@ describe('MutualTlsTransport', () => {
     open.push(elsewhere)
     const err = await refusedConnect(elsewhere, port)
     expect(err.message).toContain('does not verify')
-    await until(() => refusals.length === 1)
+    await until(() => drops.length === 1)
+    expect(refusals).toEqual([])
   })
 
   it('refuses at construction a key that is not the certificate one, or a certificate not signed by the CA', () => {
@@ -164,7 +171,7 @@ describe('MutualTlsTransport', () => {
   })
 
   it('serves the connections made after setCredentials with the new ones', async () => {
-    const { server, port, peers, refusals, until } = await listening(load(mesh.tls('a')))
+    const { server, port, peers, drops, until } = await listening(load(mesh.tls('a')))
     const x = load(otherCa.tls('x'))
     await refusedConnect(transport(x), port)
     // The node moves to the other CA (a renewed PKI): x gets in, b no longer does.
@@ -178,6 +185,7 @@ describe('MutualTlsTransport', () => {
     await until(() => peers.length === 1)
     const err = await refusedConnect(transport(load(mesh.tls('b'))), port)
     expect(err.code).toBe('TRIB_PEER_REFUSED')
-    expect(refusals.length).toBeGreaterThanOrEqual(1)
+    // b no longer trusts the node's certificate: it refuses, and hangs up as a reset would here.
+    await until(() => drops.length === 2)
   })
 })

@@ -2,7 +2,8 @@
 // the link is TLS 1.3 with a PSK suite and an ephemeral key exchange; a peer
 // with the wrong secret, cluster name or protocol version is refused on both
 // sides, with the address on the listening side; a client that never
-// completes a handshake is cut off; unauthenticated connections are bounded.
+// completes a handshake is cut off (a drop, not a refusal); unauthenticated
+// connections are bounded.
 // Sockets on 127.0.0.1 only.
 
 import { once } from 'node:events'
@@ -13,6 +14,7 @@ import { isTributaryError, TributaryError } from '../../src/errors.ts'
 import {
   derivePsk,
   type PeerConnection,
+  type PeerDrop,
   type PeerRefusal,
   TLS_CIPHERSUITES,
   TlsPskTransport,
@@ -39,6 +41,7 @@ function transport(options: Partial<TlsPskTransportOptions> = {}): TlsPskTranspo
 async function listening(options: Partial<TlsPskTransportOptions> = {}) {
   const peers: PeerConnection[] = []
   const refusals: PeerRefusal[] = []
+  const drops: PeerDrop[] = []
   const waiters: Array<() => void> = []
   const notify = (): void => {
     for (const w of waiters.splice(0)) w()
@@ -49,6 +52,10 @@ async function listening(options: Partial<TlsPskTransportOptions> = {}) {
       refusals.push(info)
       notify()
     },
+    onDropped: (info) => {
+      drops.push(info)
+      notify()
+    },
   })
   const { port } = await server.listen('127.0.0.1', 0, (conn) => {
     peers.push(conn)
@@ -57,7 +64,7 @@ async function listening(options: Partial<TlsPskTransportOptions> = {}) {
   const until = async (check: () => boolean): Promise<void> => {
     while (!check()) await new Promise<void>((resolve) => waiters.push(resolve))
   }
-  return { server, port, peers, refusals, until }
+  return { server, port, peers, refusals, drops, until }
 }
 
 async function refusedConnect(client: TlsPskTransport, port: number): Promise<TributaryError> {
@@ -160,18 +167,19 @@ describe('TlsPskTransport', () => {
     expect(refusals[0]).toMatchObject({ address: '127.0.0.1', kind: 'not-a-peer' })
   })
 
-  it('cuts off and reports a client that says nothing, after the handshake timeout', async () => {
-    const { port, refusals, until } = await listening({ handshakeTimeoutMs: 300 })
+  it('cuts off a client that says nothing after the handshake timeout, as a drop, not a refusal', async () => {
+    const { port, refusals, drops, until } = await listening({ handshakeTimeoutMs: 300 })
     const socket = netConnect(port, '127.0.0.1')
     sockets.push(socket)
     socket.on('error', () => {})
     await once(socket, 'connect')
     await once(socket, 'close')
-    await until(() => refusals.length === 1)
-    expect(refusals[0]).toMatchObject({ address: '127.0.0.1', kind: 'handshake-timeout' })
+    await until(() => drops.length === 1)
+    expect(drops[0]).toMatchObject({ address: '127.0.0.1', reason: 'no TLS handshake in 300 ms' })
+    expect(refusals).toEqual([])
   })
 
-  it('rejects connect with TRIB_PEER_REFUSED when the server never answers the handshake', async () => {
+  it('rejects connect with TRIB_PEER_UNREACHABLE when the server never answers the handshake', async () => {
     const { createServer } = await import('node:net')
     const silent = createServer((s) => sockets.push(s))
     silent.listen(0, '127.0.0.1')
@@ -180,7 +188,7 @@ describe('TlsPskTransport', () => {
       const address = silent.address()
       const port = typeof address === 'object' && address !== null ? address.port : 0
       const err = await refusedConnect(transport({ handshakeTimeoutMs: 300 }), port)
-      expect(err.code).toBe('TRIB_PEER_REFUSED')
+      expect(err.code).toBe('TRIB_PEER_UNREACHABLE')
       expect(err.message).toContain('no TLS handshake in 300 ms')
     } finally {
       for (const s of sockets.splice(0)) s.destroy()
@@ -189,7 +197,7 @@ describe('TlsPskTransport', () => {
   })
 
   it('destroys at once the connections beyond maxPendingHandshakes, and still accepts peers after', async () => {
-    const { port, peers, refusals, until } = await listening({
+    const { port, peers, refusals, drops, until } = await listening({
       maxPendingHandshakes: 2,
       handshakeTimeoutMs: 10_000,
     })
@@ -204,11 +212,11 @@ describe('TlsPskTransport', () => {
     await once(idle[2] as Socket, 'close')
     await until(() => refusals.length === 1)
     expect(refusals[0]).toMatchObject({ address: '127.0.0.1', kind: 'too-many-handshakes' })
-    // The two pending ones are still open; when they go, a real peer gets in.
+    // The two pending ones are still open; when they go (drops, not refusals), a real peer gets in.
     expect(idle[0]?.destroyed).toBe(false)
-    const gone = refusals.length
     for (const s of idle.slice(0, 2)) s.destroy()
-    await until(() => refusals.length === gone + 2)
+    await until(() => drops.length === 2)
+    expect(refusals).toHaveLength(1)
     await transport().connect('127.0.0.1', port)
     await until(() => peers.length === 1)
   })
