@@ -19,6 +19,32 @@
 // altogether until restarted. Every refusal (wrong secret, cluster, protocol,
 // node id) is logged with the peer's address and counted.
 //
+// Two nodes with one id where multicast is blocked (static peers only, so
+// mDNS cannot see the clone): a cloned data dir's node dials this node too,
+// and without a check both would be served as one follower (their synced
+// reports mixed, each holding the other's retention floors and acks). The
+// rule, in `#serve`: an inbound link whose node id already follows this
+// node over a live link from another IP address is refused with
+// TRIB_NODE_ID_CONFLICT (the refuse carries the fix), logged with both
+// addresses, counted and listed in `conflicts()` (/v1/peers). The older
+// link wins because it is the one copies and acks already count on. A link
+// is live only while heard from: silent for followerTimeoutMs, its own
+// heartbeat check closes it. So:
+// - a node restarting at the same address while its old link is still open
+//   (half-open until the timeout) is no conflict: same IP, both served, the
+//   old one times out;
+// - a node back at another address (a power cut, a new DHCP lease) is
+//   refused only until its old, silent link times out; its next dial after
+//   that is accepted (the refused side backs off, at most 10 s, and keeps
+//   dialing), so the conflict does not last;
+// - a clone beside its running original stays refused for as long as the
+//   original keeps its link up (the listed conflict says so), and takes
+//   its place only if the original is gone past followerTimeoutMs.
+// The refused node sees `refused` and the reason in its own /v1/peers. It
+// does not stop replicating with everyone (as an mDNS conflict on its own
+// id makes it do): the refusing node cannot tell a clone from a node that
+// just moved.
+//
 // `whenReplicated` is what `ack: replicated` waits on: a record counts as
 // copied by a follower once that follower's `synced` report (sent after its
 // copy is fdatasync'd) passes it, and only while the follower's link is up;
@@ -38,7 +64,7 @@
 // the log start again). Floors live in memory: after a restart they come
 // back with the followers' first reports.
 
-import { isTributaryError, type TributaryError } from '../errors.ts'
+import { type ErrorCode, isTributaryError, TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
 import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
@@ -105,6 +131,17 @@ export interface TailRecoveryReport {
   readonly unconfirmed: readonly string[]
 }
 
+/** A node id that followed this node from two IP addresses at once: the newer links were refused. */
+export interface InboundConflict {
+  readonly nodeId: string
+  /** The IP address of the live link that was kept. */
+  readonly accepted: string
+  /** The IP addresses refused while it was live. */
+  readonly refused: readonly string[]
+  readonly refusals: number
+  readonly lastRefusedAtMs: number
+}
+
 export interface PeerStatus {
   readonly nodeId: string | null
   readonly address: string
@@ -144,7 +181,10 @@ export class Replicator {
   readonly #o: ReplicatorOptions
   readonly #abort = new AbortController()
   readonly #dialed = new Map<string, Dialed>()
-  readonly #inbound = new Set<PeerLink>()
+  /** Each link that follows this node, with the peer's IP address. */
+  readonly #inbound = new Map<PeerLink, string>()
+  /** Per kept inbound link: the links with its node id from other addresses refused while it was live. */
+  readonly #conflicts = new Map<PeerLink, InboundConflict>()
   /** Per follower node id, per `stream/partition` of this node: its synced report. */
   readonly #synced = new Map<string, Map<string, SyncedEntry>>()
   readonly #loops: Promise<void>[] = []
@@ -235,7 +275,8 @@ export class Replicator {
     if (this.#refusedAll !== null) return
     this.#refusedAll = error
     this.#o.logger.error({ code: error.code, err: error.message }, 'replication refused')
-    for (const link of this.#inbound) link.close(error.message, { code: error.code, message: error.message })
+    for (const link of this.#inbound.keys())
+      link.close(error.message, { code: error.code, message: error.message })
     for (const dialed of this.#dialed.values()) {
       dialed.state = 'refused'
       dialed.lastError = error.message
@@ -246,6 +287,11 @@ export class Replicator {
   /** Why replication is refused (a node id conflict), or null. */
   get refused(): TributaryError | null {
     return this.#refusedAll
+  }
+
+  /** Node ids refused because they follow this node from two addresses at once (while the older link lives). */
+  conflicts(): InboundConflict[] {
+    return [...this.#conflicts.values()]
   }
 
   status(): PeerStatus[] {
@@ -283,7 +329,7 @@ export class Replicator {
     clearInterval(this.#rebalance)
     for (const finish of [...this.#waiting.values()]) finish(false)
     for (const timer of this.#expiring.values()) clearTimeout(timer)
-    for (const link of this.#inbound) link.close('node shutting down')
+    for (const link of this.#inbound.keys()) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
     await this.#o.transport.close()
     await Promise.all(this.#loops)
@@ -302,7 +348,9 @@ export class Replicator {
       link.close(message, { code, message })
       return
     }
-    this.#inbound.add(link)
+    const address = ipOf(conn.remoteAddress)
+    if (this.#refusedAsDuplicate(link, address)) return
+    this.#inbound.set(link, address)
     const follower = link.peer.nodeId
     clearTimeout(this.#expiring.get(follower))
     this.#expiring.delete(follower)
@@ -324,11 +372,13 @@ export class Replicator {
     server.close()
     this.#servers.delete(server)
     this.#inbound.delete(link)
+    // Its place is free: a node with its id from another address is accepted at its next dial.
+    this.#conflicts.delete(link)
     // It keeps its partitions followerTimeoutMs more; then the rebalance timer gives them to others.
     this.#assignment.linkDown(follower)
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
-    if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
+    if (![...this.#inbound.keys()].some((other) => other.peer.nodeId === follower)) {
       const held = this.#synced.get(follower)
       this.#synced.delete(follower)
       const expire = setTimeout(() => {
@@ -340,6 +390,41 @@ export class Replicator {
       this.#expiring.set(follower, expire)
     }
     this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
+  }
+
+  /**
+   * Refuses `link` when its node id follows this node over a live link from
+   * another address (see the header: the older link wins while heard from).
+   */
+  #refusedAsDuplicate(link: PeerLink, address: string): boolean {
+    const nodeId = link.peer.nodeId
+    const older = [...this.#inbound].find(
+      ([other, from]) => other.peer.nodeId === nodeId && other.closedReason === null && from !== address,
+    )
+    if (older === undefined) return false
+    const [kept, keptAddress] = older
+    const error = new TributaryError(
+      'TRIB_NODE_ID_CONFLICT',
+      `node id ${nodeId} already follows ${this.#o.link.nodeId} from ${keptAddress}; the link from ${address} ` +
+        'is refused while that one is live (two nodes with one id: a cloned data dir?)',
+    )
+    link.close(error.message, { code: error.code, message: error.message })
+    const seen = this.#conflicts.get(kept)
+    const refused = new Set(seen?.refused).add(address)
+    this.#conflicts.set(kept, {
+      nodeId,
+      accepted: keptAddress,
+      refused: [...refused],
+      refusals: (seen?.refusals ?? 0) + 1,
+      lastRefusedAtMs: Date.now(),
+    })
+    this.#o.onRefused?.(error.code)
+    // Once per conflict at error level; the refused node dials again with backoff, each time logged quietly.
+    const fields = { code: error.code, nodeId, accepted: keptAddress, refused: address }
+    if (seen === undefined)
+      this.#o.logger.error(fields, 'two nodes with one node id follow this node: the newer link is refused')
+    else this.#o.logger.debug(fields, 'node id conflict: link refused again')
+    return true
   }
 
   #noteSynced(follower: string, entries: readonly SyncedEntry[]): void {
@@ -482,8 +567,13 @@ export class Replicator {
           dialed.lastError = null
           return
         }
-        backoff.reset()
         await this.#follow(dialed, link)
+        if (link.refusal === null) backoff.reset()
+        else {
+          // Refused after the hello (a node id conflict at the peer): shown, counted, dialed again after a longer wait.
+          dialed.state = 'refused'
+          this.#refusal(dialed.address, new RefusedByPeer(link.refusal.code, link.refusal.message))
+        }
       } catch (err) {
         dialed.state =
           isTributaryError(err, 'TRIB_NODE_ID_CONFLICT') || isTributaryError(err, 'TRIB_PEER_REFUSED')
@@ -519,7 +609,7 @@ export class Replicator {
     await follower.run()
     const reason = await link.closed()
     dialed.lastError = reason
-    if (!this.#abort.signal.aborted)
+    if (!this.#abort.signal.aborted && link.refusal === null)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
   }
 
@@ -547,7 +637,7 @@ export class Replicator {
   #refusal(address: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err)
     if (this.#abort.signal.aborted) return
-    const code = isTributaryError(err) ? err.code : 'TRIB_PEER_UNREACHABLE'
+    const code = isTributaryError(err) || err instanceof RefusedByPeer ? err.code : 'TRIB_PEER_UNREACHABLE'
     const dialed = this.#dialed.get(address)
     if (dialed !== undefined) dialed.lastError = message
     this.#o.onRefused?.(code)
@@ -556,6 +646,20 @@ export class Replicator {
       this.#o.logger.debug({ address, err: message }, 'peer not reachable')
     else this.#o.logger.warn({ code, address, err: message }, 'replication link refused')
   }
+}
+
+/** A peer's `refuse`, its message as the peer wrote it (a TributaryError would prefix the catalog text again). */
+class RefusedByPeer extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+/** An IPv4 peer on a dual-stack listener shows as `::ffff:a.b.c.d`: one address, one spelling. */
+function ipOf(remoteAddress: string): string {
+  return remoteAddress.startsWith('::ffff:') ? remoteAddress.slice('::ffff:'.length) : remoteAddress
 }
 
 function floorHolder(follower: string): string {
