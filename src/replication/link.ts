@@ -5,10 +5,10 @@
 // id: a cloned data dir) is answered with `refuse` and the link closes; so is
 // anything else sent before the hello, and bytes that are no frame, before
 // or after it (the refuse names the decoder's reason, and goes out before
-// the socket closes). After the hello, heartbeats every
-// `heartbeatMs` carry liveness and the round-trip time, and a link that hears
-// nothing for `timeoutMs` is closed: liveness comes from here, never from
-// mDNS. Messages flow both ways; writes wait for the socket to drain, so a
+// the socket closes; a refuse heard after the hello is kept in `refusal`).
+// After the hello, heartbeats every `heartbeatMs` carry liveness and the
+// round-trip time, and a link that hears nothing for `timeoutMs` is closed:
+// liveness comes from here, never from mDNS. Messages flow both ways; writes wait for the socket to drain, so a
 // slow peer slows only its own link.
 
 import { once } from 'node:events'

@@ -17,33 +17,9 @@
 // of a node already followed is dropped. When this node's own id is found
 // announced elsewhere (`refuseAll`: a cloned data dir), it stops replicating
 // altogether until restarted. Every refusal (wrong secret, cluster, protocol,
-// node id) is logged with the peer's address and counted.
-//
-// Two nodes with one id where multicast is blocked (static peers only, so
-// mDNS cannot see the clone): a cloned data dir's node dials this node too,
-// and without a check both would be served as one follower (their synced
-// reports mixed, each holding the other's retention floors and acks). The
-// rule, in `#serve`: an inbound link whose node id already follows this
-// node over a live link from another IP address is refused with
-// TRIB_NODE_ID_CONFLICT (the refuse carries the fix), logged with both
-// addresses, counted and listed in `conflicts()` (/v1/peers). The older
-// link wins because it is the one copies and acks already count on. A link
-// is live only while heard from: silent for followerTimeoutMs, its own
-// heartbeat check closes it. So:
-// - a node restarting at the same address while its old link is still open
-//   (half-open until the timeout) is no conflict: same IP, both served, the
-//   old one times out;
-// - a node back at another address (a power cut, a new DHCP lease) is
-//   refused only until its old, silent link times out; its next dial after
-//   that is accepted (the refused side backs off, at most 10 s, and keeps
-//   dialing), so the conflict does not last;
-// - a clone beside its running original stays refused for as long as the
-//   original keeps its link up (the listed conflict says so), and takes
-//   its place only if the original is gone past followerTimeoutMs.
-// The refused node sees `refused` and the reason in its own /v1/peers. It
-// does not stop replicating with everyone (as an mDNS conflict on its own
-// id makes it do): the refusing node cannot tell a clone from a node that
-// just moved.
+// node id) is logged with the peer's address and counted. Two nodes with
+// one id following this node from two addresses at once (a cloned data dir
+// where mDNS cannot see it): see follower-ids.ts.
 //
 // `whenReplicated` is what `ack: replicated` waits on: a record counts as
 // copied by a follower once that follower's `synced` report (sent after its
@@ -64,13 +40,14 @@
 // the log start again). Floors live in memory: after a restart they come
 // back with the followers' first reports.
 
-import { type ErrorCode, isTributaryError, TributaryError } from '../errors.ts'
+import { type ErrorCode, isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
 import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { PartitionAssignment } from './assignment.ts'
 import { Follower } from './follower.ts'
+import { FollowerIds, type InboundConflict, ipOf } from './follower-ids.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
 import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
@@ -131,16 +108,7 @@ export interface TailRecoveryReport {
   readonly unconfirmed: readonly string[]
 }
 
-/** A node id that followed this node from two IP addresses at once: the newer links were refused. */
-export interface InboundConflict {
-  readonly nodeId: string
-  /** The IP address of the live link that was kept. */
-  readonly accepted: string
-  /** The IP addresses refused while it was live. */
-  readonly refused: readonly string[]
-  readonly refusals: number
-  readonly lastRefusedAtMs: number
-}
+export type { InboundConflict } from './follower-ids.ts'
 
 export interface PeerStatus {
   readonly nodeId: string | null
@@ -183,8 +151,7 @@ export class Replicator {
   readonly #dialed = new Map<string, Dialed>()
   /** Each link that follows this node, with the peer's IP address. */
   readonly #inbound = new Map<PeerLink, string>()
-  /** Per kept inbound link: the links with its node id from other addresses refused while it was live. */
-  readonly #conflicts = new Map<PeerLink, InboundConflict>()
+  readonly #followerIds: FollowerIds
   /** Per follower node id, per `stream/partition` of this node: its synced report. */
   readonly #synced = new Map<string, Map<string, SyncedEntry>>()
   readonly #loops: Promise<void>[] = []
@@ -211,6 +178,11 @@ export class Replicator {
       // A follower that lost a partition no longer holds this node's retention of it back.
       onReleased: (follower, p) =>
         options.log.removeRetentionFloor(floorHolder(follower), { ...p, origin: options.log.origin }),
+    })
+    this.#followerIds = new FollowerIds({
+      nodeId: options.link.nodeId,
+      logger: options.logger,
+      onRefused: (code) => options.onRefused?.(code),
     })
     this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
     this.#rebalance.unref()
@@ -291,7 +263,7 @@ export class Replicator {
 
   /** Node ids refused because they follow this node from two addresses at once (while the older link lives). */
   conflicts(): InboundConflict[] {
-    return [...this.#conflicts.values()]
+    return this.#followerIds.conflicts()
   }
 
   status(): PeerStatus[] {
@@ -349,7 +321,7 @@ export class Replicator {
       return
     }
     const address = ipOf(conn.remoteAddress)
-    if (this.#refusedAsDuplicate(link, address)) return
+    if (this.#followerIds.refused(this.#inbound, link, address)) return
     this.#inbound.set(link, address)
     const follower = link.peer.nodeId
     clearTimeout(this.#expiring.get(follower))
@@ -373,7 +345,7 @@ export class Replicator {
     this.#servers.delete(server)
     this.#inbound.delete(link)
     // Its place is free: a node with its id from another address is accepted at its next dial.
-    this.#conflicts.delete(link)
+    this.#followerIds.released(link)
     // It keeps its partitions followerTimeoutMs more; then the rebalance timer gives them to others.
     this.#assignment.linkDown(follower)
     // Its copies no longer count for acks until it follows again and reports;
@@ -390,41 +362,6 @@ export class Replicator {
       this.#expiring.set(follower, expire)
     }
     this.#o.logger.info({ peer: link.peer.nodeId, reason }, 'peer stopped following this node')
-  }
-
-  /**
-   * Refuses `link` when its node id follows this node over a live link from
-   * another address (see the header: the older link wins while heard from).
-   */
-  #refusedAsDuplicate(link: PeerLink, address: string): boolean {
-    const nodeId = link.peer.nodeId
-    const older = [...this.#inbound].find(
-      ([other, from]) => other.peer.nodeId === nodeId && other.closedReason === null && from !== address,
-    )
-    if (older === undefined) return false
-    const [kept, keptAddress] = older
-    const error = new TributaryError(
-      'TRIB_NODE_ID_CONFLICT',
-      `node id ${nodeId} already follows ${this.#o.link.nodeId} from ${keptAddress}; the link from ${address} ` +
-        'is refused while that one is live (two nodes with one id: a cloned data dir?)',
-    )
-    link.close(error.message, { code: error.code, message: error.message })
-    const seen = this.#conflicts.get(kept)
-    const refused = new Set(seen?.refused).add(address)
-    this.#conflicts.set(kept, {
-      nodeId,
-      accepted: keptAddress,
-      refused: [...refused],
-      refusals: (seen?.refusals ?? 0) + 1,
-      lastRefusedAtMs: Date.now(),
-    })
-    this.#o.onRefused?.(error.code)
-    // Once per conflict at error level; the refused node dials again with backoff, each time logged quietly.
-    const fields = { code: error.code, nodeId, accepted: keptAddress, refused: address }
-    if (seen === undefined)
-      this.#o.logger.error(fields, 'two nodes with one node id follow this node: the newer link is refused')
-    else this.#o.logger.debug(fields, 'node id conflict: link refused again')
-    return true
   }
 
   #noteSynced(follower: string, entries: readonly SyncedEntry[]): void {
@@ -655,11 +592,6 @@ class RefusedByPeer extends Error {
     super(message)
     this.code = code
   }
-}
-
-/** An IPv4 peer on a dual-stack listener shows as `::ffff:a.b.c.d`: one address, one spelling. */
-function ipOf(remoteAddress: string): string {
-  return remoteAddress.startsWith('::ffff:') ? remoteAddress.slice('::ffff:'.length) : remoteAddress
 }
 
 function floorHolder(follower: string): string {
