@@ -231,3 +231,8 @@ export class TributaryError extends Error {
 export function isTributaryError(err: unknown, code?: ErrorCode): err is TributaryError {
   return err instanceof TributaryError && (code === undefined || err.code === code)
 }
+
+/** True when `code` (from a peer, a file) is one of this catalog's codes. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(errorCodes, code)
+}

@@ -17,7 +17,9 @@
 // of a node already followed is dropped. When this node's own id is found
 // announced elsewhere (`refuseAll`: a cloned data dir), it stops replicating
 // altogether until restarted. Every refusal (wrong secret, cluster, protocol,
-// node id) is logged with the peer's address and counted.
+// node id) is logged with the peer's address and counted. Two nodes with
+// one id following this node from two addresses at once (a cloned data dir
+// where mDNS cannot see it): see follower-ids.ts.
 //
 // `whenReplicated` is what `ack: replicated` waits on: a record counts as
 // copied by a follower once that follower's `synced` report (sent after its
@@ -42,13 +44,14 @@
 // partition is given to another follower: a retention run before it
 // reconnects deletes nothing it had not copied.
 
-import { isTributaryError, type TributaryError } from '../errors.ts'
+import { type ErrorCode, isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
 import { readBatchHeader } from '../log/batch-codec.ts'
 import type { CorruptBatch, PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { PartitionAssignment } from './assignment.ts'
 import { Follower } from './follower.ts'
+import { FollowerIds, type InboundConflict, ipOf } from './follower-ids.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
 import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
@@ -113,6 +116,8 @@ export interface TailRecoveryReport {
   readonly mended: readonly CorruptBatch[]
 }
 
+export type { InboundConflict } from './follower-ids.ts'
+
 export interface PeerStatus {
   readonly nodeId: string | null
   readonly address: string
@@ -155,7 +160,9 @@ export class Replicator {
   readonly #o: ReplicatorOptions
   readonly #abort = new AbortController()
   readonly #dialed = new Map<string, Dialed>()
-  readonly #inbound = new Set<PeerLink>()
+  /** Each link that follows this node, with the peer's IP address. */
+  readonly #inbound = new Map<PeerLink, string>()
+  readonly #followerIds: FollowerIds
   /** Per follower node id, per `stream/partition` of this node: its synced report. */
   readonly #synced = new Map<string, Map<string, SyncedEntry>>()
   readonly #loops: Promise<void>[] = []
@@ -184,6 +191,11 @@ export class Replicator {
       // A follower that lost a partition no longer holds this node's retention of it back.
       onReleased: (follower, p) =>
         options.log.removeRetentionFloor(floorHolder(follower), { ...p, origin: options.log.origin }),
+    })
+    this.#followerIds = new FollowerIds({
+      nodeId: options.link.nodeId,
+      logger: options.logger,
+      onRefused: (code) => options.onRefused?.(code),
     })
     this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
     this.#rebalance.unref()
@@ -283,7 +295,8 @@ export class Replicator {
     if (this.#refusedAll !== null) return
     this.#refusedAll = error
     this.#o.logger.error({ code: error.code, err: error.message }, 'replication refused')
-    for (const link of this.#inbound) link.close(error.message, { code: error.code, message: error.message })
+    for (const link of this.#inbound.keys())
+      link.close(error.message, { code: error.code, message: error.message })
     for (const dialed of this.#dialed.values()) {
       dialed.state = 'refused'
       dialed.lastError = error.message
@@ -294,6 +307,11 @@ export class Replicator {
   /** Why replication is refused (a node id conflict), or null. */
   get refused(): TributaryError | null {
     return this.#refusedAll
+  }
+
+  /** Node ids refused because they follow this node from two addresses at once (while the older link lives). */
+  conflicts(): InboundConflict[] {
+    return this.#followerIds.conflicts()
   }
 
   status(): PeerStatus[] {
@@ -332,7 +350,7 @@ export class Replicator {
     clearInterval(this.#rebalance)
     for (const finish of [...this.#waiting.values()]) finish(false)
     for (const timer of this.#expiring.values()) clearTimeout(timer)
-    for (const link of this.#inbound) link.close('node shutting down')
+    for (const link of this.#inbound.keys()) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
     await this.#o.transport.close()
     await Promise.all(this.#loops)
@@ -351,7 +369,9 @@ export class Replicator {
       link.close(message, { code, message })
       return
     }
-    this.#inbound.add(link)
+    const address = ipOf(conn.remoteAddress)
+    if (this.#followerIds.refused(this.#inbound, link, address)) return
+    this.#inbound.set(link, address)
     const follower = link.peer.nodeId
     clearTimeout(this.#expiring.get(follower))
     this.#expiring.delete(follower)
@@ -373,11 +393,13 @@ export class Replicator {
     server.close()
     this.#servers.delete(server)
     this.#inbound.delete(link)
+    // Its place is free: a node with its id from another address is accepted at its next dial.
+    this.#followerIds.released(link)
     // It keeps its partitions followerTimeoutMs more; then the rebalance timer gives them to others.
     this.#assignment.linkDown(follower)
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
-    if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
+    if (![...this.#inbound.keys()].some((other) => other.peer.nodeId === follower)) {
       this.#synced.delete(follower)
       this.#expireLater(follower)
     }
@@ -524,8 +546,13 @@ export class Replicator {
           dialed.lastError = null
           return
         }
-        backoff.reset()
         await this.#follow(dialed, link)
+        if (link.refusal === null) backoff.reset()
+        else {
+          // Refused after the hello (a node id conflict at the peer): shown, counted, dialed again after a longer wait.
+          dialed.state = 'refused'
+          this.#refusal(dialed.address, new RefusedByPeer(link.refusal.code, link.refusal.message))
+        }
       } catch (err) {
         dialed.state =
           isTributaryError(err, 'TRIB_NODE_ID_CONFLICT') || isTributaryError(err, 'TRIB_PEER_REFUSED')
@@ -563,7 +590,7 @@ export class Replicator {
     dialed.lastError = reason
     // Until the next link is up (after the backoff), the peer is not connected.
     if (dialed.state === 'connected') dialed.state = 'connecting'
-    if (!this.#abort.signal.aborted)
+    if (!this.#abort.signal.aborted && link.refusal === null)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
   }
 
@@ -596,7 +623,7 @@ export class Replicator {
   #refusal(address: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err)
     if (this.#abort.signal.aborted) return
-    const code = isTributaryError(err) ? err.code : 'TRIB_PEER_UNREACHABLE'
+    const code = isTributaryError(err) || err instanceof RefusedByPeer ? err.code : 'TRIB_PEER_UNREACHABLE'
     const dialed = this.#dialed.get(address)
     if (dialed !== undefined) dialed.lastError = message
     this.#o.onRefused?.(code)
@@ -604,6 +631,15 @@ export class Replicator {
     if (code === 'TRIB_PEER_UNREACHABLE')
       this.#o.logger.debug({ address, err: message }, 'peer not reachable')
     else this.#o.logger.warn({ code, address, err: message }, 'replication link refused')
+  }
+}
+
+/** A peer's `refuse`, its message as the peer wrote it (a TributaryError would prefix the catalog text again). */
+class RefusedByPeer extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
   }
 }
 
