@@ -153,6 +153,8 @@ export class LogWriter {
     for (const [i, err] of refused) items[i]?.reject(err)
     // Nothing left to write: every item was refused.
     if (refused.size === items.length) return
+    // The partitions' ends moved when the frame was built: not durable before its sync.
+    for (const b of batches) if (b.repair !== true) syncs.writing(b.meta.id, b.baseOffset)
     let at: { segment: number; position: number }
     try {
       at = await syncs.append(frame.bytes)
