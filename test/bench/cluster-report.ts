@@ -180,7 +180,7 @@ function catchUpTable(c: ClusterResult): Table[] {
         ],
       ],
       notes: [
-        `Node 2 is stopped with SIGTERM and started again on its data dir. Positions come from node 1’s /v1/peers every 200 ms: its own durableNext and node 2’s \`synced\` report (how far node 2’s copy is fdatasync’d). Caught up: behind by at most 100 ms of live ingest. The rate counts from the link coming up (node 2’s "following peer" log line), so node 2’s own start-up is not in it; spawn -> caught up is. Live PUBACK latency: a separate open-loop generator per phase, so each has its own figures; "during the catch-up" runs from the spawn of node 2 until it caught up.`,
+        `Node 2 is stopped with SIGTERM and started again on its data dir. Positions every 200 ms: node 1’s durableNext (its /v1/peers), then where node 2’s copy ends (node 2’s /v1/peers; a follower appends a fetched batch durably before it fetches again). Node 2’s own view, because node 1 re-dials a restarted peer with backoff and node 2 copies before that link is back. Caught up: behind by at most 100 ms of live ingest. The rate counts from the link coming up (node 2’s "following peer" log line), so node 2’s own start-up is not in it; spawn -> caught up is. Live PUBACK latency: a separate open-loop generator per phase, so each has its own figures; "during the catch-up" runs from the spawn of node 2 until it caught up.`,
       ],
     },
   ]

@@ -15,7 +15,7 @@
 //    PUBACK on node 1, per probe record;
 // 4. catch-up: three nodes under a live open-loop load; node 2 is stopped,
 //    node 1 loaded for the outage, node 2 restarted: its copy's progress
-//    (the origin's /v1/peers `synced`) against the live rate, and the live
+//    (its own /v1/peers) against the live rate, and the live
 //    PUBACK p99 during the catch-up against the p99 before the outage.
 // Every load is bounded in count of connections and in time; every process
 // is killed by its pid and the namespaces deleted at the end.
@@ -144,7 +144,7 @@ export interface CatchUpResult {
   readonly catchUpPerS: number | null
   readonly peakPerS: number | null
   readonly caughtUp: boolean
-  /** [seconds since the spawn, origin durableNext, follower syncedNext] */
+  /** [seconds since the spawn, origin durableNext, where the follower's copy ends] */
   readonly series: Array<readonly [number, number, number]>
   readonly originCores: number
   readonly followerCores: number
@@ -422,22 +422,32 @@ interface PeersBody {
   } | null
   readonly peers: Array<{
     readonly nodeId: string | null
-    readonly state: string
-    readonly synced: Array<{ stream: string; partition: number; syncedNext: number }>
+    readonly copies: Array<{ stream: string; partition: number; nextOffset: number }>
   }>
 }
 
-/** The origin's own durable end of `default`/0 and how far `followerId`'s copy is fdatasync'd (null: not linked). */
+/**
+ * Node 1's durable end of `default`/0 (its /v1/peers), then where the
+ * follower's copy of it ends (the follower's own /v1/peers; null while its
+ * admin API is not up or it has no copy yet). The follower's view, not the
+ * origin's `synced` list: the origin re-dials a restarted peer with backoff,
+ * and the follower copies before that link is back.
+ */
 async function positions(
   lan: BenchLan,
-  followerId: string,
+  follower: ClusterNode,
+  originId: string,
 ): Promise<{ origin: number; copy: number | null }> {
-  const { status, body } = await lan.agent(0).get<PeersBody>('/v1/peers')
-  if (status !== 200) throw new Error(`origin /v1/peers answered ${status}`)
+  const own = await lan.agent(0).get<PeersBody>('/v1/peers')
+  if (own.status !== 200) throw new Error(`node 1 /v1/peers answered ${own.status}`)
   const origin =
-    body.cluster?.partitions.find((p) => p.stream === STREAM && p.partition === 0)?.durableNext ?? 0
-  const peer = body.peers.find((p) => p.nodeId === followerId && p.state === 'connected')
-  const copy = peer?.synced.find((s) => s.stream === STREAM && s.partition === 0)?.syncedNext ?? null
+    own.body.cluster?.partitions.find((p) => p.stream === STREAM && p.partition === 0)?.durableNext ?? 0
+  const theirs = await lan.agent(follower.host.index).get<PeersBody>('/v1/peers')
+  if (theirs.status !== 200) return { origin, copy: null }
+  const copy =
+    theirs.body.peers
+      .find((p) => p.nodeId === originId)
+      ?.copies.find((c) => c.stream === STREAM && c.partition === 0)?.nextOffset ?? null
   return { origin, copy }
 }
 
@@ -451,7 +461,7 @@ async function catchUp(lan: BenchLan, o: ClusterOptions): Promise<CatchUpResult>
     await lan.connected(nodes)
     const [origin, follower] = nodes
     if (origin === undefined || follower === undefined) throw new Error('catch-up needs two nodes')
-    const followerId = await follower.nodeId()
+    const originId = await origin.nodeId()
     const bound = (s: number): number => o.warmupS + s + 60
 
     // Before: every follower in sync.
@@ -464,7 +474,7 @@ async function catchUp(lan: BenchLan, o: ClusterOptions): Promise<CatchUpResult>
 
     // The outage: the follower stops cleanly; the origin is loaded on.
     const outageGen = await generator(lan, loadConfig(rate, bound(o.outageS), 'outage'))
-    const held = (await positions(lan, followerId)).copy ?? 0
+    const held = (await positions(lan, follower, originId)).copy ?? 0
     problems.push(...problemsOf([follower]))
     await follower.stop('SIGTERM')
     outageGen.send({ type: 'go' })
@@ -482,11 +492,11 @@ async function catchUp(lan: BenchLan, o: ClusterOptions): Promise<CatchUpResult>
     nodes[1] = restarted
     const t0 = restarted.spawnedAtMs
     const series: Array<readonly [number, number, number]> = []
-    const backlogAt = (await positions(lan, followerId)).origin
+    const backlogAt = (await positions(lan, restarted, originId)).origin
     let caughtAt: number | null = null
     let last: { origin: number; copy: number } = { origin: backlogAt, copy: held }
     while (monoMs() - t0 < o.catchUpMaxS * 1000) {
-      const p = await positions(lan, followerId)
+      const p = await positions(lan, restarted, originId)
       const at = monoMs()
       if (p.copy !== null) {
         last = { origin: p.origin, copy: p.copy }
@@ -502,7 +512,7 @@ async function catchUp(lan: BenchLan, o: ClusterOptions): Promise<CatchUpResult>
     const followerAfter = readProc(restarted.pid)
     const machineAfter = machineCpu()
     const during = await finish(catchGen)
-    const linkAt = restarted.loggedAt('following peer', await origin.nodeId())
+    const linkAt = restarted.loggedAt('following peer', originId)
     const copied = last.copy - held
     const copyS = caughtAt !== null && linkAt !== null ? (caughtAt - linkAt) / 1000 : null
     let peak: number | null = null
