@@ -18,7 +18,7 @@
 // leaves latest.md to the full runs.
 // The cluster group (test/bench/cluster.ts; needs root: network namespaces):
 // --cluster-live-rate N (live msgs/s of the catch-up phase, default 5000),
-// --cluster-outage S (how long a follower is down, default 180; --quick:
+// --cluster-outage S (how long a follower is down, default 150; --quick:
 // 20). A run of it alone writes <date>-<sha>-cluster.json/.md.
 // Every phase is bounded in time; every child is killed by pid at the end and
 // every temp dir removed, also after a failure or Ctrl-C.
@@ -178,7 +178,7 @@ function clusterOptions(
     durationS: quick ? Math.max(timing.durationS, 5) : timing.durationS,
     idleS: timing.idleS,
     liveRatePerS: Number(liveRate),
-    outageS: Number(outage ?? (quick ? 20 : 180)),
+    outageS: Number(outage ?? (quick ? 20 : 150)),
     catchUpMaxS: quick ? 60 : 240,
     discoveryRounds: quick ? 1 : 3,
     throughputRows: [
@@ -195,6 +195,7 @@ function clusterOptions(
             { nodes: 2, ack: 'replicated', window: CLUSTER_WIDE_WINDOW } as const,
           ]),
     ],
+    throughputRounds: quick ? 1 : 2,
     lagNodes: quick ? [2] : [2, 3],
     catchUpNodes: 3,
   }
