@@ -6,7 +6,7 @@
 //
 // Flags: --quick (short runs, small store, ~2 min; writes files only with
 // --out), --only GROUP[,GROUP] (ceiling, throughput, qos, rate, sdcard,
-// restart, drain), --duration S, --warmup S, --records N, --generators N,
+// restart, drain, cluster), --duration S, --warmup S, --records N, --generators N,
 // --rate N (offered msgs/s for the fixed-rate runs), --out DIR, --no-write.
 // The drain group (test/bench/drain.ts): --drain-records N (backlog, default
 // 1,000,000), --drain-rate N (live msgs/s while draining, default 5000),
@@ -19,7 +19,8 @@
 // The cluster group (test/bench/cluster.ts; needs root: network namespaces):
 // --cluster-live-rate N (live msgs/s of the catch-up phase, default 5000),
 // --cluster-outage S (how long a follower is down, default 150; --quick:
-// 20). A run of it alone writes <date>-<sha>-cluster.json/.md.
+// 20). A run of it alone writes <date>-<sha>-cluster.json/.md. Not root: a
+// run of every group leaves it out (and says so), `--only cluster` fails.
 // Every phase is bounded in time; every child is killed by pid at the end and
 // every temp dir removed, also after a failure or Ctrl-C.
 
@@ -329,6 +330,12 @@ async function main(): Promise<void> {
       continue
     }
     if (group === 'cluster') {
+      if (process.getuid?.() !== 0) {
+        const why = 'the cluster group needs root (it makes network namespaces)'
+        if (values.only === undefined) process.stdout.write(`bench: ${why}; left out\n`)
+        else failures.push({ scenario: 'cluster', system: 'tributary-cluster', load: '-', error: why })
+        continue
+      }
       const options = clusterOptions(quick, timing, values['cluster-live-rate'], values['cluster-outage'])
       process.stdout.write(
         `bench: cluster (network namespaces; ${options.throughputRows.length} throughput rows, lag at ${options.lagNodes.join(', ')} nodes, ${options.outageS} s outage at ${options.liveRatePerS} msgs/s)\n`,
