@@ -2,10 +2,12 @@
 // (src/index.ts): the data dir's lock and node id, the admin token, the log
 // store with its damage policy, ingest, consumer groups, upstream, the disk
 // guard, the broker and the housekeeping timers. Nothing listens yet: start()
-// in index.ts opens the listeners. Wiring only.
+// in index.ts opens the listeners. `begin` is the step between: tail
+// recovery (in a cluster), the new incarnation (log/incarnation.ts), then
+// the writes that waited for it. Wiring only.
 
 import { ConsumerGroups } from './admin/consumer-groups.ts'
-import { assembleCluster, type ClusterParts, clusterSecret } from './assemble-cluster.ts'
+import { assembleCluster, type ClusterParts, clusterAuth } from './assemble-cluster.ts'
 import { Broker } from './broker/broker.ts'
 import { createNodeId, loadOrCreateNodeId } from './cluster/node-identity.ts'
 import { readToken } from './config/http-token.ts'
@@ -15,8 +17,9 @@ import { Router } from './ingest/router.ts'
 import { claimDataDir } from './lib/pid-lock.ts'
 import { DiskGuard } from './log/disk-guard.ts'
 import { Housekeeping } from './log/housekeeping.ts'
+import { IncarnationFile, type IncarnationReport } from './log/incarnation.ts'
 import type { PartitionRef } from './log/log-store.ts'
-import { openLogStore } from './log/open-store.ts'
+import { appendQuarantineGaps, openLogStore } from './log/open-store.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
@@ -37,6 +40,12 @@ export interface NodeParts {
   /** The admin API's token, read before anything was opened (null: none configured). */
   readonly httpToken: string | null
   readonly releaseLock: () => void
+  /**
+   * Before the node writes a record and once replication listens: fetches
+   * its lost tail back from peers, begins the new incarnation, then writes
+   * what waited for it (gap records of quarantined batches, the disk check).
+   */
+  readonly begin: () => Promise<IncarnationReport>
 }
 
 /** Takes the data dir (pid lock, node id), opens the store and builds every part; nothing listens yet. */
@@ -53,7 +62,7 @@ export async function assembleNode(
   try {
     // Read first: a missing or short token file stops the start before anything is opened.
     const httpToken = config.http.port === null ? null : readToken(config.http)
-    const secret = clusterSecret(config)
+    const auth = clusterAuth(config)
     const origin = loadOrCreateNodeId(dataDir)
     const renewOrigin = () => createNodeId(dataDir)
     const opened = await openLogStore({ dataDir, limits, origin, renewOrigin, metrics, log })
@@ -64,7 +73,13 @@ export async function assembleNode(
       return store.close()
     })
     log.info({ nodeId, dataDir, recovery }, 'log store open')
-    const cluster = assembleCluster(config, secret, nodeId, store, metrics, log)
+    const incarnations = new IncarnationFile(dataDir)
+    if (incarnations.damaged !== null)
+      log.error(
+        { code: 'TRIB_INCARNATION_DAMAGED', reason: incarnations.damaged },
+        'incarnation state damaged; moved aside',
+      )
+    const cluster = assembleCluster(config, auth, nodeId, store, metrics, log, incarnations)
     const router = new Router(config.streams, config.unmatched)
     const replication = cluster === null ? null : { acks: cluster.replicator, report: cluster.degradeReport }
     const ingest = new Ingest(store, router, limits, () => guard.full, metrics, replication)
@@ -84,7 +99,6 @@ export async function assembleNode(
       log,
       neededFrom,
     })
-    await guard.check()
     const { host, port } = config.mqtt
     const brokerOptions = { host, port, nodeId, maxPayloadBytes, maxQueuedPerSession, metrics }
     const broker = new Broker(brokerOptions, ingest, store.environment, log)
@@ -102,6 +116,22 @@ export async function assembleNode(
       cluster,
       httpToken,
       releaseLock,
+      begin: async () => {
+        const known = incarnations.state.followers
+        const holes = recovery.quarantined.filter((damage) => damage.origin === nodeId)
+        const none = { outcomes: [], unconfirmed: [], mended: [] }
+        const tails = (await cluster?.recoverTail(known, holes)) ?? none
+        const report = incarnations.begin(store, tails)
+        if (report.uncertain)
+          log.warn({ code: 'TRIB_TAIL_UNCONFIRMED', ...report }, `incarnation ${report.incarnation} begins`)
+        else log.info({ ...report }, `incarnation ${report.incarnation} begins`)
+        await appendQuarantineGaps(
+          store,
+          holes.filter((hole) => !tails.mended.includes(hole)),
+        )
+        await guard.check()
+        return report
+      },
     }
   } catch (err) {
     for (const step of undo) await step()

@@ -141,6 +141,21 @@ export const errorCodes = {
       "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
     retriable: false,
   },
+  TRIB_REPAIR_REFUSED: {
+    message:
+      "A batch fetched back from a peer's copy to replace a quarantined one does not fill a hole of this node's log exactly; it was not stored and the gap record stands",
+    retriable: false,
+  },
+  TRIB_TAIL_UNCONFIRMED: {
+    message:
+      "At start, a follower that had copied this node's log did not answer, or holds another history of it; records it holds beyond this node's log were not fetched back. The node began a new incarnation so no record identity is given twice; a diverged copy stays in that follower's quarantine",
+    retriable: false,
+  },
+  TRIB_INCARNATION_DAMAGED: {
+    message:
+      '`<dataDir>/incarnation.json` could not be read; it was moved aside and the node began an incarnation past any it may have used',
+    retriable: false,
+  },
   TRIB_NOT_ENOUGH_REPLICAS: {
     message:
       'The stream acknowledges after replication (ack: replicated) and too few other nodes held a copy in replicatedTimeoutMs; the record is stored here but not acknowledged: the client sends it again',
@@ -152,10 +167,18 @@ export const errorCodes = {
       'fix what the detail names, or run `tributary cluster init --secret-file FILE` and copy FILE to every node',
     retriable: false,
   },
+  TRIB_CLUSTER_TLS_INVALID: {
+    message:
+      'A cluster.tls file (certFile, keyFile, caFile) is missing or unreadable, the key is readable by other users, ' +
+      "the PEM does not parse, the key is not the certificate's, or the certificate is not signed by the CA or " +
+      'does not name the cluster (subjectAltName URI:tributary://<cluster name>); fix what the detail names',
+    retriable: false,
+  },
   TRIB_PEER_REFUSED: {
     message:
-      'The peer and this node did not prove to each other that they hold the same cluster secret for the same ' +
-      'cluster name and protocol version; nothing was exchanged. Check cluster.name, cluster.secretFile and versions',
+      'The peer and this node did not prove to each other that they hold the same cluster secret (or certificates ' +
+      'from the same CA) for the same cluster name and protocol version; nothing was exchanged. ' +
+      'Check cluster.name, cluster.secretFile or cluster.tls, and versions',
     retriable: true,
   },
   TRIB_PEER_UNREACHABLE: {

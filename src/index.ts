@@ -15,6 +15,7 @@ import { assembleNode, type NodeParts } from './assemble.ts'
 import type { Config, StreamConfig } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import type { Ingest } from './ingest/ingest.ts'
+import type { IncarnationReport } from './log/incarnation.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import { Metrics } from './observability/metrics.ts'
@@ -50,6 +51,11 @@ export interface TributaryNode {
   closed(): Promise<void>
   /** New retention policies per stream (SIGHUP): the next retention run applies them. */
   setRetention(streams: readonly StreamConfig[]): void
+  /**
+   * Reads cluster.tls again (SIGHUP) for the replication connections made from now on; false when
+   * the node is not started or its cluster uses a secret. Throws TRIB_CLUSTER_TLS_INVALID and keeps the old ones.
+   */
+  reloadClusterCertificates(): boolean
 }
 
 /**
@@ -62,6 +68,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
   let running: NodeParts | null = null
   let admin: AdminServer | null = null
   let storeOpen = false
+  let incarnation: IncarnationReport | null = null
   let started: Promise<NodeAddresses> | null = null
   let drained: Promise<void> | null = null
   let closing: Promise<void> | null = null
@@ -81,10 +88,12 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     })
     running = assembled
     const { nodeId, store, broker, upstream, guard, groups, httpToken, cluster } = assembled
+    // Replication first: the node's lost tail comes back from its followers before it writes a record.
+    const replication = (await cluster?.start()) ?? null
+    incarnation = await assembled.begin()
     const address = await broker.listen()
     assembled.housekeeping.start()
     log.info({ mqtt: `${address.address}:${address.port}` }, 'tributary accepting MQTT connections')
-    const replication = (await cluster?.start()) ?? null
     const mqtt = { host: address.address, port: address.port }
     const view = nodeView({
       nodeId,
@@ -96,6 +105,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       cluster,
       minInsync: (stream) => config.streams.find((s) => s.name === stream)?.minInsync ?? 1,
       guard,
+      incarnation: () => incarnation,
       highWaterPercent: config.limits.diskHighWaterPercent,
       recent,
     })
@@ -104,6 +114,7 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
       sinks: () => upstream.status(),
       peers: () => cluster?.replicator.status() ?? [],
       replicated: () => view.cluster()?.partitions ?? [],
+      followers: () => cluster?.replicator.followers() ?? [],
       connections: () => broker.connections,
       disk: () => view.disk(),
     })
@@ -188,5 +199,6 @@ export function createNode(config: Readonly<Config>, log: Logger, recent?: Recen
     },
     closed: () => closedPromise,
     setRetention: (streams) => running?.housekeeping.setRetention(streams),
+    reloadClusterCertificates: () => running?.cluster?.reloadCertificates() ?? false,
   }
 }

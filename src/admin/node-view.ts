@@ -5,9 +5,10 @@
 
 import type { Broker } from '../broker/broker.ts'
 import type { DiskGuard } from '../log/disk-guard.ts'
+import type { IncarnationReport } from '../log/incarnation.ts'
 import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
-import type { PeerStatus, Replicator } from '../replication/replicator.ts'
+import type { FollowerPosition, PeerStatus, Replicator } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { Upstream } from '../upstream/upstream.ts'
 
@@ -24,8 +25,12 @@ export interface ReplicatedPartition {
   readonly stream: string
   readonly partition: number
   readonly minInsync: number
+  /** Nodes that hold the partition, this one included (the stream's `replicas`). */
+  readonly replicas: number
   readonly durableNext: number
   readonly replicatedNext: number
+  /** The followers this node picked to copy the partition, in sync or not, and how far behind. */
+  readonly followers: readonly FollowerPosition[]
 }
 
 export interface ClusterView {
@@ -52,6 +57,8 @@ export interface NodeView {
   /** The peers it replicates with; empty when alone. */
   peers(): readonly PeerStatus[]
   connections(): number
+  /** The incarnation this start began, and what tail recovery found; null until it began. */
+  incarnation(): IncarnationReport | null
   disk(): DiskView
   /** The last warn/error log events, newest first (empty when the node keeps none). */
   recentErrors(): readonly LogEvent[]
@@ -70,11 +77,12 @@ export interface ViewedParts {
   readonly upstream: () => Pick<Upstream, 'status'> | null
   readonly cluster: {
     readonly name: string
-    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'replicatedNext'>
+    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'replicatedNext' | 'followers'>
   } | null
   /** A stream's minInsync (its config). */
   readonly minInsync: (stream: string) => number
   readonly guard: Pick<DiskGuard, 'full' | 'usedPercent'>
+  readonly incarnation: () => IncarnationReport | null
   readonly highWaterPercent: number
   /** The logger's ring of warn/error lines; without it the view shows none. */
   readonly recent: RecentLogEvents | undefined
@@ -96,20 +104,24 @@ export function nodeView(parts: ViewedParts): NodeView {
     cluster: () => {
       const cluster = parts.cluster
       if (cluster === null) return null
-      const partitions = store.localPartitions().map((p) => {
+      const partitions = cluster.replicator.followers().map((p) => {
+        const ref = { stream: p.stream, origin: parts.nodeId, partition: p.partition }
         const minInsync = parts.minInsync(p.stream)
         return {
           stream: p.stream,
           partition: p.partition,
           minInsync,
-          durableNext: store.durableNext(p),
-          replicatedNext: cluster.replicator.replicatedNext(p, minInsync),
+          replicas: p.replicas,
+          durableNext: store.durableNext(ref),
+          replicatedNext: cluster.replicator.replicatedNext(ref, minInsync),
+          followers: p.followers,
         }
       })
       return { name: cluster.name, refused: cluster.replicator.refused?.message ?? null, partitions }
     },
     peers: () => parts.cluster?.replicator.status() ?? [],
     connections: () => parts.broker()?.connections ?? 0,
+    incarnation: () => parts.incarnation(),
     disk: () => ({
       usedPercent: guard.usedPercent,
       full: guard.full,

@@ -55,7 +55,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <h2>Peers</h2>
 <div id="cluster" class="dim"></div>
 <table id="peers"><thead><tr>
-  <th class="text">node</th><th class="text">address</th><th class="text">found by</th><th class="text">state</th><th>round trip ms</th><th>copies</th><th>copy lag records</th>
+  <th class="text">node</th><th class="text">address</th><th class="text">found by</th><th class="text">state</th><th>round trip ms</th><th>copies</th><th>copy lag records</th><th>follows in sync</th>
 </tr></thead><tbody></tbody></table>
 
 <h2>Recent errors</h2>
@@ -173,13 +173,26 @@ function draw(s, atMs) {
   var peers = s.peers || []
   $('cluster').textContent = !s.cluster ? 'this node runs alone (no cluster: configured)'
     : s.cluster.refused ? 'cluster ' + s.cluster.name + ': replication REFUSED: ' + s.cluster.refused
-    : 'cluster ' + s.cluster.name
+    : 'cluster ' + s.cluster.name + ': ' + s.cluster.partitions.filter(function (c) {
+        return c.followers.filter(function (f) { return f.inSync }).length < c.replicas - 1
+      }).length + ' of ' + s.cluster.partitions.length + ' partitions short of in-sync followers'
+  // Per peer: of this node's partitions it was picked to copy, how many it holds in sync.
+  var follows = new Map()
+  ;(s.cluster ? s.cluster.partitions : []).forEach(function (c) {
+    c.followers.forEach(function (f) {
+      var n = follows.get(f.follower) || { inSync: 0, assigned: 0 }
+      n.assigned++
+      if (f.inSync) n.inSync++
+      follows.set(f.follower, n)
+    })
+  })
   fill('peers', peers.length === 0 ? [row({}, [text('no peers')])] : peers.map(function (p) {
     var lag = p.copies.reduce(function (sum, c) { return sum + c.lagRecords }, 0)
     return row({ 'data-peer': p.nodeId || p.address }, [
       text(p.nodeId || '?'), text(p.address), text(p.via),
       el('td', { class: 'text', 'data-field': 'state' }, [el('span', { class: 'badge ' + (p.state === 'connected' ? 'ok' : p.state === 'refused' ? 'bad' : 'warn') }, [p.state])]),
       el('td', {}, [p.rttMs === null ? '–' : p.rttMs.toFixed(1)]), num(p.copies.length), num(lag),
+      el('td', { 'data-field': 'inSync' }, [(function (n) { return n ? n.inSync + ' / ' + n.assigned : '0 / 0' })(follows.get(p.nodeId))]),
     ])
   }))
 

@@ -2,6 +2,7 @@
 // `tributary status` (which builds the same shapes from the store when no
 // node answers).
 
+import type { IncarnationReport } from '../log/incarnation.ts'
 import type { PartitionStatus } from '../log/log-store.ts'
 import type { SinkFigures } from '../observability/metrics.ts'
 import type { LogEvent } from '../observability/recent-log.ts'
@@ -28,6 +29,8 @@ export interface StreamSummary {
 
 export interface NodeStatus {
   readonly nodeId: string
+  /** The incarnation this start began (a record is named by origin, incarnation and offset); null before. */
+  readonly incarnation: IncarnationReport | null
   readonly uptimeSeconds: number
   readonly health: { readonly ready: boolean; readonly checks: HealthChecks }
   readonly mqtt: { readonly connections: number }
@@ -101,6 +104,7 @@ export function nodeStatus(
   const streams = streamsOf(view.log.partitions())
   return {
     nodeId: view.nodeId,
+    incarnation: view.incarnation(),
     uptimeSeconds: Math.round((nowMs - view.startedAtMs) / 1000),
     health: { ready: isReady(checks), checks },
     mqtt: { connections: view.connections() },

@@ -79,13 +79,17 @@ export function registerPeers(program: Command): void {
           process.stdout.write(`(no peers found yet in cluster ${answer.cluster.name})\n`)
         process.stdout.write('\n')
         printTable(
-          ['STREAM', 'PARTITION', 'MIN INSYNC', 'DURABLE NEXT', 'REPLICATED NEXT'],
+          ['STREAM', 'PARTITION', 'REPLICAS', 'MIN INSYNC', 'DURABLE NEXT', 'REPLICATED NEXT', 'FOLLOWERS'],
           answer.cluster.partitions.map((p) => [
             p.stream,
             p.partition,
+            p.replicas,
             p.minInsync,
             p.durableNext,
             p.replicatedNext,
+            p.followers.length === 0
+              ? '-'
+              : p.followers.map((f) => `${f.follower}${f.inSync ? '' : ' (not in sync)'}`).join(', '),
           ]),
         )
       },

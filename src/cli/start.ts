@@ -2,7 +2,8 @@
 // shut down cleanly (stop accepting, finish acks, close the store) and exit 0.
 // Under systemd (NOTIFY_SOCKET) it reports readiness, status, watchdog pings
 // and stopping (src/service/notify.ts); SIGHUP re-reads the configuration and
-// applies what can change while running (src/service/reload.ts).
+// applies what can change while running (src/service/reload.ts), and reads
+// the cluster.tls certificate files again.
 
 import type { Command } from 'commander'
 import { ConfigError } from '../config/load.ts'
@@ -25,6 +26,9 @@ interface StartOptions {
   sink?: string[]
   cluster?: string
   clusterSecretFile?: string
+  clusterCert?: string
+  clusterKey?: string
+  clusterCa?: string
   peer?: string[]
   replicationPort?: number
   httpPort?: number | 'off'
@@ -55,9 +59,12 @@ export function registerStart(program: Command): void {
     )
     .option(
       '--cluster <name>',
-      'replicate with the nodes of this cluster on the LAN (needs --cluster-secret-file)',
+      'replicate with the nodes of this cluster on the LAN (needs --cluster-secret-file, or the three --cluster-cert/-key/-ca)',
     )
     .option('--cluster-secret-file <file>', 'the cluster secret (tributary cluster init writes one)')
+    .option('--cluster-cert <file>', "mutual TLS instead of a secret: this node's certificate (PEM)")
+    .option('--cluster-key <file>', "mutual TLS: this node's private key (PEM, mode 0600)")
+    .option('--cluster-ca <file>', "mutual TLS: the CA that signs every node's certificate (PEM)")
     .option(
       '--peer <host:port>',
       'a node to replicate with where mDNS is blocked (repeatable)',
@@ -156,10 +163,25 @@ function reload(
     setRetention: (streams) => node.setRetention(streams),
   })
   const { applied, needsRestart } = result.plan
+  const certificates = reloadCertificates(node, log)
   // Logged at the new level: a move to warn hides the info line, never the warning.
   if (needsRestart.length > 0)
     log.warn({ applied, needsRestart }, 'SIGHUP: configuration reloaded; some changes need a restart')
   else log.info({ applied, needsRestart }, 'SIGHUP: configuration reloaded')
-  const summary = `${applied.length} change(s) applied, ${needsRestart.length} need a restart`
+  const summary = `${applied.length} change(s) applied, ${needsRestart.length} need a restart${certificates}`
   return { running: result.running, summary }
+}
+
+/** SIGHUP with cluster.tls: the certificate files are read again (renewed certificates need no restart). */
+function reloadCertificates(node: TributaryNode, log: Logger): string {
+  try {
+    return node.reloadClusterCertificates() ? ', cluster certificates reloaded' : ''
+  } catch (err) {
+    const code = err instanceof TributaryError ? err.code : undefined
+    log.error(
+      { code, err: err instanceof Error ? err.message : String(err) },
+      'SIGHUP: cluster certificates not reloaded; the running ones stay',
+    )
+    return ', cluster certificates refused (see the log)'
+  }
 }

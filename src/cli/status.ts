@@ -36,7 +36,7 @@ export type StatusReport =
   | (NodeStatus & { readonly source: 'api'; readonly api: string })
   | (Omit<
       NodeStatus,
-      'health' | 'mqtt' | 'uptimeSeconds' | 'sinks' | 'recentErrors' | 'cluster' | 'peers'
+      'health' | 'mqtt' | 'uptimeSeconds' | 'sinks' | 'recentErrors' | 'cluster' | 'peers' | 'incarnation'
     > & {
       readonly source: 'store'
       readonly api: string | null
@@ -132,7 +132,7 @@ function print(report: StatusReport): void {
     const c = report.health.checks
     const word = (ok: boolean) => (ok ? 'ok' : 'FAIL')
     out(
-      `node ${report.nodeId}  ${report.health.ready ? 'READY' : 'NOT READY'}  up ${duration(report.uptimeSeconds)}  (live, from ${report.api})`,
+      `node ${report.nodeId}${report.incarnation === null ? '' : ` incarnation ${report.incarnation.incarnation}`}  ${report.health.ready ? 'READY' : 'NOT READY'}  up ${duration(report.uptimeSeconds)}  (live, from ${report.api})`,
     )
     out(
       `checks: mqtt ${word(c.mqtt)}, store ${word(c.store)}, disk ${word(c.disk)}   mqtt connections: ${report.mqtt.connections}`,

@@ -2,8 +2,9 @@
 // dir (`node-id`), written atomically so a power cut never leaves half an id.
 
 import { randomUUID } from 'node:crypto'
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { writeFileDurably } from '../lib/durable-file.ts'
 
 const NODE_ID_FILE = 'node-id'
 const NODE_ID = /^[A-Za-z0-9-]{1,64}$/
@@ -24,22 +25,7 @@ export function loadOrCreateNodeId(dataDir: string): string {
  * new log is a new origin, so its offsets can never be confused with the old ones.
  */
 export function createNodeId(dataDir: string): string {
-  const path = join(dataDir, NODE_ID_FILE)
   const id = randomUUID()
-  const tmp = `${path}.tmp`
-  const fd = openSync(tmp, 'w')
-  try {
-    writeSync(fd, `${id}\n`)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-  renameSync(tmp, path)
-  const dir = openSync(dataDir, 'r')
-  try {
-    fsyncSync(dir)
-  } finally {
-    closeSync(dir)
-  }
+  writeFileDurably(dataDir, NODE_ID_FILE, `${id}\n`)
   return id
 }

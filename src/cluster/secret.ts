@@ -8,18 +8,17 @@ import { randomBytes } from 'node:crypto'
 import {
   closeSync,
   fchmodSync,
-  fstatSync,
   fsyncSync,
   linkSync,
   mkdirSync,
   openSync,
-  readFileSync,
   renameSync,
   unlinkSync,
   writeSync,
 } from 'node:fs'
 import { dirname } from 'node:path'
 import { TributaryError } from '../errors.ts'
+import { readOwnerOnlyFile } from './owner-only-file.ts'
 
 /** 256 bits: the least a secret file may hold, and what `writeClusterSecret` writes. */
 export const CLUSTER_SECRET_BYTES = 32
@@ -36,41 +35,13 @@ const MAX_FILE_BYTES = 4096
  * is refused with TRIB_CLUSTER_SECRET_INVALID, naming the file and the fix.
  */
 export function readClusterSecret(file: string): Buffer {
-  let fd: number
-  try {
-    fd = openSync(file, 'r')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw invalid(file, code === 'ENOENT' ? 'no such file' : `cannot be opened (${code ?? 'error'})`, err)
-  }
-  try {
-    const stat = fstatSync(fd)
-    if (!stat.isFile()) throw invalid(file, 'not a regular file')
-    // The check is on the open file, so a chmod between the check and the read cannot slip by.
-    if ((stat.mode & 0o077) !== 0)
-      throw invalid(
-        file,
-        `its mode is ${(stat.mode & 0o777).toString(8).padStart(4, '0')}: other users can read it; run \`chmod 600 ${file}\``,
-      )
-    if (stat.size > MAX_FILE_BYTES) throw invalid(file, `it is ${stat.size} bytes, not a secret file`)
-    let text: string
-    try {
-      text = readFileSync(fd, 'utf8').trim()
-    } catch (err) {
-      throw invalid(file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, err)
-    }
-    // The reasons below name lengths and formats only, never the content.
-    if (!HEX.test(text)) throw invalid(file, 'it does not hold one line of hex digits')
-    const secret = Buffer.from(text, 'hex')
-    if (secret.length < CLUSTER_SECRET_BYTES)
-      throw invalid(
-        file,
-        `it holds ${secret.length * 8} bits, at least ${CLUSTER_SECRET_BYTES * 8} are needed`,
-      )
-    return secret
-  } finally {
-    closeSync(fd)
-  }
+  const text = readOwnerOnlyFile(file, MAX_FILE_BYTES, (reason, cause) => invalid(file, reason, cause)).trim()
+  // The reasons below name lengths and formats only, never the content.
+  if (!HEX.test(text)) throw invalid(file, 'it does not hold one line of hex digits')
+  const secret = Buffer.from(text, 'hex')
+  if (secret.length < CLUSTER_SECRET_BYTES)
+    throw invalid(file, `it holds ${secret.length * 8} bits, at least ${CLUSTER_SECRET_BYTES * 8} are needed`)
+  return secret
 }
 
 /**

@@ -10,9 +10,12 @@ import { parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { TributaryError } from '../errors.ts'
 import {
+  type ClusterConfig,
   type Config,
   configSchema,
   DEAD_LETTER_SUFFIX,
+  DEFAULT_CLUSTER_REPLICAS,
+  DEFAULT_MIN_INSYNC,
   DEFAULT_STREAM_NAME,
   type StreamConfig,
   streamSchema,
@@ -35,6 +38,9 @@ export interface ConfigFlags {
   readonly sinks?: readonly string[] | undefined
   readonly cluster?: string | undefined
   readonly clusterSecretFile?: string | undefined
+  readonly clusterCert?: string | undefined
+  readonly clusterKey?: string | undefined
+  readonly clusterCa?: string | undefined
   /** `--peer HOST:PORT`, repeatable: added to cluster.peers. */
   readonly peers?: readonly string[] | undefined
   readonly replicationPort?: number | undefined
@@ -125,6 +131,9 @@ const ENV_FIELDS: Record<string, { path: readonly string[]; type: 'string' | 'in
   TRIBUTARY_HTTP_TOKEN_FILE: { path: ['http', 'tokenFile'], type: 'string' },
   TRIBUTARY_CLUSTER_NAME: { path: ['cluster', 'name'], type: 'string' },
   TRIBUTARY_CLUSTER_SECRET_FILE: { path: ['cluster', 'secretFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_CERT_FILE: { path: ['cluster', 'tls', 'certFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_KEY_FILE: { path: ['cluster', 'tls', 'keyFile'], type: 'string' },
+  TRIBUTARY_CLUSTER_CA_FILE: { path: ['cluster', 'tls', 'caFile'], type: 'string' },
   TRIBUTARY_REPLICATION_PORT: { path: ['cluster', 'replicationPort'], type: 'int' },
 }
 
@@ -201,6 +210,9 @@ function fromFlags(flags: ConfigFlags): Tree {
   if (flags.cluster !== undefined) tree = setPath(tree, ['cluster', 'name'], flags.cluster)
   if (flags.clusterSecretFile !== undefined)
     tree = setPath(tree, ['cluster', 'secretFile'], flags.clusterSecretFile)
+  if (flags.clusterCert !== undefined) tree = setPath(tree, ['cluster', 'tls', 'certFile'], flags.clusterCert)
+  if (flags.clusterKey !== undefined) tree = setPath(tree, ['cluster', 'tls', 'keyFile'], flags.clusterKey)
+  if (flags.clusterCa !== undefined) tree = setPath(tree, ['cluster', 'tls', 'caFile'], flags.clusterCa)
   if (flags.replicationPort !== undefined)
     tree = setPath(tree, ['cluster', 'replicationPort'], flags.replicationPort)
   return tree
@@ -239,7 +251,10 @@ function toProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
 function withDefaultStream(config: Config): Config {
   if (config.unmatched !== 'store' || config.streams.some((s) => s.name === DEFAULT_STREAM_NAME))
     return config
-  const implicit: StreamConfig = streamSchema.parse({ name: DEFAULT_STREAM_NAME })
+  const implicit: StreamConfig = streamSchema.parse({
+    ...clusterStreamDefaults(config.cluster !== null, {}),
+    name: DEFAULT_STREAM_NAME,
+  })
   return { ...config, streams: [...config.streams, implicit] }
 }
 
@@ -261,19 +276,100 @@ function withDeadLetterStreams(config: Config): Config {
     const name = deadLetterStreamOf(stream)
     if (declared.has(name)) continue
     declared.add(name)
-    implicit.push(streamSchema.parse({ name, deadLetter: name, retention: stream.retention }))
+    implicit.push(
+      streamSchema.parse({
+        ...clusterStreamDefaults(config.cluster !== null, {}),
+        name,
+        deadLetter: name,
+        retention: stream.retention,
+      }),
+    )
   }
   return { ...config, streams: [...config.streams, ...implicit] }
 }
 
-/** Streams that acknowledge after replication need a cluster to replicate in. */
+/**
+ * In a cluster a stream's partitions are held by `replicas` nodes (default
+ * 2) and `minInsync` defaults to 2 unless it holds fewer: filled in on the
+ * raw tree, before the schema's own defaults (1 replica alone).
+ */
+function clusterStreamDefaults(clustered: boolean, stream: Tree): Tree {
+  if (!clustered) return stream
+  const replicas = stream.replicas ?? DEFAULT_CLUSTER_REPLICAS
+  const minInsync =
+    stream.minInsync ??
+    (typeof replicas === 'number' && replicas >= 1 ? Math.min(DEFAULT_MIN_INSYNC, replicas) : undefined)
+  return { ...stream, replicas, ...(minInsync === undefined ? {} : { minInsync }) }
+}
+
+function withClusterStreamDefaults(tree: Tree): Tree {
+  const clustered = isTree(tree.cluster)
+  if (!clustered || !Array.isArray(tree.streams)) return tree
+  const streams: unknown[] = tree.streams
+  return { ...tree, streams: streams.map((s) => (isTree(s) ? clusterStreamDefaults(clustered, s) : s)) }
+}
+
+/**
+ * Streams that acknowledge after replication need a cluster to replicate in
+ * and a copy on another node; minInsync counts nodes among the `replicas`;
+ * a cluster authenticates one way (clusterAuthProblems).
+ */
 function clusterProblems(config: Config): ConfigProblem[] {
-  if (config.cluster !== null) return []
-  return config.streams.flatMap((stream, i) =>
-    stream.ack === 'replicated'
-      ? [{ path: `streams.${i}.ack`, message: 'replicated needs a cluster: section (or --cluster NAME)' }]
-      : [],
-  )
+  const auth = config.cluster === null ? [] : clusterAuthProblems(config.cluster)
+  return [
+    ...auth,
+    ...config.streams.flatMap((stream, i): ConfigProblem[] => {
+      if (config.cluster === null) {
+        if (stream.ack === 'replicated')
+          return [
+            { path: `streams.${i}.ack`, message: 'replicated needs a cluster: section (or --cluster NAME)' },
+          ]
+        if (stream.replicas > 1)
+          return [
+            {
+              path: `streams.${i}.replicas`,
+              message: `${stream.replicas} replicas need a cluster: section (or --cluster NAME); alone it is 1`,
+            },
+          ]
+        return []
+      }
+      if (stream.ack === 'replicated' && stream.replicas < 2)
+        return [
+          {
+            path: `streams.${i}.replicas`,
+            message: 'ack: replicated needs a copy on another node: replicas of at least 2 (or ack: durable)',
+          },
+        ]
+      if (stream.minInsync > stream.replicas)
+        return [
+          {
+            path: `streams.${i}.minInsync`,
+            message: `${stream.minInsync} is more than replicas (${stream.replicas}): at most the nodes that hold the partition can hold a record`,
+          },
+        ]
+      return []
+    }),
+  ]
+}
+
+/** A cluster authenticates its links one way: a shared secret or certificates, exactly one. */
+function clusterAuthProblems(cluster: ClusterConfig): ConfigProblem[] {
+  if (cluster.secretFile !== undefined && cluster.tls !== undefined)
+    return [
+      {
+        path: 'cluster.tls',
+        message: 'give cluster.secretFile (a shared secret) or cluster.tls (certificates), not both',
+      },
+    ]
+  if (cluster.secretFile === undefined && cluster.tls === undefined)
+    return [
+      {
+        path: 'cluster.secretFile',
+        message:
+          'required: cluster.secretFile (tributary cluster init writes one) or cluster.tls { certFile, keyFile, caFile }',
+      },
+    ]
+  return []
 }
 
 /** Checks that need the parsed config: what sinks refer to. */
@@ -353,7 +449,7 @@ function httpProblems(config: Config): ConfigProblem[] {
 export function validateConfig(
   tree: Tree,
 ): { config: Config; problems: [] } | { config: null; problems: ConfigProblem[] } {
-  const result = configSchema.safeParse(tree)
+  const result = configSchema.safeParse(withClusterStreamDefaults(tree))
   const problems = [...(result.success ? [] : toProblems(result.error.issues)), ...crossFieldProblems(tree)]
   if (!result.success || problems.length > 0) return { config: null, problems }
   const config = withDeadLetterStreams(withDefaultStream(result.data))

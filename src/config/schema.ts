@@ -31,6 +31,10 @@ export const DEFAULT_REPLICATION_PORT = 7625
 export const DEFAULT_HEARTBEAT_MS = 500
 export const DEFAULT_FOLLOWER_TIMEOUT_MS = 5000
 export const DEFAULT_FOLLOWER_EXPIRE_MS = 24 * 3600 * 1000
+/** A stream's `replicas` when a cluster is configured (the origin and one follower); alone it is 1. */
+export const DEFAULT_CLUSTER_REPLICAS = 2
+/** A stream's `minInsync` unless it holds fewer `replicas`. */
+export const DEFAULT_MIN_INSYNC = 2
 const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,63}$/
 export const DEFAULT_SINK_MAX_BATCH_BYTES = 1024 * 1024
 export const DEFAULT_SINK_MAX_BATCH_RECORDS = 1000
@@ -88,12 +92,21 @@ export const streamSchema = z
       .describe(
         'replicated: acknowledged once fdatasync-ed here and on minInsync - 1 other nodes (needs cluster:)',
       ),
+    replicas: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(1)
+      .describe(
+        'nodes that hold each partition, its origin included (default 2 with cluster:, 1 alone); the origin picks the followers',
+      ),
     minInsync: z
       .number()
       .int()
       .min(1)
       .max(16)
-      .default(2)
+      .default(DEFAULT_MIN_INSYNC)
       .describe('ack: replicated: nodes, this one included, that hold a record fdatasync-ed before its ack'),
     onTooFewReplicas: z
       .enum(['wait', 'degrade'])
@@ -239,6 +252,9 @@ const httpSink = z
 
 export const sinkSchema = z.discriminatedUnion('type', [kafkaSink, mqttSink, httpSink])
 
+/** At start, the longest wait for known followers to answer tail recovery (they normally do within a second). */
+const DEFAULT_TAIL_RECOVERY_MS = 10_000
+
 const cluster = z
   .object({
     name: z
@@ -248,9 +264,19 @@ const cluster = z
     secretFile: z
       .string()
       .min(1)
+      .optional()
       .describe(
-        'the shared secret (tributary cluster init writes one); links are TLS with a key derived from it',
+        'the shared secret (tributary cluster init writes one); links are TLS with a key derived from it (or give tls)',
       ),
+    tls: z
+      .object({
+        certFile: z.string().min(1).describe("PEM: this node's certificate (naming URI:tributary://<name>)"),
+        keyFile: z.string().min(1).describe("PEM: this node's private key, mode 0600"),
+        caFile: z.string().min(1).describe("PEM: the CA that signs every node's certificate"),
+      })
+      .strict()
+      .optional()
+      .describe('mutual TLS with certificates instead of secretFile'),
     peers: z
       .array(z.string().regex(HOST_PORT, 'HOST:PORT'))
       .default([])
@@ -271,6 +297,15 @@ const cluster = z
       .min(1000)
       .default(DEFAULT_FOLLOWER_EXPIRE_MS)
       .describe('a follower gone this long no longer holds back retention of this node'),
+    tailRecoveryMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(600_000)
+      .default(DEFAULT_TAIL_RECOVERY_MS)
+      .describe(
+        'at start, how long MQTT waits while the node fetches its own lost tail back from the followers it had',
+      ),
   })
   .strict()
 

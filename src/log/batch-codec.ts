@@ -1,15 +1,16 @@
 // Record batch codec: the bytes of one partition's records from one group
 // commit, as stored on disk (and, later, sent to followers). Pure functions.
 //
-// Format version 1, all integers big-endian:
-//   0  u8   format version (1)
+// Format version 2, all integers big-endian:
+//   0  u8   format version (2)
 //   1  u32  CRC32C (Castagnoli) of bytes [5, end)
 //   5  u8   attributes (reserved, 0)
 //   6  u64  base offset
 //  14  u32  record count
 //  18  u64  first timestamp (ms)
 //  26  u64  max timestamp (ms)
-//  34  records, each:
+//  34  u32  incarnation of the origin that wrote the batch (see below)
+//  38  records, each:
 //        u8  flags: bits 0-1 QoS, bit 2 key present, bit 3 device time present
 //        u32 timestamp delta from the first timestamp (ms)
 //        u64 device time (ms), only when flagged
@@ -18,14 +19,21 @@
 //        u16 client id length + UTF-8 client id
 //        u16 header count, then per header u16 name length + name, u16 value length + value
 //        u32 payload length + payload bytes
-// Offsets are dense, so record i has offset base + i.
+// Offsets are dense, so record i has offset base + i. A record's identity is
+// (origin, incarnation, offset): a node starts a new incarnation at every
+// start, so an offset given again after a lost tail never names the same
+// record twice. Version 1 is the same without the incarnation (records at
+// byte 34); it is read as incarnation 1, the one every node began with.
 
 import { crc32c } from '@node-rs/crc32'
 import { TributaryError } from '../errors.ts'
 import type { Header, Qos, RecordInput, StoredRecord } from './record.ts'
 
-export const BATCH_FORMAT_VERSION = 1
-export const BATCH_HEADER_BYTES = 34
+export const BATCH_FORMAT_VERSION = 2
+/** The incarnation of batches written before incarnations (format version 1). */
+export const FIRST_INCARNATION = 1
+export const BATCH_HEADER_BYTES = 38
+const V1_HEADER_BYTES = 34
 
 const FLAG_QOS_MASK = 0b11
 const FLAG_KEY = 0b100
@@ -38,6 +46,7 @@ export interface BatchHeader {
   readonly recordCount: number
   readonly firstTimestampMs: number
   readonly maxTimestampMs: number
+  readonly incarnation: number
 }
 
 export interface TimedRecord extends RecordInput {
@@ -59,7 +68,11 @@ function writeString16(buf: Buffer, pos: number, value: string): number {
 }
 
 /** Encodes records with consecutive offsets from `baseOffset`. Timestamps must be non-decreasing. */
-export function encodeBatch(baseOffset: number, records: readonly TimedRecord[]): Buffer {
+export function encodeBatch(
+  baseOffset: number,
+  records: readonly TimedRecord[],
+  incarnation: number,
+): Buffer {
   const first = records[0]
   if (first === undefined) throw new RangeError('a batch holds at least one record')
   const last = records[records.length - 1] ?? first
@@ -72,6 +85,7 @@ export function encodeBatch(baseOffset: number, records: readonly TimedRecord[])
   buf.writeUInt32BE(records.length, 14)
   buf.writeBigUInt64BE(BigInt(first.timestampMs), 18)
   buf.writeBigUInt64BE(BigInt(last.timestampMs), 26)
+  buf.writeUInt32BE(incarnation, 34)
   let pos = BATCH_HEADER_BYTES
   for (const r of records) {
     let flags: number = r.qos
@@ -101,15 +115,15 @@ export function encodeBatch(baseOffset: number, records: readonly TimedRecord[])
 /** Reads the fixed header without checking the CRC (cheap; for indexes and scans). */
 export function readBatchHeader(buf: Uint8Array): BatchHeader {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
-  if (b.length < BATCH_HEADER_BYTES) {
-    throw new TributaryError('TRIB_BATCH_CORRUPT', `batch is ${b.length} bytes, shorter than its header`)
-  }
-  const version = b.readUInt8(0)
-  if (version !== BATCH_FORMAT_VERSION) {
+  const version = b.length === 0 ? 0 : b.readUInt8(0)
+  if (version !== 1 && version !== BATCH_FORMAT_VERSION) {
     throw new TributaryError(
       'TRIB_BATCH_VERSION',
-      `format version ${version}, this build reads ${BATCH_FORMAT_VERSION}`,
+      `format version ${version}, this build reads 1 to ${BATCH_FORMAT_VERSION}`,
     )
+  }
+  if (b.length < recordsStart(version)) {
+    throw new TributaryError('TRIB_BATCH_CORRUPT', `batch is ${b.length} bytes, shorter than its header`)
   }
   return {
     version,
@@ -118,7 +132,13 @@ export function readBatchHeader(buf: Uint8Array): BatchHeader {
     recordCount: b.readUInt32BE(14),
     firstTimestampMs: Number(b.readBigUInt64BE(18)),
     maxTimestampMs: Number(b.readBigUInt64BE(26)),
+    incarnation: version === 1 ? FIRST_INCARNATION : b.readUInt32BE(34),
   }
+}
+
+/** Where the records start in a batch of format `version`. */
+function recordsStart(version: number): number {
+  return version === 1 ? V1_HEADER_BYTES : BATCH_HEADER_BYTES
 }
 
 class Reader {
@@ -203,7 +223,10 @@ export function verifyBatch(buf: Uint8Array): BatchHeader {
 /** Decodes and verifies a whole batch. */
 export function decodeBatch(buf: Uint8Array): StoredRecord[] {
   const header = verifyBatch(buf)
-  const reader = new Reader(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), BATCH_HEADER_BYTES)
+  const reader = new Reader(
+    Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength),
+    recordsStart(header.version),
+  )
   const records: StoredRecord[] = []
   for (let i = 0; i < header.recordCount; i++) {
     const flags = reader.u8()

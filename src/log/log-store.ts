@@ -146,6 +146,8 @@ export interface StoredBatch {
  */
 export interface ReplicaLog {
   readonly origin: string
+  /** The incarnation this node writes its batches in now (batch-codec.ts). */
+  readonly incarnation: number
   partitions(): PartitionStatus[]
   localPartitions(): PartitionStatus[]
   partition(ref: PartitionRef): PartitionStatus | undefined
@@ -155,8 +157,8 @@ export interface ReplicaLog {
    * least one batch when there is one).
    */
   readBatches(ref: PartitionRef, fromOffset: number, maxBytes: number): StoredBatch[]
-  /** The CRC32C of the partition's batch that ends right before `nextOffset`; null when no batch ends there. */
-  batchCrcBefore(ref: PartitionRef, nextOffset: number): number | null
+  /** The incarnation and CRC32C of the partition's batch that ends right before `nextOffset`; null when none ends there. */
+  lastBatchBefore(ref: PartitionRef, nextOffset: number): { incarnation: number; crc: number } | null
   /** The offset below which the partition's records are fdatasync'd on this node. */
   durableNext(ref: PartitionRef): number
   /** Starts a copy of another origin's partition at `firstOffset`; nothing when the copy exists. */
@@ -168,6 +170,21 @@ export interface ReplicaLog {
    * TRIB_BATCH_CORRUPT when one fails its CRC32C; nothing is stored then.
    */
   appendReplica(ref: PartitionRef, batches: readonly Buffer[]): Promise<void>
+  /**
+   * This node's own batches fetched back from a peer's copy (its tail lost in
+   * an unclean start), appended as `appendReplica` appends a copy's. Only
+   * before `beginIncarnation`: once new records are written, no old ones come back.
+   */
+  appendRecovered(ref: LocalPartitionRef, batches: readonly Buffer[]): Promise<void>
+  /**
+   * Puts back one of this node's batches, fetched from a peer's copy, into
+   * the hole its damaged original left when it was quarantined at start;
+   * durable and indexed when this resolves. TRIB_REPAIR_REFUSED when it does
+   * not fit a hole exactly, TRIB_BATCH_CORRUPT when it fails its CRC32C.
+   */
+  repairBatch(ref: LocalPartitionRef, batch: Buffer): Promise<void>
+  /** From now on this node writes its batches in `incarnation` (never lower than the current one). */
+  beginIncarnation(incarnation: number): void
   /**
    * The copy goes on from `fromOffset`: its batches holding records from
    * there on (a copy that diverged from its origin) move to the quarantine,

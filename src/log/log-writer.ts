@@ -25,7 +25,7 @@ import { type SyncedAppender, SyncPipeline } from './sync-pipeline.ts'
 export type Queued = CommitItem &
   (
     | { readonly kind: 'append'; readonly resolve: (appended: Appended[]) => void }
-    | { readonly kind: 'remove' | 'replica'; readonly resolve: () => void }
+    | { readonly kind: 'remove' | 'replica' | 'repair'; readonly resolve: () => void }
   ) & { readonly reject: (err: unknown) => void }
 
 /** The index's parts (LMDB databases, state), and the segment appender the frames go to. */
@@ -37,6 +37,8 @@ export interface LogWriterParts extends LmdbIndexParts {
   readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'> | undefined
   /** After an fdatasync made records durable (see SyncPipeline). */
   readonly onDurable?: () => void
+  /** The incarnation new batches are written in (batch-codec.ts). */
+  readonly incarnation: () => number
 }
 
 export class LogWriter {
@@ -45,6 +47,7 @@ export class LogWriter {
   readonly #syncs: SyncPipeline
   readonly #indexCommits: IndexCommitter
   readonly #metrics: LogWriterParts['metrics']
+  readonly #incarnation: () => number
   #queue: Queued[] = []
   #running: Promise<void> | null = null
   #closed = false
@@ -55,6 +58,7 @@ export class LogWriter {
     this.#markers = parts.markers
     this.#state = parts.state
     this.#metrics = parts.metrics
+    this.#incarnation = parts.incarnation
     // Both wake this loop when they have work: a sync ended, a relaxed window or an index commit is due.
     const wake = (): void => this.#kick()
     this.#syncs = new SyncPipeline(parts.appender, {
@@ -144,6 +148,7 @@ export class LogWriter {
       { local: (ref) => this.#state.local(ref), any: (ref) => this.#state.find(ref) },
       Date.now(),
       syncs.position.segment,
+      this.#incarnation(),
     )
     for (const [i, err] of refused) items[i]?.reject(err)
     // Nothing left to write: every item was refused.
@@ -164,7 +169,8 @@ export class LogWriter {
       this.#metrics.commitWritten(records, frame.bytes.length)
     }
     batches.forEach((b, i) => {
-      syncs.written(b.meta.id, b.baseOffset, b.baseOffset + b.recordCount)
+      // A repaired hole is below the partition's durable end: it does not move it.
+      if (b.repair !== true) syncs.written(b.meta.id, b.baseOffset, b.baseOffset + b.recordCount)
       this.#state.addEntry(b.meta, {
         baseOffset: b.baseOffset,
         recordCount: b.recordCount,

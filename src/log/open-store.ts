@@ -6,7 +6,9 @@
 //   under a new origin (`renewOrigin`), so no offset of the old origin is
 //   ever given to another record;
 // - each batch of this node quarantined at open leaves a gap record in its
-//   partition, so sinks carry the news of the lost offsets upstream;
+//   partition, so sinks carry the news of the lost offsets upstream (written
+//   by `appendQuarantineGaps` once the node began its incarnation, after
+//   tail recovery: new records come only then);
 // - a damaged batch of a copy (another origin's partition held here) is not
 //   this node's to report: the copy is restarted at that batch, which moves
 //   it and everything after it to the quarantine, and replication copies
@@ -76,13 +78,12 @@ export async function openLogStore(options: OpenStoreOptions): Promise<OpenedSto
     },
   })
   const recovery = await store.open()
-  await appendQuarantineGaps(store, recovery.quarantined)
   await restartDamagedCopies(store, recovery.quarantined, log)
   return { store, recovery, origin }
 }
 
 /** A gap record for each batch of this node quarantined at open, so upstream learns which offsets are lost. */
-async function appendQuarantineGaps(
+export async function appendQuarantineGaps(
   store: SegmentLogStore,
   quarantined: readonly CorruptBatch[],
 ): Promise<void> {

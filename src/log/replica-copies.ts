@@ -1,6 +1,6 @@
 // What SegmentLogStore's replication side (the ReplicaLog seam) does beyond
 // the write path: reading stored batches as they are (fdatasync'd ones only,
-// each verified before it leaves), the CRC of the batch that ends where a
+// each verified before it leaves), the incarnation and CRC of the batch that ends where a
 // follower's copy ends (the prefix check), checking a run of replica
 // batches before it is queued, and restarting a copy that diverged (its
 // batches from the divergence on move to the quarantine for inspection).
@@ -58,12 +58,15 @@ export class ReplicaCopies {
     return out
   }
 
-  /** The CRC32C of the batch ending right before `nextOffset`, or null. */
-  crcBefore(meta: PartitionMeta, nextOffset: number): number | null {
+  /** The incarnation and CRC32C of the batch ending right before `nextOffset`, or null. */
+  lastBefore(meta: PartitionMeta, nextOffset: number): { incarnation: number; crc: number } | null {
     if (nextOffset <= meta.firstOffset || nextOffset > meta.nextOffset) return null
     const entry = this.#p.index.floor(meta.id, nextOffset - 1)
     if (entry === null || entry.baseOffset + entry.recordCount !== nextOffset) return null
-    return readBatchHeader(this.#p.reader.read(entry.segment, entry.position, entry.length)).crc
+    const { incarnation, crc } = readBatchHeader(
+      this.#p.reader.read(entry.segment, entry.position, entry.length),
+    )
+    return { incarnation, crc }
   }
 
   /** Verifies a run of the origin's batches: each intact, each starting where the one before ends. */
@@ -78,6 +81,23 @@ export class ReplicaCopies {
         )
       expected = header.baseOffset + header.recordCount
     }
+  }
+
+  /**
+   * Verifies a batch of this node's own, fetched back from a peer's copy: it
+   * must fill a hole of the partition (a quarantined batch's offsets) without
+   * overlapping anything still indexed. TRIB_REPAIR_REFUSED otherwise.
+   */
+  checkHole(meta: PartitionMeta, batch: Buffer): void {
+    const header = verifyBatch(batch)
+    const end = header.baseOffset + header.recordCount
+    const below = this.#p.index.floor(meta.id, end - 1)
+    const overlaps = below !== null && below.baseOffset + below.recordCount > header.baseOffset
+    if (header.baseOffset < meta.firstOffset || end > meta.nextOffset || overlaps)
+      throw new TributaryError(
+        'TRIB_REPAIR_REFUSED',
+        `${meta.stream}/${meta.origin}/${meta.partition}: offsets ${header.baseOffset} to ${end - 1} are not a hole of the log`,
+      )
   }
 
   /**

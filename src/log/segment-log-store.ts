@@ -30,6 +30,7 @@ import { join } from 'node:path'
 import type { Database } from 'lmdb'
 import { TributaryError } from '../errors.ts'
 import type { Metrics } from '../observability/metrics.ts'
+import { FIRST_INCARNATION } from './batch-codec.ts'
 import { BatchIndex } from './batch-index.ts'
 import { unobserved } from './index-committer.ts'
 import { LogState } from './log-state.ts'
@@ -37,6 +38,7 @@ import type {
   Appended,
   AppendRequest,
   CorruptBatch,
+  LocalPartitionRef,
   LogStore,
   Marker,
   PartitionRef,
@@ -50,6 +52,7 @@ import type {
   StoredBatch,
   VerifyReport,
 } from './log-store.ts'
+import { partitionRef } from './log-store.ts'
 import { LogWriter } from './log-writer.ts'
 import { MarkerOverlay } from './marker-overlay.ts'
 import { NodeEnvironment } from './node-environment.ts'
@@ -99,6 +102,8 @@ export interface SegmentLogStoreOptions {
   readonly onCorrupt?: (batch: CorruptBatch, action: 'quarantined' | 'skipped') => void
   /** Told each group commit's size and each fsync's duration. */
   readonly metrics?: Pick<Metrics, 'commitWritten' | 'synced'>
+  /** The incarnation appends are written in until `beginIncarnation` (default: the first). */
+  readonly incarnation?: number
 }
 
 export class SegmentLogStore implements LogStore, ReplicaLog {
@@ -118,6 +123,9 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
   #writer: LogWriter | null = null
   #position: SegmentPosition = { segment: 1, position: 0 }
   #state!: LogState
+  #incarnation: number
+  /** Set by beginIncarnation: this node's own tail can no longer be recovered. */
+  #incarnationBegun = false
   #nextPartitionId = 0
   #opened: Promise<RecoveryReport> | null = null
   #closing: Promise<void> | null = null
@@ -126,10 +134,25 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
     this.#options = options
     this.#segmentsDir = join(options.dataDir, SEGMENTS_DIR)
     this.#reader = new SegmentReader(this.#segmentsDir)
+    this.#incarnation = options.incarnation ?? FIRST_INCARNATION
   }
 
   get origin(): string {
     return this.#options.origin
+  }
+
+  get incarnation(): number {
+    return this.#incarnation
+  }
+
+  beginIncarnation(incarnation: number): void {
+    if (!Number.isInteger(incarnation) || incarnation < this.#incarnation || incarnation > 0xffff_ffff)
+      throw new TributaryError(
+        'TRIB_INTERNAL',
+        `incarnation ${incarnation} does not follow ${this.#incarnation} (a u32 that never goes back)`,
+      )
+    this.#incarnation = incarnation
+    this.#incarnationBegun = true
   }
 
   open(): Promise<RecoveryReport> {
@@ -204,6 +227,7 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
       indexCommitMs: this.#options.indexCommitMs ?? DEFAULT_INDEX_COMMIT_MS,
       indexMaxPendingBatches: this.#options.indexMaxPendingBatches ?? DEFAULT_INDEX_MAX_PENDING_BATCHES,
       metrics: this.#options.metrics,
+      incarnation: () => this.#incarnation,
       onDurable: () => {
         for (const wake of this.#durableWaiters) wake()
         this.#durableWaiters.clear()
@@ -247,6 +271,14 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
         partition: (id) => this.#state.byId(id),
         addEntry: (meta, entry) => this.#state.addEntry(meta, entry),
         markerChange: (change) => this.#markers.apply(change),
+        isHole: (meta, batch) => {
+          try {
+            this.#copies.checkHole(meta, batch)
+            return true
+          } catch {
+            return false
+          }
+        },
       },
       this.#segmentsDir,
       this.#position,
@@ -341,10 +373,27 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
   }
 
   appendReplica(ref: PartitionRef, batches: readonly Buffer[]): Promise<void> {
+    return this.#appendStored(ref, batches, () => this.#replica(ref))
+  }
+
+  appendRecovered(ref: LocalPartitionRef, batches: readonly Buffer[]): Promise<void> {
+    const own = partitionRef(this.origin, ref)
+    return this.#appendStored(own, batches, () => {
+      if (this.#incarnationBegun)
+        throw new TributaryError(
+          'TRIB_INTERNAL',
+          'a recovered tail comes only before new records are written',
+        )
+      return this.#state.local(ref)
+    })
+  }
+
+  /** Stored batches appended as they are, at their own offsets (a copy, or this node's own tail recovered). */
+  #appendStored(ref: PartitionRef, batches: readonly Buffer[], meta: () => PartitionMeta): Promise<void> {
     let writer: LogWriter
     try {
       this.#assertOpen()
-      this.#copies.check(this.#replica(ref), batches)
+      this.#copies.check(meta(), batches)
       writer = this.#writable()
     } catch (err) {
       return Promise.reject(err)
@@ -353,6 +402,24 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
     return new Promise<void>((resolve, reject) => {
       writer.enqueue({ kind: 'replica', ref, batches, resolve, reject })
     })
+  }
+
+  async repairBatch(ref: LocalPartitionRef, batch: Buffer): Promise<void> {
+    let writer: LogWriter
+    const own = partitionRef(this.origin, ref)
+    try {
+      this.#assertOpen()
+      this.#copies.checkHole(this.#state.local(ref), batch)
+      writer = this.#writable()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    await new Promise<void>((resolve, reject) => {
+      writer.enqueue({ kind: 'repair', ref: own, batch, resolve, reject })
+    })
+    // In the index at once: a repair is below the partition's end, where a replay would not look for it.
+    await writer.commitIndex([])
+    await this.#env?.flushed
   }
 
   async restartReplica(ref: PartitionRef, fromOffset: number, reason: string): Promise<number> {
@@ -368,8 +435,8 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
     return this.#copies.read(this.#state.find(ref), fromOffset, this.durableNext(ref), maxBytes)
   }
 
-  batchCrcBefore(ref: PartitionRef, nextOffset: number): number | null {
-    return this.#copies.crcBefore(this.#state.find(ref), nextOffset)
+  lastBatchBefore(ref: PartitionRef, nextOffset: number): { incarnation: number; crc: number } | null {
+    return this.#copies.lastBefore(this.#state.find(ref), nextOffset)
   }
 
   durableNext(ref: PartitionRef): number {

@@ -76,6 +76,19 @@ export interface PeerFigures {
   }>
 }
 
+/** One of this node's partitions and the followers the origin picked to copy it (the replicator's figures). */
+export interface PartitionFollowerFigures {
+  readonly stream: string
+  readonly partition: number
+  readonly followers: ReadonlyArray<{
+    readonly follower: string
+    readonly inSync: boolean
+    readonly lagRecords: number
+    readonly lagBytes: number
+    readonly lagSeconds: number
+  }>
+}
+
 export interface MetricSources {
   partitions(): readonly PartitionFigures[]
   sinks(): readonly SinkFigures[]
@@ -87,6 +100,8 @@ export interface MetricSources {
     readonly partition: number
     readonly replicatedNext: number
   }>
+  /** Per partition of this node in a cluster: its followers, in sync or not, and their lag; empty when alone. */
+  followers(): readonly PartitionFollowerFigures[]
   connections(): number
   disk(): { readonly usedPercent: number | null; readonly full: boolean }
 }
@@ -120,7 +135,11 @@ export class Metrics {
   readonly registry = new Registry()
   #sources: MetricSources | null = null
   /** The sources' figures for the scrape under way: each is read once per scrape, not once per metric. */
-  #scrape: { partitions: readonly PartitionFigures[]; sinks: readonly SinkFigures[] } | null = null
+  #scrape: {
+    partitions: readonly PartitionFigures[]
+    sinks: readonly SinkFigures[]
+    followers: readonly PartitionFollowerFigures[]
+  } | null = null
   readonly #startedAtMs: number
   readonly #startWrittenBytes: number | null
   readonly #readWritten: () => number | null
@@ -133,6 +152,8 @@ export class Metrics {
   readonly #replicationRefused: Counter<'code'>
   readonly #divergences: Counter
   readonly #degradedAcks: Counter<'stream'>
+  readonly #ackWait: Histogram<'outcome'>
+  readonly #copyLatency: Histogram
   readonly #ackLatencyQos1: HistogramChild
   readonly #ackLatencyQos2: HistogramChild
   readonly #commitRecords: Histogram
@@ -189,6 +210,17 @@ export class Metrics {
     this.#divergences = counter({
       name: 'replica_divergences_total',
       help: "Copies found not to be a prefix of their origin's log: the tail moved to the quarantine and copied again",
+    })
+    this.#ackWait = histogram({
+      name: 'replicated_ack_wait_seconds',
+      help: 'ack: replicated: how long an ack waited, after the local fdatasync, for minInsync - 1 followers to report their copies fdatasync-ed (outcome copied, or timeout)',
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS,
+    })
+    this.#copyLatency = histogram({
+      name: 'replication_fetch_latency_seconds',
+      help: "From a record's ingest on this node to a follower's report that its copy is fdatasync-ed (the oldest record each report newly covers): what fetching costs a record",
+      buckets: LATENCY_BUCKETS,
     })
     const ackLatency = histogram({
       name: 'ack_latency_seconds',
@@ -303,6 +335,14 @@ export class Metrics {
     this.#degradedAcks.inc({ stream })
   }
 
+  replicatedAckWait(seconds: number, copied: boolean): void {
+    this.#ackWait.observe({ outcome: copied ? 'copied' : 'timeout' }, seconds)
+  }
+
+  replicationFetchLatency(seconds: number): void {
+    this.#copyLatency.observe(seconds)
+  }
+
   replicaDiverged(): void {
     this.#divergences.inc()
   }
@@ -339,7 +379,10 @@ export class Metrics {
 
   async text(): Promise<string> {
     const sources = this.#sources
-    this.#scrape = sources === null ? null : { partitions: sources.partitions(), sinks: sources.sinks() }
+    this.#scrape =
+      sources === null
+        ? null
+        : { partitions: sources.partitions(), sinks: sources.sinks(), followers: sources.followers() }
     try {
       return await this.registry.metrics()
     } finally {
@@ -349,6 +392,10 @@ export class Metrics {
 
   #partitions(): readonly PartitionFigures[] {
     return this.#scrape?.partitions ?? this.#sources?.partitions() ?? []
+  }
+
+  #followers(): readonly PartitionFollowerFigures[] {
+    return this.#scrape?.followers ?? this.#sources?.followers() ?? []
   }
 
   #sinks(): readonly SinkFigures[] {
@@ -430,6 +477,54 @@ export class Metrics {
               this.set({ origin: p.nodeId, stream: c.stream, partition: String(c.partition) }, c.lagRecords)
       },
     })
+    const followers = (): readonly PartitionFollowerFigures[] => this.#followers()
+    new Gauge({
+      name: `${METRIC_PREFIX}partition_insync_followers`,
+      help: 'Followers picked to copy the partition whose link is up and whose copy lacks no record older than cluster.followerTimeoutMs',
+      labelNames: ['stream', 'partition'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const p of followers())
+          this.set(
+            { stream: p.stream, partition: String(p.partition) },
+            p.followers.filter((f) => f.inSync).length,
+          )
+      },
+    })
+    const followerGauge = (
+      name: string,
+      help: string,
+      value: (f: PartitionFollowerFigures['followers'][number]) => number,
+    ): void => {
+      new Gauge({
+        name: `${METRIC_PREFIX}${name}`,
+        help,
+        labelNames: ['follower', 'stream', 'partition'],
+        registers: [r],
+        collect() {
+          this.reset()
+          for (const p of followers())
+            for (const f of p.followers)
+              this.set({ follower: f.follower, stream: p.stream, partition: String(p.partition) }, value(f))
+        },
+      })
+    }
+    followerGauge(
+      'follower_lag_records',
+      "Records durable here that a follower's copy of this node's partition does not hold fdatasync-ed yet",
+      (f) => f.lagRecords,
+    )
+    followerGauge(
+      'follower_lag_bytes',
+      'The same in bytes (estimated from the partition bytes per record)',
+      (f) => f.lagBytes,
+    )
+    followerGauge(
+      'follower_lag_seconds',
+      "Age of the oldest record durable here that a follower's copy lacks",
+      (f) => f.lagSeconds,
+    )
     new Gauge({
       name: `${METRIC_PREFIX}mqtt_connections`,
       help: 'MQTT clients connected now',

@@ -1,12 +1,16 @@
 // The follower's side of one replication link: this node copies the origin's
-// partitions. The origin's catalog says which partitions exist and where
-// each log starts; a copy is started for each (ReplicaLog.ensureReplica).
+// partitions. The origin's catalog says which partitions this node is to
+// copy and where each log starts; a copy is started for each
+// (ReplicaLog.ensureReplica), and one the catalog no longer lists is
+// fetched no more (the copy stays).
 // Then one fetch at a time covers every copy: each names where the copy ends
 // and the CRC32C of its last batch, so the origin can check that the copy is
 // a prefix of its log before it answers. Answers:
 // - `ok`: the batches are appended as they are (durable here before the next
 //   fetch), and a `synced` report tells the origin how far the copies are
-//   fdatasync'd (a follower reports an offset only once its copy of it is);
+//   fdatasync'd (a follower reports an offset only once its copy of it is;
+//   and once per link even with nothing new, so a follower back on a new
+//   link counts as in sync again without waiting for a new record);
 // - `diverged`: the copy's tail from `divergedAt` on is moved to the
 //   quarantine (kept for inspection, logged, counted) and copied again;
 // - `out-of-range`: the origin deleted what the copy missed; it jumps to the
@@ -24,7 +28,7 @@ import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { LinkMessage, PeerLink } from './link.ts'
-import type { CatalogMessage, FetchResponseMessage } from './messages.ts'
+import type { CatalogMessage, FetchEntry, FetchResponseMessage } from './messages.ts'
 
 /** Bytes asked for per fetch over all partitions. */
 export const FETCH_MAX_BYTES = 4 * 1024 * 1024
@@ -41,10 +45,13 @@ export interface FollowerOptions {
 
 interface Copy {
   readonly ref: PartitionRef
-  /** The CRC32C of the copy's last batch; 0 when it holds none. */
+  /** The incarnation and CRC32C of the copy's last batch; 0 and 0 when it holds none. */
+  lastIncarnation: number
   lastCrc: number
   /** The origin's durable end, from its last answer. */
   originDurableNext: number
+  /** A synced report went out for it on this link (after the origin checked it is a prefix). */
+  reported: boolean
 }
 
 export class Follower {
@@ -86,7 +93,13 @@ export class Follower {
 
   #receive(message: LinkMessage): void {
     if (message.type === 'catalog') {
-      this.#catalogs = this.#catalogs.then(() => this.#applyCatalog(message))
+      // A catalog that cannot be applied (the store closed while the node stops) ends the link; the loop ends with it.
+      this.#catalogs = this.#catalogs
+        .then(() => this.#applyCatalog(message))
+        .catch((err: unknown) => {
+          this.#o.logger.debug({ err, origin: this.origin }, 'catalog not applied')
+          this.#o.link.close(`catalog not applied: ${err instanceof Error ? err.message : String(err)}`)
+        })
       return
     }
     if (message.type === 'fetch-response' && this.#pending?.id === message.requestId) {
@@ -104,10 +117,26 @@ export class Follower {
       if (before !== undefined && before.firstOffset < entry.firstOffset) starts.set(key, entry.firstOffset)
       if (this.#copies.has(key)) continue
       await this.#o.log.ensureReplica(ref, entry.firstOffset)
-      const held = this.#o.log.partition(ref)
-      const lastCrc = held === undefined ? null : this.#o.log.batchCrcBefore(ref, held.nextOffset)
-      this.#copies.set(key, { ref, lastCrc: lastCrc ?? 0, originDurableNext: entry.durableNext })
+      const copy = {
+        ref,
+        lastIncarnation: 0,
+        lastCrc: 0,
+        originDurableNext: entry.durableNext,
+        reported: false,
+      }
+      this.#resetLast(copy)
+      this.#copies.set(key, copy)
     }
+    // The origin gave a partition to another follower: stop fetching it, keep the copy as it is.
+    const listed = new Set(catalog.partitions.map((e) => `${e.stream}\u0000${e.partition}`))
+    for (const [key, copy] of this.#copies)
+      if (!listed.has(key)) {
+        this.#copies.delete(key)
+        this.#o.logger.info(
+          { ...copy.ref },
+          'the origin no longer lists this partition for this node; the copy stays',
+        )
+      }
     if (starts.size > 0) await this.#followStarts(starts)
     this.#wakeForCatalog?.()
   }
@@ -143,25 +172,26 @@ export class Follower {
     }
   }
 
-  async #fetch(): Promise<FetchResponseMessage | null> {
-    const { link, log } = this.#o
+  #fetch(): Promise<FetchResponseMessage | null> {
+    const { log } = this.#o
+    const partitions = [...this.#copies.values()].map((c) => {
+      const nextOffset = log.partition(c.ref)?.nextOffset ?? 0
+      return { ...c.ref, nextOffset, lastIncarnation: c.lastIncarnation, lastCrc: c.lastCrc }
+    })
+    return this.request(partitions, FETCH_MAX_WAIT_MS)
+  }
+
+  /**
+   * One fetch over the link and its answer (null when the link closed first).
+   * The follower's own loop uses it; so does tail recovery, before `run()`.
+   */
+  async request(partitions: readonly FetchEntry[], maxWaitMs: number): Promise<FetchResponseMessage | null> {
+    const { link } = this.#o
     const id = ++this.#requestId
-    const partitions = [...this.#copies.values()].map((c) => ({
-      ...c.ref,
-      nextOffset: log.partition(c.ref)?.nextOffset ?? 0,
-      lastIncarnation: 0,
-      lastCrc: c.lastCrc,
-    }))
     const answered = new Promise<FetchResponseMessage>((resolve) => {
       this.#pending = { id, resolve }
     })
-    await link.send({
-      type: 'fetch',
-      requestId: id,
-      maxWaitMs: FETCH_MAX_WAIT_MS,
-      maxBytes: FETCH_MAX_BYTES,
-      partitions,
-    })
+    await link.send({ type: 'fetch', requestId: id, maxWaitMs, maxBytes: FETCH_MAX_BYTES, partitions })
     const closed = link.closed().then(() => null)
     return Promise.race([answered, closed])
   }
@@ -176,9 +206,15 @@ export class Follower {
       switch (entry.status) {
         case 'ok': {
           const last = entry.batches[entry.batches.length - 1]
-          if (last === undefined) continue
-          await log.appendReplica(copy.ref, entry.batches)
-          copy.lastCrc = readBatchHeader(last).crc
+          if (last !== undefined) {
+            await log.appendReplica(copy.ref, entry.batches)
+            const header = readBatchHeader(last)
+            copy.lastIncarnation = header.incarnation
+            copy.lastCrc = header.crc
+          } else if (copy.reported) continue
+          // Reported at least once per link, new batches or not: a follower back on a new link
+          // with nothing new to copy counts again at once (the origin forgot it when the old link dropped).
+          copy.reported = true
           synced.push({ ...copy.ref, syncedNext: log.durableNext(copy.ref) })
           break
         }
@@ -193,7 +229,7 @@ export class Follower {
             'replica diverged from its origin: its tail was moved to the quarantine and is copied again',
           )
           this.#o.onDiverged?.(copy.ref, entry.divergedAt)
-          this.#resetCrc(copy)
+          this.#resetLast(copy)
           break
         }
         case 'out-of-range':
@@ -206,7 +242,7 @@ export class Follower {
             { ...copy.ref, firstOffset: entry.firstOffset },
             'replica jumps to the origin log start',
           )
-          this.#resetCrc(copy)
+          this.#resetLast(copy)
           break
         case 'unknown-partition':
           logger.warn({ ...copy.ref }, 'the origin no longer has this partition; the copy stays as it is')
@@ -218,8 +254,17 @@ export class Follower {
       await link.send({ type: 'synced', partitions: synced })
   }
 
-  #resetCrc(copy: Copy): void {
-    const next = this.#o.log.partition(copy.ref)?.nextOffset ?? 0
-    copy.lastCrc = this.#o.log.batchCrcBefore(copy.ref, next) ?? 0
+  #resetLast(copy: Copy): void {
+    const last = lastBatchOf(this.#o.log, copy.ref)
+    copy.lastIncarnation = last.incarnation
+    copy.lastCrc = last.crc
+    copy.reported = false
   }
+}
+
+/** The incarnation and CRC32C of a partition's last batch here; 0 and 0 when it holds none. */
+export function lastBatchOf(log: ReplicaLog, ref: PartitionRef): { incarnation: number; crc: number } {
+  const held = log.partition(ref)
+  if (held === undefined || held.nextOffset <= held.firstOffset) return { incarnation: 0, crc: 0 }
+  return log.lastBatchBefore(ref, held.nextOffset) ?? { incarnation: 0, crc: 0 }
 }

@@ -3,7 +3,9 @@
 // first: cluster name, protocol version, node id, incarnation. A hello that
 // does not fit (another cluster, another protocol version, this node's own
 // id: a cloned data dir) is answered with `refuse` and the link closes; so is
-// anything else sent before the hello. After it, heartbeats every
+// anything else sent before the hello, and bytes that are no frame, before
+// or after it (the refuse names the decoder's reason, and goes out before
+// the socket closes). After the hello, heartbeats every
 // `heartbeatMs` carry liveness and the round-trip time, and a link that hears
 // nothing for `timeoutMs` is closed: liveness comes from here, never from
 // mDNS. Messages flow both ways; writes wait for the socket to drain, so a
@@ -46,6 +48,8 @@ export interface PeerHello {
 export type LinkMessage = Exclude<ReplicationMessage, { type: 'hello' | 'refuse' | 'heartbeat' }>
 
 const DEFAULT_HELLO_TIMEOUT_MS = 5000
+/** How long a refused peer has to take the `refuse` and close its side before the socket is destroyed. */
+const REFUSE_LINGER_MS = 1000
 
 export class PeerLink {
   readonly peer: PeerHello
@@ -102,17 +106,21 @@ export class PeerLink {
       replicationPort: options.replicationPort,
     }
     socket.write(encodeMessage(hello))
+    /** Why this node refuses the peer (told to it before the socket closes); null: it did not. */
+    let refusal: { code: ErrorCode; message: string } | null = null
     try {
       const { peer, rest } = await readHello(
         socket,
         decoder,
         options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
-      )
-      const problem = helloProblem(peer, options)
-      if (problem !== null) {
-        socket.end(encodeMessage({ type: 'refuse', code: problem.code, message: problem.message }))
-        throw new TributaryError(problem.code, problem.message)
-      }
+      ).catch((err: unknown) => {
+        // Unreadable bytes, or something else than a hello first: the peer hears why.
+        if (isTributaryError(err, 'TRIB_REPLICATION_PROTOCOL'))
+          refusal = { code: err.code, message: err.message }
+        throw err
+      })
+      refusal = helloProblem(peer, options)
+      if (refusal !== null) throw new TributaryError(refusal.code, refusal.message)
       const link = new PeerLink(
         socket,
         decoder,
@@ -122,7 +130,8 @@ export class PeerLink {
       for (const message of rest) link.#dispatch(message)
       return link
     } catch (err) {
-      if (!socket.destroyed) socket.destroy()
+      if (refusal !== null) endWithRefuse(socket, refusal)
+      else if (!socket.destroyed) socket.destroy()
       throw err
     }
   }
@@ -164,7 +173,7 @@ export class PeerLink {
   /** Closes the link; a `refuse` tells the peer why first. Idempotent. */
   close(reason: string, refuse?: { code: ErrorCode; message: string }): void {
     if (this.#closedReason !== null) return
-    if (refuse !== undefined) this.#socket.end(encodeMessage({ type: 'refuse', ...refuse }))
+    if (refuse !== undefined) endWithRefuse(this.#socket, refuse)
     else this.#socket.destroy()
     this.#end(reason)
   }
@@ -173,7 +182,8 @@ export class PeerLink {
     if (this.#closedReason !== null) return
     this.#closedReason = reason
     clearInterval(this.#heartbeat)
-    if (!this.#socket.destroyed) this.#socket.destroy()
+    // A socket ending with a refuse closes once it is sent (endWithRefuse); destroying it now would drop it.
+    if (!this.#socket.destroyed && !this.#socket.writableEnded) this.#socket.destroy()
     this.#resolveClosed(reason)
   }
 
@@ -231,6 +241,17 @@ export class PeerLink {
         else this.#handler(message)
     }
   }
+}
+
+/**
+ * Sends `refuse` and ends the socket: end() lets the refuse go out first,
+ * where destroy() would drop it while it is still queued (the peer would see
+ * a bare close). A peer that never closes its side is cut after REFUSE_LINGER_MS.
+ */
+function endWithRefuse(socket: Duplex, refuse: { code: ErrorCode; message: string }): void {
+  if (socket.destroyed) return
+  socket.end(encodeMessage({ type: 'refuse', ...refuse }))
+  setTimeout(() => socket.destroy(), REFUSE_LINGER_MS).unref()
 }
 
 /** Reads until the first message; it must be the peer's hello (a refuse is reported as such). */

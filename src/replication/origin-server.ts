@@ -2,7 +2,9 @@
 // own partitions. On the link it sends the catalog (which partitions exist,
 // where each log starts, how far it is durable) at once and whenever that
 // changes, and answers each fetch:
-// - only this node's own partitions are served (`unknown-partition` else);
+// - this node's own partitions are served, and the peer's own partitions
+//   from this node's copies (a peer fetching its lost tail back at start,
+//   tail-recovery.ts); anything else is `unknown-partition`;
 // - a follower whose copy ends before the log's start is told `out-of-range`
 //   (the origin deleted what it missed) and starts its copy anew there;
 // - before sending anything, the follower's copy must be a prefix of this
@@ -10,13 +12,20 @@
 //   must be the CRC of this log's batch ending at the same offset; if not,
 //   or if it holds more than this log has durably, the answer is `diverged`
 //   with the offset to go back to (the start of the batch that differs);
+//   but while this node recovers its own tail at start, a follower holding
+//   more than it has is answered with nothing yet (its copy may be the tail
+//   being fetched back);
 // - otherwise the stored batches after it, fdatasync'd ones only, as they
 //   are on disk, up to the fetch's maxBytes over all its partitions;
 // - with nothing to send, the answer waits (long poll) until new records are
 //   durable or maxWaitMs ran out, so an idle link costs nothing.
 // `synced` reports (how far the follower's copies are fdatasync'd) go to
-// `onSynced`, which the follower positions keep.
+// `onSynced`, which the follower positions keep. The catalog lists only the
+// partitions the origin assigned to this follower (`assigned`, see
+// assignment.ts); when that changes it is sent again, and a follower fetches
+// only what its latest catalog lists.
 
+import { readBatchHeader } from '../log/batch-codec.ts'
 import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { LinkMessage, PeerLink } from './link.ts'
@@ -30,10 +39,13 @@ export const MAX_FETCH_WAIT_MS = 5000
 export interface OriginServerOptions {
   readonly link: PeerLink
   readonly log: ReplicaLog
-  readonly incarnation: number
   readonly logger: Logger
+  /** True while this node fetches its own tail back (before it writes new records). */
+  readonly recovering: () => boolean
   /** A follower reported how far its copies are fdatasync'd. */
   readonly onSynced: (follower: string, entries: readonly SyncedEntry[]) => void
+  /** Whether this link's follower is one the origin picked to copy partition `p` (its catalog lists only those). */
+  readonly assigned: (p: { readonly stream: string; readonly partition: number }) => boolean
 }
 
 export class OriginServer {
@@ -50,6 +62,11 @@ export class OriginServer {
     this.#timer.unref()
     void options.link.closed().then(() => clearInterval(this.#timer))
     this.#sendCatalog(true)
+  }
+
+  /** Sends the catalog now if it changed (the assignment moved a partition). */
+  refreshCatalog(): void {
+    this.#sendCatalog(false)
   }
 
   /** Stops the catalog timer; the link's owner closes the link. */
@@ -72,14 +89,17 @@ export class OriginServer {
   }
 
   #catalog(): CatalogEntry[] {
-    const { log, incarnation } = this.#o
-    return log.localPartitions().map((p) => ({
-      stream: p.stream,
-      partition: p.partition,
-      firstOffset: p.firstOffset,
-      durableNext: log.durableNext(p),
-      incarnation,
-    }))
+    const { log } = this.#o
+    return log
+      .localPartitions()
+      .filter((p) => this.#o.assigned(p))
+      .map((p) => ({
+        stream: p.stream,
+        partition: p.partition,
+        firstOffset: p.firstOffset,
+        durableNext: log.durableNext(p),
+        incarnation: log.incarnation,
+      }))
   }
 
   /** Sends the catalog when the partitions or their log starts changed (or `always`). */
@@ -118,9 +138,10 @@ export class OriginServer {
   }
 
   #entry(want: FetchEntry, budget: number): FetchResponseEntry {
-    const { log, incarnation } = this.#o
+    const { log, link } = this.#o
     const ref: PartitionRef = { stream: want.stream, origin: want.origin, partition: want.partition }
-    const p = want.origin === log.origin ? log.partition(ref) : undefined
+    const own = want.origin === log.origin
+    const p = own || want.origin === link.peer.nodeId ? log.partition(ref) : undefined
     const answer = (
       status: FetchResponseEntry['status'],
       extra: Partial<Pick<FetchResponseEntry, 'divergedAt' | 'batches'>> = {},
@@ -130,15 +151,17 @@ export class OriginServer {
       firstOffset: p?.firstOffset ?? 0,
       durableNext: p === undefined ? 0 : log.durableNext(ref),
       divergedAt: extra.divergedAt ?? 0,
-      incarnation,
+      incarnation: own ? log.incarnation : lastIncarnation(extra.batches),
       batches: extra.batches ?? [],
     })
     if (p === undefined) return answer('unknown-partition')
     if (want.nextOffset < p.firstOffset) return answer('out-of-range')
     const durable = log.durableNext(ref)
-    if (want.nextOffset > durable)
+    if (want.nextOffset > durable) {
+      if (own && this.#o.recovering()) return answer('ok')
       return answer('diverged', { divergedAt: this.#backTo(ref, durable, durable) })
-    if (want.nextOffset > p.firstOffset && log.batchCrcBefore(ref, want.nextOffset) !== want.lastCrc)
+    }
+    if (want.nextOffset > p.firstOffset && !sameBatch(log.lastBatchBefore(ref, want.nextOffset), want))
       return answer('diverged', { divergedAt: this.#backTo(ref, want.nextOffset, durable) })
     if (budget <= 0) return answer('ok')
     const batches = log.readBatches(ref, want.nextOffset, budget).map((b) => b.bytes)
@@ -151,4 +174,16 @@ export class OriginServer {
     const [holding] = this.#o.log.readBatches(ref, from, 1)
     return holding !== undefined && holding.baseOffset <= from ? holding.baseOffset : Math.min(next, durable)
   }
+}
+
+/** The follower's last batch is this log's batch ending at the same offset (an incarnation of 0: not told). */
+function sameBatch(held: { incarnation: number; crc: number } | null, want: FetchEntry): boolean {
+  if (held === null || held.crc !== want.lastCrc) return false
+  return want.lastIncarnation === 0 || held.incarnation === want.lastIncarnation
+}
+
+/** The incarnation of the last of `batches` (served from a copy); 0 when there are none. */
+function lastIncarnation(batches: readonly Buffer[] | undefined): number {
+  const last = batches?.[batches.length - 1]
+  return last === undefined ? 0 : readBatchHeader(last).incarnation
 }

@@ -4,6 +4,12 @@
 // nodes has two links, one per direction of copying, and a link never
 // changes role.
 //
+// The origin decides who copies what: a stream's `replicas` counts the nodes
+// that hold each partition (the origin included), and each partition gets
+// `replicas - 1` followers (assignment.ts: sticky, then rendezvous hashing).
+// A follower's catalog lists only the partitions assigned to it, so it
+// fetches only those; one that loses a partition keeps its copy.
+//
 // Addresses come from outside (`addPeer`: the composition root hands over
 // what discovery found, mDNS or static); a peer is dialed until the node
 // closes, with jittered exponential backoff between attempts, and a link
@@ -18,6 +24,13 @@
 // copy is fdatasync'd) passes it, and only while the follower's link is up;
 // a follower whose link drops stops counting until it reports again.
 //
+// Tail recovery (`recoverTail`, tail-recovery.ts): at start, before this
+// node writes a new record, every link it dials first fetches its own
+// partitions back from that peer's copies, until the node's known followers
+// have all answered or the window ends. Until then, a follower holding more
+// of this node's log than it has is told to wait, not that it diverged (its
+// copy may be the tail being fetched back).
+//
 // Each follower's synced report is also a retention floor on this node's
 // partition (holder `follower:<id>`): retention keeps what a follower has
 // not copied yet, for as long as it is connected and then
@@ -27,19 +40,23 @@
 
 import { isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
-import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
+import { readBatchHeader } from '../log/batch-codec.ts'
+import type { CorruptBatch, PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
+import { PartitionAssignment } from './assignment.ts'
 import { Follower } from './follower.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
-import { OriginServer } from './origin-server.ts'
+import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
+import { recoverTail, repairHoles, type TailOutcome } from './tail-recovery.ts'
 import type { PeerConnection, PeerTransport } from './transport.ts'
 
 /** Between attempts to dial a peer that is not there (or refused). */
 const DIAL_BACKOFF = { initialMs: 200, maxMs: 10_000 }
 
 export interface ReplicatorOptions {
-  readonly link: Omit<LinkOptions, 'now'>
+  /** The link's incarnation is the log's current one, read at each link's hello. */
+  readonly link: Omit<LinkOptions, 'now' | 'incarnation'>
   /** How long a follower that left still holds this node's retention back. */
   readonly followerExpireMs: number
   readonly transport: PeerTransport
@@ -49,6 +66,45 @@ export interface ReplicatorOptions {
   /** A link refused or dropped, with why (metrics). */
   readonly onRefused?: (reason: string) => void
   readonly onDiverged?: (ref: PartitionRef) => void
+  /** A peer started following this node (tail recovery waits for known followers at the next start). */
+  readonly onFollower?: (nodeId: string) => void
+  /** A stream's `replicas`: nodes, this one included, that hold each of its partitions. */
+  readonly replicasOf: (stream: string) => number
+  /** How long an `ack: replicated` waited for its copies (metrics). */
+  readonly onAckWait?: (seconds: number, copied: boolean) => void
+  /** Seconds from ingest here to a follower's synced report of the oldest record it newly covers (metrics). */
+  readonly onCopyLatency?: (seconds: number) => void
+}
+
+/** One follower of one of this node's partitions, as the origin sees it. */
+export interface FollowerPosition {
+  readonly follower: string
+  /** Its link is up. */
+  readonly connected: boolean
+  /** Connected, and its copy holds every record durable here, or lacks none older than followerTimeoutMs. */
+  readonly inSync: boolean
+  readonly syncedNext: number
+  readonly lagRecords: number
+  /** Estimated from the partition's bytes per record. */
+  readonly lagBytes: number
+  /** Age of the oldest record durable here that its copy lacks (this node's clock stamped it). */
+  readonly lagSeconds: number
+}
+
+/** Which followers copy one of this node's partitions, and how far they are. */
+export interface PartitionFollowers {
+  readonly stream: string
+  readonly partition: number
+  readonly replicas: number
+  readonly followers: readonly FollowerPosition[]
+}
+
+/** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
+export interface TailRecoveryReport {
+  readonly outcomes: readonly TailOutcome[]
+  readonly unconfirmed: readonly string[]
+  /** Holes (quarantined batches of this node) put back from a peer's copy. */
+  readonly mended: readonly CorruptBatch[]
 }
 
 export interface PeerStatus {
@@ -99,10 +155,29 @@ export class Replicator {
   /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
   readonly #waiting = new Map<() => void, (copied: boolean) => void>()
   #refusedAll: TributaryError | null = null
+  /** Until recoverTail() ends: links dialed mend this node's holes and fetch its own tail first. */
+  #recovery: {
+    outcomes: Map<string, TailOutcome>
+    holes: CorruptBatch[]
+    mended: CorruptBatch[]
+    changed: () => void
+  } | null = { outcomes: new Map(), holes: [], mended: [], changed: () => undefined }
   #address: { host: string; port: number } | null = null
+  readonly #assignment: PartitionAssignment
+  readonly #servers = new Set<OriginServer>()
+  /** Re-reads the assignment (followers away too long are replaced) and tells the followers. */
+  readonly #rebalance: NodeJS.Timeout
 
   constructor(options: ReplicatorOptions) {
     this.#o = options
+    this.#assignment = new PartitionAssignment({
+      awayMs: options.link.timeoutMs,
+      // A follower that lost a partition no longer holds this node's retention of it back.
+      onReleased: (follower, p) =>
+        options.log.removeRetentionFloor(floorHolder(follower), { ...p, origin: options.log.origin }),
+    })
+    this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
+    this.#rebalance.unref()
   }
 
   /** Listens for peers; returns the bound address (port 0 picks a free one). */
@@ -112,6 +187,36 @@ export class Replicator {
       void this.#serve(conn)
     })
     return this.#address
+  }
+
+  /**
+   * Waits until each of `known` (the followers this node had) answered tail
+   * recovery, or `windowMs`; peers that connect meanwhile are asked too.
+   * `holes` (this node's batches quarantined at start) are fetched back from
+   * the first peer holding them. After it the node writes new records
+   * (nothing more is fetched back).
+   */
+  async recoverTail(
+    known: readonly string[],
+    windowMs: number,
+    holes: readonly CorruptBatch[] = [],
+  ): Promise<TailRecoveryReport> {
+    const recovery = this.#recovery
+    if (recovery === null) throw new Error('tail recovery runs once, at start')
+    recovery.holes.push(...holes)
+    const deadline = performance.now() + windowMs
+    const missing = () => known.filter((id) => !recovery.outcomes.has(id))
+    while (missing().length > 0 && performance.now() < deadline && !this.#abort.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - performance.now())
+        recovery.changed = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+    this.#recovery = null
+    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing(), mended: recovery.mended }
   }
 
   /** A peer address found by discovery; dialed from now on (once per address). */
@@ -186,6 +291,7 @@ export class Replicator {
   /** Stops dialing, closes every link and the listener. Idempotent. */
   async close(): Promise<void> {
     this.#abort.abort()
+    clearInterval(this.#rebalance)
     for (const finish of [...this.#waiting.values()]) finish(false)
     for (const timer of this.#expiring.values()) clearTimeout(timer)
     for (const link of this.#inbound) link.close('node shutting down')
@@ -197,7 +303,7 @@ export class Replicator {
   async #serve(conn: PeerConnection): Promise<void> {
     let link: PeerLink
     try {
-      link = await PeerLink.open(conn.socket, this.#o.link)
+      link = await PeerLink.open(conn.socket, this.#linkOptions())
     } catch (err) {
       this.#refusal(`${conn.remoteAddress}:${conn.remotePort}`, err)
       return
@@ -211,17 +317,26 @@ export class Replicator {
     const follower = link.peer.nodeId
     clearTimeout(this.#expiring.get(follower))
     this.#expiring.delete(follower)
+    this.#o.onFollower?.(follower)
+    this.#assignment.linkUp(follower)
     const server = new OriginServer({
       link,
       log: this.#o.log,
-      incarnation: this.#o.link.incarnation,
+      recovering: () => this.#recovery !== null,
       logger: this.#o.logger,
       onSynced: (follower, entries) => this.#noteSynced(follower, entries),
+      assigned: (p) => this.#assigned(follower, p),
     })
+    this.#servers.add(server)
+    // Places it may take (partitions short of followers) show in the others' catalogs too.
+    this.#refreshCatalogs()
     this.#o.logger.info({ peer: link.peer.nodeId, address: conn.remoteAddress }, 'peer follows this node')
     const reason = await link.closed()
     server.close()
+    this.#servers.delete(server)
     this.#inbound.delete(link)
+    // It keeps its partitions followerTimeoutMs more; then the rebalance timer gives them to others.
+    this.#assignment.linkDown(follower)
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
     if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
@@ -246,10 +361,69 @@ export class Replicator {
     }
     const log = this.#o.log
     for (const e of entries) {
-      positions.set(`${e.stream}\u0000${e.partition}`, e)
-      if (e.origin === log.origin) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
+      const key = `${e.stream}\u0000${e.partition}`
+      const before = positions.get(key)?.syncedNext
+      positions.set(key, e)
+      if (e.origin !== log.origin) continue
+      // A follower that lost the partition (a fetch under way when its catalog changed) holds nothing back.
+      if (this.#assigned(follower, e)) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
+      if (before !== undefined && e.syncedNext > before) this.#copyLatency(e, before)
     }
     for (const check of this.#waiting.keys()) check()
+  }
+
+  /** Reports the age of the oldest record a synced report newly covers (`from` is where the copy ended before). */
+  #copyLatency(ref: PartitionRef, from: number): void {
+    if (this.#o.onCopyLatency === undefined) return
+    const [first] = this.#o.log.readBatches(ref, from, 1)
+    if (first === undefined || first.baseOffset !== from) return
+    this.#o.onCopyLatency(Math.max(0, (Date.now() - readBatchHeader(first.bytes).firstTimestampMs) / 1000))
+  }
+
+  /** True when `follower` is one of the followers the origin picked for this node's partition `p`. */
+  #assigned(follower: string, p: { readonly stream: string; readonly partition: number }): boolean {
+    return this.#followersOf(p).includes(follower)
+  }
+
+  #followersOf(p: { readonly stream: string; readonly partition: number }): readonly string[] {
+    const replicas = this.#o.replicasOf(p.stream)
+    return this.#assignment.followersOf({ stream: p.stream, partition: p.partition, replicas })
+  }
+
+  /** Each follower's catalog is compared with the assignment, and sent when it changed. */
+  #refreshCatalogs(): void {
+    for (const server of this.#servers) server.refreshCatalog()
+  }
+
+  /**
+   * Per partition of this node: its assigned followers, whether each is in
+   * sync, and how far behind (records, bytes, seconds). A follower is in
+   * sync while its link is up and its copy lacks no record older than
+   * cluster.followerTimeoutMs (Kafka's replica.lag.time.max.ms).
+   */
+  followers(nowMs = Date.now()): PartitionFollowers[] {
+    const log = this.#o.log
+    return log.localPartitions().map((p) => {
+      const durable = log.durableNext(p)
+      const key = `${p.stream}\u0000${p.partition}`
+      const stored = p.nextOffset - p.firstOffset
+      const followers = this.#followersOf(p).map((follower): FollowerPosition => {
+        const connected = this.#assignment.connected(follower)
+        const syncedNext = this.#synced.get(follower)?.get(key)?.syncedNext ?? p.firstOffset
+        const from = Math.max(syncedNext, p.firstOffset)
+        const lagRecords = Math.max(0, durable - from)
+        const lagBytes = stored > 0 ? Math.round((p.bytes * lagRecords) / stored) : 0
+        let lagSeconds = 0
+        if (lagRecords > 0) {
+          const [oldest] = log.readBatches(p, from, 1)
+          if (oldest !== undefined)
+            lagSeconds = Math.max(0, (nowMs - readBatchHeader(oldest.bytes).firstTimestampMs) / 1000)
+        }
+        const inSync = connected && lagSeconds * 1000 <= this.#o.link.timeoutMs
+        return { follower, connected, inSync, syncedNext, lagRecords, lagBytes, lagSeconds }
+      })
+      return { stream: p.stream, partition: p.partition, replicas: this.#o.replicasOf(p.stream), followers }
+    })
   }
 
   /** Followers with a live link whose copy of this node's partition holds `offset` fdatasync'd. */
@@ -285,11 +459,16 @@ export class Replicator {
   ): Promise<boolean> {
     const needed = minInsync - 1
     const done = () => records.every((r) => this.#copies(r.stream, r.partition, r.offset) >= needed)
-    if (done()) return Promise.resolve(true)
+    const started = performance.now()
+    if (done()) {
+      this.#o.onAckWait?.(0, true)
+      return Promise.resolve(true)
+    }
     return new Promise<boolean>((resolve) => {
       const finish = (copied: boolean) => {
         clearTimeout(timer)
         this.#waiting.delete(check)
+        this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
         resolve(copied)
       }
       const check = () => {
@@ -307,7 +486,7 @@ export class Replicator {
       dialed.state = 'connecting'
       try {
         const conn = await this.#o.transport.connect(dialed.host, dialed.port, signal)
-        const link = await PeerLink.open(conn.socket, this.#o.link)
+        const link = await PeerLink.open(conn.socket, this.#linkOptions())
         if (this.#following(link.peer.nodeId, dialed)) {
           link.close(`${link.peer.nodeId} is already followed at another address`)
           dialed.state = 'stopped'
@@ -347,11 +526,38 @@ export class Replicator {
     })
     dialed.follower = follower
     this.#o.logger.info({ peer: link.peer.nodeId, address: dialed.address }, 'following peer')
+    await this.#recoverFrom(follower, link)
     await follower.run()
     const reason = await link.closed()
     dialed.lastError = reason
     if (!this.#abort.signal.aborted)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
+  }
+
+  #linkOptions(): LinkOptions {
+    return { ...this.#o.link, incarnation: this.#o.log.incarnation }
+  }
+
+  /** While tail recovery runs: this node's own records back from the peer's copies first. */
+  async #recoverFrom(follower: Follower, link: PeerLink): Promise<void> {
+    const recovery = this.#recovery
+    const peer = link.peer.nodeId
+    if (recovery === null || recovery.outcomes.has(peer)) return
+    const source = { peer, request: follower.request.bind(follower) }
+    try {
+      const mended = await repairHoles(source, this.#o.log, recovery.holes)
+      recovery.holes = recovery.holes.filter((hole) => !mended.includes(hole))
+      recovery.mended.push(...mended)
+      if (mended.length > 0)
+        this.#o.logger.info({ peer, mended }, 'damaged batches of this node put back from a peer copy')
+      const outcome = await recoverTail(source, this.#o.log)
+      if (outcome.records > 0 || outcome.status === 'diverged')
+        this.#o.logger.warn({ ...outcome }, 'tail recovery: a peer held records this node had lost')
+      recovery.outcomes.set(peer, outcome)
+      recovery.changed()
+    } catch (err) {
+      this.#o.logger.warn({ peer, err }, 'tail recovery from this peer did not finish')
+    }
   }
 
   #refusal(address: string, err: unknown): void {

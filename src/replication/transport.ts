@@ -36,19 +36,22 @@
 // TRIB_PEER_REFUSED (TCP failures: TRIB_PEER_UNREACHABLE). Neither the key
 // nor the secret ever appears in a reason or an error.
 //
-// Inbound TLS sockets are made by hand (net.Server + new TLSSocket with
-// isServer) rather than by tls.Server, so that each raw socket, its timer and
-// its place in the pending count stay together; the server-side TLSSocket
-// signals a finished handshake with its 'secure' event, which tls.Server
-// itself relies on (the tests here would fail if that changed).
-//
-// Not here yet: mutual TLS with certificates (the issue's alternative for
-// operators who prefer them) would be a second PeerTransport.
+// TlsTransport holds what both TLS transports share (listening, dialing,
+// the bounds, the ALPN check, refusals); TlsPskTransport here and
+// MutualTlsTransport (mtls-transport.ts, certificates signed by one CA) say
+// only how a handshake authenticates. The TCP listener is always a net.Server
+// that hands each raw socket to the subclass's server handshake, so that each
+// raw socket, its timer and its place in the pending count stay together.
+// TlsPskTransport wraps it by hand (new TLSSocket with isServer); the
+// server-side TLSSocket signals a finished handshake with its 'secure' event,
+// which tls.Server itself relies on (the tests here would fail if that
+// changed).
 
 import { hkdfSync } from 'node:crypto'
 import { createServer, type Server, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
+  type ConnectionOptions,
   createSecureContext,
   type SecureContext,
   TLSSocket,
@@ -81,6 +84,8 @@ export interface PeerTransport {
 export type RefusalKind =
   | 'wrong-secret'
   | 'wrong-cluster'
+  | 'bad-certificate'
+  | 'no-certificate'
   | 'protocol-version'
   | 'handshake-timeout'
   | 'not-a-peer'
@@ -92,18 +97,6 @@ export interface PeerRefusal {
   readonly kind: RefusalKind
   /** For a log line: what happened, never key material. */
   readonly reason: string
-}
-
-export interface TlsPskTransportOptions {
-  readonly cluster: string
-  readonly secret: Buffer
-  /** The replication protocol version spoken, as an ALPN protocol name. */
-  readonly protocol?: string
-  readonly onRefused?: (info: PeerRefusal) => void
-  readonly connectTimeoutMs?: number
-  readonly handshakeTimeoutMs?: number
-  readonly maxPendingHandshakes?: number
-  readonly keepAliveMs?: number
 }
 
 export const PEER_PROTOCOL = 'tributary/1'
@@ -127,48 +120,78 @@ export function derivePsk(secret: Buffer, cluster: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, PSK_SALT, cluster, PSK_BYTES))
 }
 
-export class TlsPskTransport implements PeerTransport {
-  readonly #cluster: string
-  readonly #key: Buffer
+/** What every TLS transport is told, beside its way of authenticating. */
+export interface TlsTransportOptions {
+  /** The replication protocol version spoken, as an ALPN protocol name. */
+  readonly protocol?: string
+  readonly onRefused?: (info: PeerRefusal) => void
+  readonly connectTimeoutMs?: number
+  readonly handshakeTimeoutMs?: number
+  readonly maxPendingHandshakes?: number
+  readonly keepAliveMs?: number
+}
+
+export interface TlsPskTransportOptions extends TlsTransportOptions {
+  readonly cluster: string
+  readonly secret: Buffer
+}
+
+/** A refusal before its address is known: what the handshake learnt. */
+export interface HandshakeRefusal {
+  readonly kind: RefusalKind
+  readonly reason: string
+}
+
+/** How a subclass reports the server side of one inbound handshake. */
+export interface ServerHandshake {
+  /** The handshake finished; the peer is authenticated (the ALPN check follows here). */
+  accepted(socket: TLSSocket): void
+  /** The handshake failed, or the peer is not one this node accepts. */
+  refused(refusal: HandshakeRefusal): void
+}
+
+/**
+ * The machinery both TLS transports share: listening, dialing with a connect
+ * and a handshake timeout, the bound on handshakes in progress, the ALPN
+ * check, refusals reported with the peer's address, and close(). A subclass
+ * says how a handshake authenticates: its client options, its server
+ * handshake, and what its TLS errors mean.
+ */
+export abstract class TlsTransport implements PeerTransport {
   readonly #protocol: string
   readonly #onRefused: (info: PeerRefusal) => void
   readonly #connectTimeoutMs: number
   readonly #handshakeTimeoutMs: number
   readonly #maxPending: number
   readonly #keepAliveMs: number
-  readonly #context: SecureContext
   /** Every socket this transport opened or accepted and that is not closed yet. */
   readonly #sockets = new Set<Socket>()
   #pending = 0
   #server: Server | undefined
   #closing: Promise<void> | undefined
 
-  constructor(options: TlsPskTransportOptions) {
-    const nameBytes = Buffer.byteLength(options.cluster, 'utf8')
-    if (nameBytes === 0 || nameBytes > MAX_CLUSTER_NAME_BYTES)
-      throw new TributaryError(
-        'TRIB_CONFIG_INVALID',
-        `cluster name must be 1 to ${MAX_CLUSTER_NAME_BYTES} bytes`,
-      )
-    if (options.secret.length < MIN_SECRET_BYTES)
-      throw new TributaryError(
-        'TRIB_CLUSTER_SECRET_INVALID',
-        `the secret has ${options.secret.length * 8} bits`,
-      )
-    this.#cluster = options.cluster
-    this.#key = derivePsk(options.secret, options.cluster)
+  constructor(options: TlsTransportOptions) {
     this.#protocol = options.protocol ?? PEER_PROTOCOL
     this.#onRefused = options.onRefused ?? (() => {})
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
     this.#maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES
     this.#keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEPALIVE_MS
-    this.#context = createSecureContext({
-      minVersion: TLS_MIN_VERSION,
-      maxVersion: TLS_MAX_VERSION,
-      ciphers: TLS_CIPHERSUITES,
-    })
   }
+
+  /** The ALPN protocol name this transport speaks. */
+  protected get protocol(): string {
+    return this.#protocol
+  }
+
+  /** What tls.connect needs to authenticate, beside the socket and ALPN. */
+  protected abstract clientOptions(): ConnectionOptions
+
+  /** A TLS error of the dialing side, in words. */
+  protected abstract clientReason(err: NodeJS.ErrnoException): string
+
+  /** Runs the server side of the handshake on `raw`, and reports its outcome once. */
+  protected abstract serverHandshake(raw: Socket, outcome: ServerHandshake): void
 
   listen(
     host: string,
@@ -243,16 +266,9 @@ export class TlsPskTransport implements PeerTransport {
             () => fail(refused(peer, `no TLS handshake in ${this.#handshakeTimeoutMs} ms`)),
             this.#handshakeTimeoutMs,
           )
-          const socket = tlsConnect({
-            socket: raw,
-            secureContext: this.#context,
-            ALPNProtocols: [this.#protocol],
-            pskCallback: () => ({ identity: this.#cluster, psk: this.#key }),
-            // No certificate exists: the PSK handshake itself proves the server holds the key.
-            checkServerIdentity: () => undefined,
-          })
+          const socket = tlsConnect({ ...this.clientOptions(), socket: raw, ALPNProtocols: [this.#protocol] })
           tls = socket
-          socket.on('error', (err: NodeJS.ErrnoException) => fail(refused(peer, clientReason(err), err)))
+          socket.on('error', (err: NodeJS.ErrnoException) => fail(refused(peer, this.clientReason(err), err)))
           socket.once('close', () =>
             fail(refused(peer, 'the peer closed the connection during the handshake')),
           )
@@ -308,16 +324,15 @@ export class TlsPskTransport implements PeerTransport {
     // Once wrapped, the TLSSocket reports what goes wrong; this keeps a stray raw error from crashing the process.
     raw.on('error', () => {})
     this.#pending += 1
-    // Set by the callbacks below when they learn why the handshake is going to fail.
-    let cause: { kind: RefusalKind; reason: string } | undefined
+    let socket: TLSSocket | undefined
     let done = false
-    const finish = (refusal?: { kind: RefusalKind; reason: string }): void => {
+    const finish = (refusal?: HandshakeRefusal): void => {
       if (done) return
       done = true
       this.#pending -= 1
       clearTimeout(timer)
       if (refusal === undefined) return
-      socket.destroy()
+      socket?.destroy()
       raw.destroy()
       this.#onRefused({ address, port, ...refusal })
     }
@@ -326,42 +341,22 @@ export class TlsPskTransport implements PeerTransport {
         finish({ kind: 'handshake-timeout', reason: `no TLS handshake in ${this.#handshakeTimeoutMs} ms` }),
       this.#handshakeTimeoutMs,
     )
-    // TLSSocket reads pskCallback as tls.Server passes it, but @types/node lists it for the server and
-    // tls.connect only: a variable of both types passes it without the excess-property check.
-    const options: TLSSocketOptions & Pick<TlsOptions, 'pskCallback'> = {
-      isServer: true,
-      secureContext: this.#context,
-      pskCallback: (_socket, identity) => {
-        if (identity === this.#cluster) return this.#key
-        cause = { kind: 'wrong-cluster', reason: `the peer is in cluster ${quote(identity)}` }
-        // null: no key for this identity; OpenSSL then fails the handshake (no certificate to fall back on).
-        return null
-      },
-      ALPNCallback: ({ protocols }) => {
-        if (protocols.includes(this.#protocol)) return this.#protocol
-        cause = {
-          kind: 'protocol-version',
-          reason: `the peer speaks ${quote(protocols.join(','))}, this node ${this.#protocol}`,
+    this.serverHandshake(raw, {
+      refused: finish,
+      accepted: (secure) => {
+        socket = secure
+        // A client that offered no ALPN at all gets here with alpnProtocol false.
+        if (secure.alpnProtocol !== this.#protocol) {
+          finish({
+            kind: 'protocol-version',
+            reason: `the peer offered no protocol version (${this.#protocol})`,
+          })
+          return
         }
-        return undefined
+        if (done) return
+        finish()
+        onPeer(this.#established(secure, raw))
       },
-    }
-    const socket = new TLSSocket(raw, options)
-    socket.on('error', (err: NodeJS.ErrnoException) => finish(cause ?? serverReason(err)))
-    socket.once('close', () =>
-      finish(cause ?? { kind: 'not-a-peer', reason: 'closed the connection during the handshake' }),
-    )
-    socket.once('secure', () => {
-      // A client that offered no ALPN at all gets here with alpnProtocol false.
-      if (socket.alpnProtocol !== this.#protocol) {
-        finish({
-          kind: 'protocol-version',
-          reason: `the peer offered no protocol version (${this.#protocol})`,
-        })
-        return
-      }
-      finish()
-      onPeer(this.#established(socket, raw))
     })
   }
 
@@ -376,7 +371,95 @@ export class TlsPskTransport implements PeerTransport {
   }
 }
 
-function refused(peer: string, reason: string, cause?: unknown): TributaryError {
+export class TlsPskTransport extends TlsTransport {
+  readonly #cluster: string
+  readonly #key: Buffer
+  readonly #context: SecureContext
+
+  constructor(options: TlsPskTransportOptions) {
+    super(options)
+    const nameBytes = Buffer.byteLength(options.cluster, 'utf8')
+    if (nameBytes === 0 || nameBytes > MAX_CLUSTER_NAME_BYTES)
+      throw new TributaryError(
+        'TRIB_CONFIG_INVALID',
+        `cluster name must be 1 to ${MAX_CLUSTER_NAME_BYTES} bytes`,
+      )
+    if (options.secret.length < MIN_SECRET_BYTES)
+      throw new TributaryError(
+        'TRIB_CLUSTER_SECRET_INVALID',
+        `the secret has ${options.secret.length * 8} bits`,
+      )
+    this.#cluster = options.cluster
+    this.#key = derivePsk(options.secret, options.cluster)
+    this.#context = createSecureContext({
+      minVersion: TLS_MIN_VERSION,
+      maxVersion: TLS_MAX_VERSION,
+      ciphers: TLS_CIPHERSUITES,
+    })
+  }
+
+  protected override clientOptions(): ConnectionOptions {
+    return {
+      secureContext: this.#context,
+      pskCallback: () => ({ identity: this.#cluster, psk: this.#key }),
+      // No certificate exists: the PSK handshake itself proves the server holds the key.
+      checkServerIdentity: () => undefined,
+    }
+  }
+
+  protected override clientReason(err: NodeJS.ErrnoException): string {
+    switch (err.code) {
+      case 'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR':
+        return 'the peer holds another cluster secret'
+      case 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE':
+        return 'the peer does not know this cluster name (or is not a tributary peer)'
+      default:
+        return commonClientReason(err)
+    }
+  }
+
+  protected override serverHandshake(raw: Socket, outcome: ServerHandshake): void {
+    // Set by the callbacks below when they learn why the handshake is going to fail.
+    let cause: HandshakeRefusal | undefined
+    // TLSSocket reads pskCallback as tls.Server passes it, but @types/node lists it for the server and
+    // tls.connect only: a variable of both types passes it without the excess-property check.
+    const options: TLSSocketOptions & Pick<TlsOptions, 'pskCallback'> = {
+      isServer: true,
+      secureContext: this.#context,
+      pskCallback: (_socket, identity) => {
+        if (identity === this.#cluster) return this.#key
+        cause = { kind: 'wrong-cluster', reason: `the peer is in cluster ${quote(identity)}` }
+        // null: no key for this identity; OpenSSL then fails the handshake (no certificate to fall back on).
+        return null
+      },
+      ALPNCallback: ({ protocols }) => {
+        if (protocols.includes(this.protocol)) return this.protocol
+        cause = protocolRefusal(protocols, this.protocol)
+        return undefined
+      },
+    }
+    const socket = new TLSSocket(raw, options)
+    socket.on('error', (err: NodeJS.ErrnoException) => outcome.refused(cause ?? pskServerReason(err)))
+    socket.once('close', () => outcome.refused(cause ?? closedDuringHandshake))
+    socket.once('secure', () => outcome.accepted(socket))
+  }
+}
+
+/** A peer that hung up before its handshake finished. */
+export const closedDuringHandshake: HandshakeRefusal = {
+  kind: 'not-a-peer',
+  reason: 'closed the connection during the handshake',
+}
+
+/** A client that offered ALPN protocols, none of them this node's. */
+export function protocolRefusal(offered: readonly string[], protocol: string): HandshakeRefusal {
+  return {
+    kind: 'protocol-version',
+    reason: `the peer speaks ${quote(offered.join(','))}, this node ${protocol}`,
+  }
+}
+
+export function refused(peer: string, reason: string, cause?: unknown): TributaryError {
   return new TributaryError('TRIB_PEER_REFUSED', `${peer}: ${reason}`, { cause })
 }
 
@@ -384,27 +467,20 @@ function listenFailed(host: string, port: number, reason: string, cause?: unknow
   return new TributaryError('TRIB_LISTEN_FAILED', `peer transport ${host}:${port}: ${reason}`, { cause })
 }
 
-/** The TLS alert a client receives, in words (codes from Node 24 / OpenSSL 3.5, see the header). */
-function clientReason(err: NodeJS.ErrnoException): string {
-  switch (err.code) {
-    case 'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR':
-      return 'the peer holds another cluster secret'
-    case 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE':
-      return 'the peer does not know this cluster name (or is not a tributary peer)'
-    case 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL':
-      return 'the peer speaks another protocol version'
-    default:
-      return `TLS handshake failed (${err.code ?? err.message})`
-  }
+/** TLS alerts a client of either transport may receive, in words (codes from Node 24 / OpenSSL 3.5). */
+export function commonClientReason(err: NodeJS.ErrnoException): string {
+  if (err.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL')
+    return 'the peer speaks another protocol version'
+  return `TLS handshake failed (${err.code ?? err.message})`
 }
 
-function serverReason(err: NodeJS.ErrnoException): { kind: RefusalKind; reason: string } {
+function pskServerReason(err: NodeJS.ErrnoException): HandshakeRefusal {
   if (err.code === 'ERR_SSL_BINDER_DOES_NOT_VERIFY')
     return { kind: 'wrong-secret', reason: 'the peer holds another cluster secret' }
   return { kind: 'not-a-peer', reason: `not a TLS 1.3 PSK peer (${err.code ?? err.message})` }
 }
 
 /** A peer-supplied string, JSON-quoted and cut short, for a reason. */
-function quote(text: string): string {
+export function quote(text: string): string {
   return JSON.stringify(text.length > MAX_QUOTED ? `${text.slice(0, MAX_QUOTED)}...` : text)
 }

@@ -4,11 +4,16 @@
 // Only 127.0.0.1 is used.
 
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { isTributaryError } from '../../src/errors.ts'
+import { MutualTlsTransport } from '../../src/replication/mtls-transport.ts'
 import { type PeerConnection, type PeerTransport, TlsPskTransport } from '../../src/replication/transport.ts'
+import { makeClusterCerts } from '../helpers/test-certs.ts'
 
 interface Factory {
   readonly name: string
@@ -17,6 +22,18 @@ interface Factory {
 }
 
 const secret = Buffer.alloc(32, 0x5a)
+const certDir = mkdtempSync(join(tmpdir(), 'tributary-conformance-'))
+const certs = makeClusterCerts(certDir, 'conformance', ['a', 'b'])
+afterAll(() => rmSync(certDir, { recursive: true, force: true }))
+const mutual = (node: string): MutualTlsTransport => {
+  const tls = certs.tls(node)
+  const credentials = {
+    cert: readFileSync(tls.certFile),
+    key: readFileSync(tls.keyFile),
+    ca: readFileSync(tls.caFile),
+  }
+  return new MutualTlsTransport({ cluster: 'conformance', credentials })
+}
 const implementations: Factory[] = [
   {
     name: 'TlsPskTransport',
@@ -25,6 +42,7 @@ const implementations: Factory[] = [
       new TlsPskTransport({ cluster: 'conformance', secret }),
     ],
   },
+  { name: 'MutualTlsTransport', pair: () => [mutual('a'), mutual('b')] },
 ]
 
 const open: PeerTransport[] = []

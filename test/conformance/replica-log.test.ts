@@ -92,7 +92,7 @@ for (const impl of implementations) {
       expect(follower.readBatches(ref, 0, 1 << 20).map((b) => b.bytes)).toEqual(
         origin.readBatches(ref, 0, 1 << 20).map((b) => b.bytes),
       )
-      expect(follower.batchCrcBefore(ref, 3)).toBe(origin.batchCrcBefore(ref, 3))
+      expect(follower.lastBatchBefore(ref, 3)).toEqual(origin.lastBatchBefore(ref, 3))
       expect(follower.localPartitions()).toEqual([])
     })
 
@@ -104,9 +104,9 @@ for (const impl of implementations) {
         [3, 1],
       ])
       expect(origin.readBatches(ref, 4, 1 << 20)).toEqual([])
-      expect(origin.batchCrcBefore(ref, 0)).toBeNull()
-      expect(origin.batchCrcBefore(ref, 5)).toBeNull()
-      expect(origin.batchCrcBefore(ref, 2)).toEqual(expect.any(Number))
+      expect(origin.lastBatchBefore(ref, 0)).toBeNull()
+      expect(origin.lastBatchBefore(ref, 5)).toBeNull()
+      expect(origin.lastBatchBefore(ref, 2)).toEqual({ incarnation: 1, crc: expect.any(Number) })
     })
 
     it('refuses a gap, an overlap, a run that is not consecutive and a damaged batch, storing nothing', async () => {
@@ -132,7 +132,7 @@ for (const impl of implementations) {
       await follower.ensureStream('s', 1)
       const own = { stream: 's', origin: 'node-b', partition: 0 }
       await expect(follower.ensureReplica(own, 0)).rejects.toMatchObject({ code: 'TRIB_INTERNAL' })
-      const batch = encodeBatch(0, [{ ...rec('x'), timestampMs: 1 }])
+      const batch = encodeBatch(0, [{ ...rec('x'), timestampMs: 1 }], 1)
       await expect(follower.appendReplica(own, [batch])).rejects.toMatchObject({ code: 'TRIB_INTERNAL' })
       await expect(follower.appendReplica(ref, [batch])).rejects.toMatchObject({
         code: 'TRIB_STREAM_UNKNOWN',
@@ -179,10 +179,10 @@ for (const impl of implementations) {
       await follower.ensureReplica(ref, 0)
       await copy()
       // A batch at offset 2 that the origin never wrote (its tail was lost and rewritten).
-      const stray = encodeBatch(2, [{ ...rec('stray'), timestampMs: 5 }])
+      const stray = encodeBatch(2, [{ ...rec('stray'), timestampMs: 5 }], 1)
       await follower.appendReplica(ref, [stray])
       await write('c', 'd')
-      expect(follower.batchCrcBefore(ref, 3)).not.toBe(origin.batchCrcBefore(ref, 3))
+      expect(follower.lastBatchBefore(ref, 3)?.crc).not.toBe(origin.lastBatchBefore(ref, 3)?.crc)
       expect(await follower.restartReplica(ref, 2, 'diverged from node-a')).toBe(1)
       expect(follower.partition(ref)?.nextOffset).toBe(2)
       await copy()

@@ -11,6 +11,8 @@ import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
 
 export interface LocatedRecord {
   readonly stream: string
+  /** The node that wrote it (this node's id, or another's for a copy). */
+  readonly origin: string
   readonly partition: number
   readonly record: StoredRecord
 }

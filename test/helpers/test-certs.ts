@@ -3,7 +3,7 @@
 // the CA. PEM files in `dir`.
 
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 export interface TestCerts {
@@ -18,19 +18,11 @@ function openssl(dir: string, args: readonly string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: 'ignore', timeout: 30_000 })
 }
 
-function signed(dir: string, name: string, subject: string, extensions: string): void {
-  openssl(dir, [
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.csr`,
-    '-subj',
-    subject,
-  ])
+const RSA = ['-newkey', 'rsa:2048', '-nodes']
+const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+
+function signed(dir: string, name: string, subject: string, extensions: string, key = RSA): void {
+  openssl(dir, ['req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject])
   writeFileSync(join(dir, `${name}.ext`), extensions)
   openssl(dir, [
     'x509',
@@ -52,13 +44,12 @@ function signed(dir: string, name: string, subject: string, extensions: string):
   ])
 }
 
-export function makeTestCerts(dir: string): TestCerts {
+/** A self-signed CA, ca.crt and ca.key, in `dir`. */
+function selfSignedCa(dir: string, subject: string, key: readonly string[]): void {
   openssl(dir, [
     'req',
     '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
+    ...key,
     '-keyout',
     'ca.key',
     '-out',
@@ -66,8 +57,12 @@ export function makeTestCerts(dir: string): TestCerts {
     '-days',
     '2',
     '-subj',
-    '/CN=tributary test CA',
+    subject,
   ])
+}
+
+export function makeTestCerts(dir: string): TestCerts {
+  selfSignedCa(dir, '/CN=tributary test CA', RSA)
   signed(dir, 'server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
   signed(dir, 'client', '/CN=tributary-edge', 'extendedKeyUsage=clientAuth\n')
   return {
@@ -77,4 +72,34 @@ export function makeTestCerts(dir: string): TestCerts {
     clientCert: join(dir, 'client.crt'),
     clientKey: join(dir, 'client.key'),
   }
+}
+
+export interface ClusterTls {
+  readonly certFile: string
+  readonly keyFile: string
+  readonly caFile: string
+}
+
+/**
+ * A cluster CA in `dir` and a certificate per node signed by it, as the
+ * README tells operators to make them: EC P-256, both TLS uses, and the
+ * subjectAltName URI that names the cluster.
+ */
+export function makeClusterCerts(
+  dir: string,
+  cluster: string,
+  nodes: readonly string[],
+): { caFile: string; tls: (node: string) => ClusterTls } {
+  selfSignedCa(dir, `/CN=${cluster} CA`, EC)
+  const caFile = join(dir, 'ca.crt')
+  for (const node of nodes) {
+    const extensions = `subjectAltName=URI:tributary://${cluster}\nextendedKeyUsage=serverAuth,clientAuth\n`
+    signed(dir, node, `/CN=${node}`, extensions, EC)
+    chmodSync(join(dir, `${node}.key`), 0o600)
+  }
+  const tls = (node: string): ClusterTls => {
+    if (!nodes.includes(node)) throw new Error(`no certificate was made for ${node}`)
+    return { certFile: join(dir, `${node}.crt`), keyFile: join(dir, `${node}.key`), caFile }
+  }
+  return { caFile, tls }
 }

@@ -77,8 +77,9 @@ describe('replication over a Duplex', () => {
     const server = new OriginServer({
       link: atOrigin,
       log: a,
-      incarnation: 1,
+      recovering: () => false,
       logger,
+      assigned: () => true,
       onSynced: (follower, entries) => {
         expect(follower).toBe('node-b')
         synced.push(...entries)
@@ -110,6 +111,46 @@ describe('replication over a Duplex', () => {
     await running
   })
 
+  it('copies only the partitions the origin assigns, stops fetching one it takes away and keeps that copy', async () => {
+    const a = await store('node-a')
+    const b = await store('node-b')
+    await a.ensureStream('temps', 2)
+    for (let i = 0; i < 10; i++) await a.append({ entries: [entry(i % 2, `r${i}`)], durability: 'durable' })
+    const [atOrigin, atFollower] = await connect(linkOptions('node-a'), linkOptions('node-b'))
+    const assigned = new Set([0])
+    const server = new OriginServer({
+      link: atOrigin,
+      log: a,
+      recovering: () => false,
+      logger,
+      onSynced: () => undefined,
+      assigned: (p) => assigned.has(p.partition),
+    })
+    cleanup.defer('stop origin server', () => server.close())
+    const follower = new Follower({ link: atFollower, log: b, logger })
+    const running = follower.run()
+    const [ref0, ref1] = [0, 1].map((partition) => ({ stream: 'temps', origin: 'node-a', partition }))
+    if (ref0 === undefined || ref1 === undefined) throw new Error('two partitions')
+    const held = (ref: PartitionRef) => b.partition(ref)?.nextOffset ?? null
+    await waitFor(() => held(ref0) === 5, 'partition 0 copied')
+    expect(held(ref1)).toBeNull()
+
+    // Partition 1 is given to this follower too: copied. Then partition 0 is taken away.
+    assigned.add(1)
+    server.refreshCatalog()
+    await waitFor(() => held(ref1) === 5, 'partition 1 copied once assigned')
+    assigned.delete(0)
+    server.refreshCatalog()
+    await waitFor(() => follower.positions().length === 1, 'the follower to drop partition 0')
+    for (let i = 10; i < 14; i++) await a.append({ entries: [entry(i % 2, `r${i}`)], durability: 'durable' })
+    await waitFor(() => held(ref1) === 7, 'partition 1 copied live')
+    // Partition 0 is fetched no more, and its copy stays as it was.
+    expect(held(ref0)).toBe(5)
+    expect(b.read(ref0, 0, { maxRecords: 100 }).records).toEqual(a.read(ref0, 0, { maxRecords: 5 }).records)
+    atFollower.close('test over')
+    await running
+  })
+
   it('finds a copy that is not a prefix of the origin log, moves its tail aside and copies it again', async () => {
     const a = await store('node-a')
     const b = await store('node-b')
@@ -122,15 +163,16 @@ describe('replication over a Duplex', () => {
       ref,
       a.readBatches(ref, 0, 1 << 20).map((x) => x.bytes),
     )
-    await b.appendReplica(ref, [encodeBatch(2, [{ ...entry(0, 'stray').record, timestampMs: 1 }])])
+    await b.appendReplica(ref, [encodeBatch(2, [{ ...entry(0, 'stray').record, timestampMs: 1 }], 1)])
     for (const p of ['c', 'd']) await a.append({ entries: [entry(0, p)], durability: 'durable' })
 
     const [atOrigin, atFollower] = await connect(linkOptions('node-a'), linkOptions('node-b'))
     const server = new OriginServer({
       link: atOrigin,
       log: a,
-      incarnation: 1,
+      recovering: () => false,
       logger,
+      assigned: () => true,
       onSynced: () => undefined,
     })
     cleanup.defer('stop origin server', () => server.close())

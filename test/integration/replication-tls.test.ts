@@ -124,6 +124,125 @@ describe('two nodes with static peers on 127.0.0.1', () => {
   })
 })
 
+/** waitFor for a condition read over HTTP (bounded the same way: 100 tries, 100 ms apart). */
+async function until(condition: () => Promise<boolean>, label: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await condition()) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`timed out waiting for ${label}`)
+}
+
+describe('three nodes, replicas 2 and 3', () => {
+  it('copy each partition to replicas - 1 followers, and to another follower once its follower is gone', async () => {
+    const secretDir = await cleanup.dir()
+    const secretFile = join(secretDir, 'cluster.secret')
+    writeClusterSecret(secretFile)
+    const ports = [await freePort(), await freePort(), await freePort()]
+    const streams = [
+      { name: 'temps', match: ['t/#'], partitions: 4 },
+      { name: 'all', match: ['all/#'], replicas: 3 },
+    ]
+    const nodes: RunningNode[] = []
+    for (const port of ports) {
+      const cluster = {
+        name: 'trio',
+        secretFile,
+        peers: ports.filter((p) => p !== port).map((p) => `127.0.0.1:${p}`),
+        mdns: false,
+        replicationHost: '127.0.0.1',
+        replicationPort: port,
+        heartbeatMs: 100,
+        followerTimeoutMs: 1000,
+      }
+      nodes.push(await cleanup.node({ config: { streams, cluster } }))
+    }
+    const [a, b, c] = nodes
+    if (a === undefined || b === undefined || c === undefined) throw new Error('three nodes')
+    for (const [i, n] of nodes.entries()) {
+      const sensor = await cleanup.mqtt(n.url, { clientId: `sensor-${i}` })
+      for (let j = 0; j < 12; j++) await sensor.publishAsync(`t/k${j}`, `n${i}-${j}`, { qos: 1 })
+      await sensor.publishAsync('all/x', `n${i}-all`, { qos: 1 })
+    }
+    /** The nodes other than the origin whose copy of `p` is complete. */
+    const holders = (origin: RunningNode, p: { stream: string; partition: number; nextOffset: number }) =>
+      nodes.filter(
+        (n) =>
+          n !== origin &&
+          n.node.store.partition({ ...p, origin: origin.node.nodeId })?.nextOffset === p.nextOffset,
+      )
+    const own = (n: RunningNode, stream: string) =>
+      n.node.store.localPartitions().filter((p) => p.stream === stream)
+    const everyPartitionOn = (stream: string, copies: number) =>
+      nodes.every((o) => own(o, stream).every((p) => holders(o, p).length === copies))
+    await waitFor(() => everyPartitionOn('temps', 1) && everyPartitionOn('all', 2), 'the copies')
+    // Exactly replicas - 1 other nodes hold each partition, record for record.
+    for (const origin of nodes)
+      for (const p of own(origin, 'temps')) {
+        const others = nodes.filter((n) => n !== origin && n.node.store.partition(p) !== undefined)
+        expect(others).toHaveLength(1)
+        expect(others[0]?.node.store.read(p, 0, { maxRecords: 100 }).records).toEqual(
+          origin.node.store.read(p, 0, { maxRecords: 100 }).records,
+        )
+      }
+
+    type PeersView = {
+      cluster: {
+        partitions: Array<{
+          stream: string
+          partition: number
+          replicas: number
+          followers: Array<{ follower: string; inSync: boolean }>
+        }>
+      }
+    }
+    const view = async (n: RunningNode) =>
+      ((await (await fetch(`${n.httpUrl}/v1/peers`)).json()) as PeersView).cluster.partitions
+    await until(async () => (await view(a)).every((p) => p.followers.every((f) => f.inSync)), 'a in sync')
+    const ofA = await view(a)
+    expect(ofA.filter((p) => p.stream === 'temps').map((p) => [p.replicas, p.followers.length])).toEqual([
+      [2, 1],
+      [2, 1],
+      [2, 1],
+      [2, 1],
+    ])
+    expect(ofA.find((p) => p.stream === 'all')?.followers).toHaveLength(2)
+    const metrics = await (await fetch(`${a.httpUrl}/metrics`)).text()
+    expect(metrics).toMatch(/tributary_partition_insync_followers\{stream="temps",partition="0"\} 1/)
+    expect(metrics).toMatch(/tributary_partition_insync_followers\{stream="all",partition="0"\} 2/)
+
+    const httpPort = new URL(a.httpUrl ?? '').port
+    const peers = await runTributary(['peers', '--data-dir', a.dataDir, '--http-port', httpPort])
+    expect(peers.code, peers.stderr).toBe(0)
+    const follower0 = ofA.find((p) => p.stream === 'temps' && p.partition === 0)?.followers[0]?.follower
+    expect(peers.stdout).toMatch(new RegExp(`temps\\s+0\\s+2\\s+2\\s+\\d+\\s+\\d+\\s+${follower0}\\n`))
+
+    // The follower of a's partition 0 stops: after followerTimeoutMs the other node is given it and copies it.
+    const p0 = own(a, 'temps').find((p) => p.partition === 0)
+    if (p0 === undefined) throw new Error("a's partition 0")
+    const [gone] = holders(a, p0)
+    const other = nodes.find((n) => n !== a && n !== gone)
+    if (gone === undefined || other === undefined) throw new Error('one follower and one other node')
+    expect(other.node.store.partition(p0)).toBeUndefined()
+    await gone.stop()
+    await waitFor(
+      () => other.node.store.partition(p0)?.nextOffset === p0.nextOffset,
+      'the other node to copy it',
+    )
+    expect(other.node.store.read(p0, 0, { maxRecords: 100 }).records).toEqual(
+      a.node.store.read(p0, 0, { maxRecords: 100 }).records,
+    )
+    await until(
+      async () =>
+        (await view(a))
+          .find((p) => p.stream === 'temps' && p.partition === 0)
+          ?.followers.map((f) => [f.follower, f.inSync])
+          .join() === [other.node.nodeId, true].join(),
+      'a to show the new follower in sync',
+    )
+  })
+})
+
 describe('ack: replicated', () => {
   it('acknowledges only once another node holds the record fdatasync-ed; without it, waits then refuses, or degrades', async () => {
     const streams = [
@@ -161,8 +280,12 @@ describe('ack: replicated', () => {
       stream: 'safe',
       partition: 0,
       minInsync: 2,
+      replicas: 2,
       durableNext: 5,
       replicatedNext: 5,
+      followers: [
+        expect.objectContaining({ follower: b.node.nodeId, connected: true, inSync: true, syncedNext: 5 }),
+      ],
     })
 
     await b.stop()
@@ -240,7 +363,7 @@ describe('a damaged copy', () => {
 
     const again = await cleanup.node({ dataDir, config: { streams, cluster: clusterOf(portB, portA) } })
     expect(again.node.store.verify().quarantined).toBeGreaterThan(0)
-    await waitFor(() => again.node.store.partition(ref)?.nextOffset === 6, 'the copy to be copied again')
+    await waitFor(() => again.node.store.durableNext(ref) === 6, 'the copy to be copied again')
     expect(again.node.store.read(ref, 0).records).toEqual(want)
   })
 })

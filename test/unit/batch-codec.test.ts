@@ -12,9 +12,12 @@ import {
 } from '../../src/log/batch-codec.ts'
 
 // The on-disk format's golden bytes: test/fixtures/batch-v1.bin was written by
-// format version 1 and must decode forever; encoding these records must give
-// exactly those bytes. A change here is a new format version, never an edit.
-const GOLDEN = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'batch-v1.bin'))
+// format version 1 and batch-v2.bin by version 2 (incarnation 7); both must
+// decode forever, and encoding these records must give exactly the current
+// version's bytes. A change here is a new format version, never an edit.
+const fixture = (name: string) => readFileSync(join(import.meta.dirname, '..', 'fixtures', name))
+const GOLDEN_V1 = fixture('batch-v1.bin')
+const GOLDEN = fixture('batch-v2.bin')
 
 const RECORDS: TimedRecord[] = [
   {
@@ -52,9 +55,14 @@ const RECORDS: TimedRecord[] = [
   },
 ]
 
-describe('batch codec v1', () => {
+describe('batch codec v2', () => {
   it('encodes the golden bytes', () => {
-    expect(encodeBatch(41, RECORDS).equals(GOLDEN)).toBe(true)
+    expect(encodeBatch(41, RECORDS, 7).equals(GOLDEN)).toBe(true)
+  })
+
+  it('still decodes format version 1, as the first incarnation', () => {
+    expect(decodeBatch(GOLDEN_V1)).toEqual(RECORDS.map((r, i) => ({ ...r, offset: 41 + i })))
+    expect(readBatchHeader(GOLDEN_V1)).toMatchObject({ version: 1, baseOffset: 41, incarnation: 1 })
   })
 
   it('decodes the golden bytes to the same records with dense offsets', () => {
@@ -66,12 +74,15 @@ describe('batch codec v1', () => {
       recordCount: 3,
       firstTimestampMs: 1_767_225_600_123,
       maxTimestampMs: 1_767_225_600_125,
+      incarnation: 7,
     })
   })
 
   it('starts with the version byte and a CRC32C of the rest', () => {
-    // version 1 | CRC32C 62ba39be | attributes 0 | base offset 41
-    expect(GOLDEN.subarray(0, 14).toString('hex')).toBe('0162ba39be000000000000000029')
+    // version 2 | CRC32C | attributes 0 | base offset 41; incarnation 7 after the timestamps
+    expect(GOLDEN.subarray(0, 1).toString('hex')).toBe('02')
+    expect(GOLDEN.subarray(5, 14).toString('hex')).toBe('000000000000000029')
+    expect(GOLDEN.subarray(34, 38).toString('hex')).toBe('00000007')
     expect(verifyBatch(GOLDEN).crc).toBe(GOLDEN.readUInt32BE(1))
   })
 
@@ -92,7 +103,7 @@ describe('batch codec v1', () => {
 
   it('refuses a future format version with its own code', () => {
     const future = Buffer.from(GOLDEN)
-    future[0] = 2
+    future[0] = 3
     expect(() => decodeBatch(future)).toThrow(expect.objectContaining({ code: 'TRIB_BATCH_VERSION' }))
   })
 

@@ -138,3 +138,58 @@ describe('docs/tributary.example.yaml', () => {
     )
   })
 })
+
+describe('replicas', () => {
+  const cluster = 'cluster: { name: plant, secretFile: /tmp/none.secret, mdns: false }'
+
+  it('defaults to 2 in a cluster (minInsync 2) and to 1 alone; minInsync follows a smaller replicas', () => {
+    const alone = loadConfig({ config: file('alone.yaml', 'streams: [{ name: a, match: [a] }]\n') }, {})
+    expect(alone.streams.map((s) => [s.name, s.replicas])).toEqual([
+      ['a', 1],
+      ['default', 1],
+    ])
+    const clustered = loadConfig(
+      {
+        config: file(
+          'clustered.yaml',
+          `${cluster}\nstreams: [{ name: a, match: [a] }, { name: b, match: [b], replicas: 1 }, { name: c, match: [c], replicas: 3 }]\n`,
+        ),
+      },
+      {},
+    )
+    expect(clustered.streams.map((s) => [s.name, s.replicas, s.minInsync])).toEqual([
+      ['a', 2, 2],
+      ['b', 1, 1],
+      ['c', 3, 2],
+      ['default', 2, 2],
+    ])
+  })
+
+  it('refuses minInsync above replicas, replicas below 1, ack: replicated with one replica, and replicas alone', () => {
+    const problems = (name: string, text: string) =>
+      checkConfigFile(file(name, text)).map((p) => `${p.path}: ${p.message}`)
+    expect(
+      problems('over.yaml', `${cluster}\nstreams: [{ name: a, match: [a], replicas: 2, minInsync: 3 }]\n`),
+    ).toEqual([expect.stringMatching(/^streams\.0\.minInsync: 3 is more than replicas \(2\)/)])
+    expect(problems('zero.yaml', `${cluster}\nstreams: [{ name: a, match: [a], replicas: 0 }]\n`)).toEqual([
+      expect.stringMatching(/^streams\.0\.replicas: /),
+    ])
+    expect(
+      problems('one.yaml', `${cluster}\nstreams: [{ name: a, match: [a], ack: replicated, replicas: 1 }]\n`),
+    ).toEqual([expect.stringMatching(/^streams\.0\.replicas: ack: replicated needs a copy on another node/)])
+    expect(problems('lone.yaml', 'streams: [{ name: a, match: [a], replicas: 2 }]\n')).toEqual([
+      expect.stringMatching(/^streams\.0\.replicas: 2 replicas need a cluster/),
+    ])
+    let thrown: unknown
+    try {
+      loadConfig(
+        { config: file('throw.yaml', `${cluster}\nstreams: [{ name: a, match: [a], minInsync: 3 }]\n`) },
+        {},
+      )
+    } catch (err) {
+      thrown = err
+    }
+    expect(thrown).toBeInstanceOf(ConfigError)
+    expect(isTributaryError(thrown, 'TRIB_CONFIG_INVALID')).toBe(true)
+  })
+})

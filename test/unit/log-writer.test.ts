@@ -78,6 +78,7 @@ describe('LogWriter group commit', () => {
       appender,
       // Far off: these tests look at frames and syncs, not at the index.
       indexCommitMs: 60_000,
+      incarnation: () => 1,
       indexMaxPendingBatches: 1_000_000,
     })
   })

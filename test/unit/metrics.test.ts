@@ -37,6 +37,7 @@ describe('metrics', () => {
   it('reads state from the sources at scrape time, once per scrape', async () => {
     const metrics = new Metrics({ storageEnduranceTBW: null })
     let sinkReads = 0
+    let followerReads = 0
     metrics.setSources({
       partitions: () => [{ stream: 's', partition: 0, firstOffset: 2, nextOffset: 9, bytes: 700 }],
       sinks: () => {
@@ -70,13 +71,37 @@ describe('metrics', () => {
         { nodeId: null, state: 'connecting', rttMs: null, copies: [] },
       ],
       replicated: () => [{ stream: 's', partition: 0, replicatedNext: 8 }],
+      followers: () => {
+        followerReads++
+        return [
+          {
+            stream: 's',
+            partition: 0,
+            followers: [
+              { follower: 'node-b', inSync: true, lagRecords: 1, lagBytes: 100, lagSeconds: 0.2 },
+              { follower: 'node-c', inSync: false, lagRecords: 5, lagBytes: 500, lagSeconds: 9 },
+            ],
+          },
+        ]
+      },
       connections: () => 7,
       disk: () => ({ usedPercent: 50, full: false }),
     })
     metrics.replicationRefused('TRIB_PEER_REFUSED')
     metrics.replicaDiverged()
+    metrics.replicatedAckWait(0.004, true)
+    metrics.replicatedAckWait(5, false)
+    metrics.replicationFetchLatency(0.003)
     const text = await metrics.text()
     expect(sinkReads).toBe(1)
+    expect(followerReads).toBe(1)
+    expect(sample(text, 'tributary_partition_insync_followers{stream="s",partition="0"}')).toBe(1)
+    expect(sample(text, 'tributary_follower_lag_records{follower="node-c",stream="s",partition="0"}')).toBe(5)
+    expect(sample(text, 'tributary_follower_lag_bytes{follower="node-b",stream="s",partition="0"}')).toBe(100)
+    expect(sample(text, 'tributary_follower_lag_seconds{follower="node-c",stream="s",partition="0"}')).toBe(9)
+    expect(sample(text, 'tributary_replicated_ack_wait_seconds_count{outcome="copied"}')).toBe(1)
+    expect(sample(text, 'tributary_replicated_ack_wait_seconds_count{outcome="timeout"}')).toBe(1)
+    expect(sample(text, 'tributary_replication_fetch_latency_seconds_bucket{le="0.005"}')).toBe(1)
     expect(sample(text, 'tributary_partition_bytes{stream="s",partition="0"}')).toBe(700)
     expect(sample(text, 'tributary_stored_bytes')).toBe(700)
     expect(sample(text, 'tributary_mqtt_connections')).toBe(7)
