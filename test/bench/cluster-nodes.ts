@@ -88,12 +88,15 @@ export class Agent {
 export interface StreamSettings {
   readonly ack: 'durable' | 'replicated'
   readonly minInsync: number
+  /** Nodes that hold each partition, the origin included (the bench sets it to the cluster's size). */
+  readonly replicas: number
 }
 
 /** The config every node of a run shares: the loaded stream and the lag probe's own stream. */
 function writeConfig(dir: string, settings: StreamSettings): string {
   const file = join(dir, 'tributary.yaml')
-  const replicated = settings.ack === 'replicated' ? `, minInsync: ${settings.minInsync}` : ''
+  const copies = settings.replicas > 1 ? `, replicas: ${settings.replicas}` : ''
+  const replicated = `${copies}${settings.ack === 'replicated' ? `, minInsync: ${settings.minInsync}` : ''}`
   writeFileSync(
     file,
     [
@@ -102,7 +105,7 @@ function writeConfig(dir: string, settings: StreamSettings): string {
       `  port: ${HTTP_PORT}`,
       'streams:',
       `  - { name: default, match: ["bench/#"], ack: ${settings.ack}${replicated} }`,
-      '  - { name: probe, match: ["probe/#"], ack: durable }',
+      `  - { name: probe, match: ["probe/#"], ack: durable${copies} }`,
       '',
     ].join('\n'),
   )

@@ -295,7 +295,7 @@ async function throughputRow(
   plan: ThroughputPlan,
   round: number,
 ): Promise<ThroughputRow> {
-  const nodes = await lan.startNodes(plan.nodes, { ack: plan.ack, minInsync: 2 })
+  const nodes = await lan.startNodes(plan.nodes, { ack: plan.ack, minInsync: 2, replicas: plan.nodes })
   try {
     await lan.connected(nodes)
     await sleep(o.idleS * 1000)
@@ -333,7 +333,7 @@ async function throughputRow(
 }
 
 async function lagRow(lan: BenchLan, o: ClusterOptions, count: number, ratePerS: number): Promise<LagRow> {
-  const nodes = await lan.startNodes(count, { ack: 'durable', minInsync: 2 })
+  const nodes = await lan.startNodes(count, { ack: 'durable', minInsync: 2, replicas: count })
   try {
     await lan.connected(nodes)
     const originId = await nodes[0]?.nodeId()
@@ -463,7 +463,8 @@ async function positions(
 
 async function catchUp(lan: BenchLan, o: ClusterOptions): Promise<CatchUpResult> {
   const rate = o.liveRatePerS
-  const run = lan.runDir({ ack: 'durable', minInsync: 2 })
+  // Every node holds every partition: node 2 stays node 1's follower while it is away (no other node can take its place).
+  const run = lan.runDir({ ack: 'durable', minInsync: 2, replicas: o.catchUpNodes })
   const nodes = lan.hosts.slice(0, o.catchUpNodes).map((h) => lan.startNode(h, run, true))
   const problems: string[] = []
   try {
@@ -571,7 +572,8 @@ async function catchUp(lan: BenchLan, o: ClusterOptions): Promise<CatchUpResult>
 }
 
 async function discoveryRound(lan: BenchLan): Promise<DiscoveryRound> {
-  const run = lan.runDir({ ack: 'durable', minInsync: 2 })
+  // Both other nodes hold node 1's partitions, so both show when the first record arrives.
+  const run = lan.runDir({ ack: 'durable', minInsync: 2, replicas: lan.hosts.length })
   const t0 = monoMs()
   const nodes = lan.hosts.map((h) => lan.startNode(h, run, true))
   try {
