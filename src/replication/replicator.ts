@@ -108,6 +108,22 @@ export interface PartitionFollowers {
   readonly followers: readonly FollowerPosition[]
 }
 
+/** One `ack: replicated` publish waiting for copies of its records. */
+interface PendingAck {
+  /** Its records not copied often enough yet. */
+  records: number
+  settled: boolean
+  readonly finish: (copied: boolean) => void
+}
+
+/** A record of a pending ack, in its partition's queue. */
+interface AckWait {
+  readonly offset: number
+  /** Followers that must hold it (the stream's minInsync - 1). */
+  readonly needed: number
+  readonly ack: PendingAck
+}
+
 /** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
 export interface TailRecoveryReport {
   readonly outcomes: readonly TailOutcome[]
@@ -168,8 +184,8 @@ export class Replicator {
   readonly #loops: Promise<void>[] = []
   /** Per follower that left: the timer that ends its retention floors. */
   readonly #expiring = new Map<string, NodeJS.Timeout>()
-  /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
-  readonly #waiting = new Map<() => void, (copied: boolean) => void>()
+  /** Acks waiting for copies (whenReplicated), per partition in offset order: checked on each synced report. */
+  readonly #waiting = new Map<string, AckWait[]>()
   #refusedAll: TributaryError | null = null
   /** Until recoverTail() ends: links dialed mend this node's holes and fetch its own tail first. */
   #recovery: {
@@ -348,7 +364,8 @@ export class Replicator {
   async close(): Promise<void> {
     this.#abort.abort()
     clearInterval(this.#rebalance)
-    for (const finish of [...this.#waiting.values()]) finish(false)
+    for (const queue of this.#waiting.values()) for (const wait of queue) wait.ack.finish(false)
+    this.#waiting.clear()
     for (const timer of this.#expiring.values()) clearTimeout(timer)
     for (const link of this.#inbound.keys()) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
@@ -421,8 +438,22 @@ export class Replicator {
       // A follower that lost the partition (a fetch under way when its catalog changed) holds nothing back.
       if (this.#assigned(follower, e)) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
       if (before !== undefined && e.syncedNext > before) this.#copyLatency(e, before)
+      this.#copiesReported(key, e)
     }
-    for (const check of this.#waiting.keys()) check()
+  }
+
+  /** Acks of the partition whose records are now copied often enough go on (its queue is in offset order). */
+  #copiesReported(key: string, ref: { readonly stream: string; readonly partition: number }): void {
+    const queue = this.#waiting.get(key)
+    if (queue === undefined) return
+    let done = 0
+    for (const wait of queue) {
+      if (!wait.ack.settled && this.#copies(ref.stream, ref.partition, wait.offset) < wait.needed) break
+      done++
+      if (!wait.ack.settled && --wait.ack.records === 0) wait.ack.finish(true)
+    }
+    if (done === queue.length) this.#waiting.delete(key)
+    else queue.splice(0, done)
   }
 
   /** Reports the age of the oldest record a synced report newly covers (`from` is where the copy ended before). */
@@ -511,24 +542,36 @@ export class Replicator {
     timeoutMs: number,
   ): Promise<boolean> {
     const needed = minInsync - 1
-    const done = () => records.every((r) => this.#copies(r.stream, r.partition, r.offset) >= needed)
-    const started = performance.now()
-    if (done()) {
+    const waiting = records.filter((r) => this.#copies(r.stream, r.partition, r.offset) < needed)
+    if (waiting.length === 0) {
       this.#o.onAckWait?.(0, true)
       return Promise.resolve(true)
     }
+    const started = performance.now()
     return new Promise<boolean>((resolve) => {
-      const finish = (copied: boolean) => {
-        clearTimeout(timer)
-        this.#waiting.delete(check)
-        this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
-        resolve(copied)
+      const ack: PendingAck = {
+        records: waiting.length,
+        settled: false,
+        finish: (copied) => {
+          if (ack.settled) return
+          ack.settled = true
+          clearTimeout(timer)
+          this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
+          resolve(copied)
+        },
       }
-      const check = () => {
-        if (done()) finish(true)
+      // A timed-out ack stays in its queues, settled, until the records before it are copied.
+      const timer = setTimeout(() => ack.finish(false), timeoutMs)
+      for (const r of waiting) {
+        const key = `${r.stream}\u0000${r.partition}`
+        const queue = this.#waiting.get(key) ?? []
+        if (queue.length === 0) this.#waiting.set(key, queue)
+        const wait = { offset: r.offset, needed, ack }
+        // Appends come in offset order; a late one is put in its place.
+        const at = queue.findLastIndex((w) => w.offset <= r.offset) + 1
+        if (at === queue.length) queue.push(wait)
+        else queue.splice(at, 0, wait)
       }
-      const timer = setTimeout(() => finish(false), timeoutMs)
-      this.#waiting.set(check, finish)
     })
   }
 
