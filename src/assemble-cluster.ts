@@ -17,6 +17,7 @@ import { type Config, DEFAULT_CLUSTER_REPLICAS } from './config/schema.ts'
 import { TributaryError } from './errors.ts'
 import type { DegradeReport } from './ingest/ingest.ts'
 import type { IncarnationFile } from './log/incarnation.ts'
+import type { CorruptBatch } from './log/log-store.ts'
 import type { SegmentLogStore } from './log/segment-log-store.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
@@ -37,8 +38,12 @@ export interface ClusterParts {
   readonly degradeReport: DegradeReport
   /** Listens for peers and starts discovery; the replication address bound. */
   start(): Promise<{ host: string; port: number }>
-  /** This node's own records back from its followers' copies, up to `cluster.tailRecoveryMs` (after start). */
-  recoverTail(known: readonly string[]): Promise<TailRecoveryReport>
+  /**
+   * This node's own records back from its followers' copies, up to
+   * `cluster.tailRecoveryMs` (after start): its lost tail, and `holes` (its
+   * batches quarantined at start).
+   */
+  recoverTail(known: readonly string[], holes: readonly CorruptBatch[]): Promise<TailRecoveryReport>
   close(): Promise<void>
   /**
    * Reads cluster.tls again for the connections made from now on (links up keep going); false
@@ -169,7 +174,7 @@ export function assembleCluster(
       )
       return address
     },
-    recoverTail: (known) => replicator.recoverTail(known, cluster.tailRecoveryMs),
+    recoverTail: (known, holes) => replicator.recoverTail(known, cluster.tailRecoveryMs, holes),
     async close() {
       for (const discovery of discoveries) await discovery.close()
       await replicator.close()

@@ -118,12 +118,17 @@ export async function assembleNode(
       releaseLock,
       begin: async () => {
         const known = incarnations.state.followers
-        const tails = (await cluster?.recoverTail(known)) ?? { outcomes: [], unconfirmed: [] }
+        const holes = recovery.quarantined.filter((damage) => damage.origin === nodeId)
+        const none = { outcomes: [], unconfirmed: [], mended: [] }
+        const tails = (await cluster?.recoverTail(known, holes)) ?? none
         const report = incarnations.begin(store, tails)
         if (report.uncertain)
           log.warn({ code: 'TRIB_TAIL_UNCONFIRMED', ...report }, `incarnation ${report.incarnation} begins`)
         else log.info({ ...report }, `incarnation ${report.incarnation} begins`)
-        await appendQuarantineGaps(store, recovery.quarantined)
+        await appendQuarantineGaps(
+          store,
+          holes.filter((hole) => !tails.mended.includes(hole)),
+        )
         await guard.check()
         return report
       },

@@ -141,6 +141,11 @@ export const errorCodes = {
       "A replica was not a prefix of its origin's log; its tail was moved to the quarantine for inspection and copied again",
     retriable: false,
   },
+  TRIB_REPAIR_REFUSED: {
+    message:
+      "A batch fetched back from a peer's copy to replace a quarantined one does not fill a hole of this node's log exactly; it was not stored and the gap record stands",
+    retriable: false,
+  },
   TRIB_TAIL_UNCONFIRMED: {
     message:
       "At start, a follower that had copied this node's log did not answer, or holds another history of it; records it holds beyond this node's log were not fetched back. The node began a new incarnation so no record identity is given twice; a diverged copy stays in that follower's quarantine",
@@ -225,4 +230,9 @@ export class TributaryError extends Error {
 
 export function isTributaryError(err: unknown, code?: ErrorCode): err is TributaryError {
   return err instanceof TributaryError && (code === undefined || err.code === code)
+}
+
+/** True when `code` (from a peer, a file) is one of this catalog's codes. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(errorCodes, code)
 }

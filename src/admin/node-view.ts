@@ -8,7 +8,7 @@ import type { DiskGuard } from '../log/disk-guard.ts'
 import type { IncarnationReport } from '../log/incarnation.ts'
 import type { LogStore, PartitionRef } from '../log/log-store.ts'
 import type { LogEvent, RecentLogEvents } from '../observability/recent-log.ts'
-import type { FollowerPosition, PeerStatus, Replicator } from '../replication/replicator.ts'
+import type { FollowerPosition, InboundConflict, PeerStatus, Replicator } from '../replication/replicator.ts'
 import type { ForwarderStatus } from '../upstream/forwarder.ts'
 import type { Upstream } from '../upstream/upstream.ts'
 
@@ -36,6 +36,8 @@ export interface ReplicatedPartition {
 export interface ClusterView {
   readonly name: string
   readonly refused: string | null
+  /** One node id following this node from two addresses at once: the newer refused (TRIB_NODE_ID_CONFLICT). */
+  readonly conflicts: readonly InboundConflict[]
   readonly partitions: readonly ReplicatedPartition[]
 }
 
@@ -77,7 +79,7 @@ export interface ViewedParts {
   readonly upstream: () => Pick<Upstream, 'status'> | null
   readonly cluster: {
     readonly name: string
-    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'replicatedNext' | 'followers'>
+    readonly replicator: Pick<Replicator, 'status' | 'refused' | 'conflicts' | 'replicatedNext' | 'followers'>
   } | null
   /** A stream's minInsync (its config). */
   readonly minInsync: (stream: string) => number
@@ -117,7 +119,12 @@ export function nodeView(parts: ViewedParts): NodeView {
           followers: p.followers,
         }
       })
-      return { name: cluster.name, refused: cluster.replicator.refused?.message ?? null, partitions }
+      return {
+        name: cluster.name,
+        refused: cluster.replicator.refused?.message ?? null,
+        conflicts: cluster.replicator.conflicts(),
+        partitions,
+      }
     },
     peers: () => parts.cluster?.replicator.status() ?? [],
     connections: () => parts.broker()?.connections ?? 0,

@@ -171,11 +171,14 @@ function draw(s, atMs) {
   }))
 
   var peers = s.peers || []
+  var conflicts = s.cluster ? (s.cluster.conflicts || []).map(function (c) {
+    return '; NODE ID CONFLICT: ' + c.nodeId + ' from ' + c.accepted + ' and ' + c.refused.join(', ')
+  }).join('') : ''
   $('cluster').textContent = !s.cluster ? 'this node runs alone (no cluster: configured)'
     : s.cluster.refused ? 'cluster ' + s.cluster.name + ': replication REFUSED: ' + s.cluster.refused
     : 'cluster ' + s.cluster.name + ': ' + s.cluster.partitions.filter(function (c) {
         return c.followers.filter(function (f) { return f.inSync }).length < c.replicas - 1
-      }).length + ' of ' + s.cluster.partitions.length + ' partitions short of in-sync followers'
+      }).length + ' of ' + s.cluster.partitions.length + ' partitions short of in-sync followers' + conflicts
   // Per peer: of this node's partitions it was picked to copy, how many it holds in sync.
   var follows = new Map()
   ;(s.cluster ? s.cluster.partitions : []).forEach(function (c) {

@@ -63,6 +63,11 @@ export function registerPeers(program: Command): void {
         }
         if (answer.cluster.refused !== null)
           process.stdout.write(`replication REFUSED: ${answer.cluster.refused}\n`)
+        for (const c of answer.cluster.conflicts)
+          process.stdout.write(
+            `NODE ID CONFLICT (TRIB_NODE_ID_CONFLICT): ${c.nodeId} follows this node from ${c.accepted}; ` +
+              `refused from ${c.refused.join(', ')} (${c.refusals} times): one of them runs on a copy of the other's data dir\n`,
+          )
         printTable(
           ['PEER', 'ADDRESS', 'FOUND BY', 'STATE', 'RTT MS', 'COPIES', 'COPY LAG', 'LAST ERROR'],
           answer.peers.map((p) => [

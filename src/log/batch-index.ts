@@ -85,7 +85,10 @@ export class BatchIndex {
       list = []
       this.#pending.set(partitionId, list)
     }
-    list.push(entry)
+    // In offset order: a repaired hole (SegmentLogStore.repairBatch) may come after later entries.
+    const last = list[list.length - 1]
+    if (last === undefined || last.baseOffset < entry.baseOffset) list.push(entry)
+    else list.splice(floorIndex(list, entry.baseOffset) + 1, 0, entry)
     this.#pendingCount++
   }
 

@@ -3,7 +3,9 @@
 // each, and lists the marker changes in call order. Replica batches (another
 // origin's, as that origin stored them) go into the frame as they are, at
 // the origin's offsets; one that does not start where the replica ends is
-// refused alone. The partitions' offsets advance here; `restore()` gives them
+// refused alone. A repair (this node's own batch fetched back from a copy
+// into the hole a quarantined batch left) goes in at its own offsets and
+// moves nothing. The partitions' offsets advance here; `restore()` gives them
 // back if the frame cannot be written.
 
 import { TributaryError } from '../errors.ts'
@@ -17,6 +19,8 @@ export type CommitItem =
   | { readonly kind: 'remove'; readonly prefix: string }
   /** Verified stored batches of a replica partition, consecutive (SegmentLogStore.appendReplica checks). */
   | { readonly kind: 'replica'; readonly ref: PartitionRef; readonly batches: readonly Buffer[] }
+  /** A verified batch that fills a hole of the partition exactly (SegmentLogStore.repairBatch checks). */
+  | { readonly kind: 'repair'; readonly ref: PartitionRef; readonly batch: Buffer }
 
 export interface CommitBatch {
   readonly meta: PartitionMeta
@@ -24,6 +28,8 @@ export interface CommitBatch {
   readonly recordCount: number
   readonly maxTimestampMs: number
   readonly batch: Buffer
+  /** Below the partition's end (a hole filled): its records were durable before, in another copy. */
+  readonly repair?: true
 }
 
 export interface BuiltCommit {
@@ -63,6 +69,18 @@ export function buildCommit(
   const results = items.map((item, i): Appended[] => {
     if (item.kind === 'remove') {
       changes.push({ kind: 'remove', prefix: item.prefix })
+      return []
+    }
+    if (item.kind === 'repair') {
+      const header = readBatchHeader(item.batch)
+      copies.push({
+        meta: partitions.any(item.ref),
+        baseOffset: header.baseOffset,
+        recordCount: header.recordCount,
+        maxTimestampMs: header.maxTimestampMs,
+        batch: item.batch,
+        repair: true,
+      })
       return []
     }
     if (item.kind === 'replica') {

@@ -47,6 +47,8 @@ export interface IncarnationReport {
   readonly previous: number
   /** Records of this node fetched back from peers' copies (tail recovery). */
   readonly recoveredRecords: number
+  /** Damaged batches of this node put back from peers' copies (no gap record needed). */
+  readonly mendedBatches: number
   /** Known followers that did not answer tail recovery in time. */
   readonly unconfirmedFollowers: readonly string[]
   /** Peers whose copy of this node's log is another history (kept in their quarantine). */
@@ -98,6 +100,8 @@ export interface TailFindings {
     readonly maxIncarnation: number
   }>
   readonly unconfirmed: readonly string[]
+  /** Batches of this node quarantined at start and put back from a peer's copy. */
+  readonly mended: readonly unknown[]
 }
 
 /** The state file of one data dir, read once at start; each change is written at once. */
@@ -139,6 +143,7 @@ export class IncarnationFile {
       incarnation,
       previous,
       recoveredRecords: tails.outcomes.reduce((sum, o) => sum + o.records, 0),
+      mendedBatches: tails.mended.length,
       unconfirmedFollowers: tails.unconfirmed,
       divergedPeers,
       uncertain,

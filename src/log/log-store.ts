@@ -176,6 +176,13 @@ export interface ReplicaLog {
    * before `beginIncarnation`: once new records are written, no old ones come back.
    */
   appendRecovered(ref: LocalPartitionRef, batches: readonly Buffer[]): Promise<void>
+  /**
+   * Puts back one of this node's batches, fetched from a peer's copy, into
+   * the hole its damaged original left when it was quarantined at start;
+   * durable and indexed when this resolves. TRIB_REPAIR_REFUSED when it does
+   * not fit a hole exactly, TRIB_BATCH_CORRUPT when it fails its CRC32C.
+   */
+  repairBatch(ref: LocalPartitionRef, batch: Buffer): Promise<void>
   /** From now on this node writes its batches in `incarnation` (never lower than the current one). */
   beginIncarnation(incarnation: number): void
   /**

@@ -25,7 +25,7 @@ import { type SyncedAppender, SyncPipeline } from './sync-pipeline.ts'
 export type Queued = CommitItem &
   (
     | { readonly kind: 'append'; readonly resolve: (appended: Appended[]) => void }
-    | { readonly kind: 'remove' | 'replica'; readonly resolve: () => void }
+    | { readonly kind: 'remove' | 'replica' | 'repair'; readonly resolve: () => void }
   ) & { readonly reject: (err: unknown) => void }
 
 /** The index's parts (LMDB databases, state), and the segment appender the frames go to. */
@@ -153,6 +153,8 @@ export class LogWriter {
     for (const [i, err] of refused) items[i]?.reject(err)
     // Nothing left to write: every item was refused.
     if (refused.size === items.length) return
+    // The partitions' ends moved when the frame was built: not durable before its sync.
+    for (const b of batches) if (b.repair !== true) syncs.writing(b.meta.id, b.baseOffset)
     let at: { segment: number; position: number }
     try {
       at = await syncs.append(frame.bytes)
@@ -169,7 +171,8 @@ export class LogWriter {
       this.#metrics.commitWritten(records, frame.bytes.length)
     }
     batches.forEach((b, i) => {
-      syncs.written(b.meta.id, b.baseOffset, b.baseOffset + b.recordCount)
+      // A repaired hole is below the partition's durable end: it does not move it.
+      if (b.repair !== true) syncs.written(b.meta.id, b.baseOffset, b.baseOffset + b.recordCount)
       this.#state.addEntry(b.meta, {
         baseOffset: b.baseOffset,
         recordCount: b.recordCount,

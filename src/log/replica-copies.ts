@@ -84,6 +84,23 @@ export class ReplicaCopies {
   }
 
   /**
+   * Verifies a batch of this node's own, fetched back from a peer's copy: it
+   * must fill a hole of the partition (a quarantined batch's offsets) without
+   * overlapping anything still indexed. TRIB_REPAIR_REFUSED otherwise.
+   */
+  checkHole(meta: PartitionMeta, batch: Buffer): void {
+    const header = verifyBatch(batch)
+    const end = header.baseOffset + header.recordCount
+    const below = this.#p.index.floor(meta.id, end - 1)
+    const overlaps = below !== null && below.baseOffset + below.recordCount > header.baseOffset
+    if (header.baseOffset < meta.firstOffset || end > meta.nextOffset || overlaps)
+      throw new TributaryError(
+        'TRIB_REPAIR_REFUSED',
+        `${meta.stream}/${meta.origin}/${meta.partition}: offsets ${header.baseOffset} to ${end - 1} are not a hole of the log`,
+      )
+  }
+
+  /**
    * The LMDB work (inside an index commit) that restarts the copy at
    * `fromOffset`: every batch holding a record from there on goes to the
    * quarantine with `reason` (so the copy ends at a batch boundary, at or

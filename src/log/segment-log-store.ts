@@ -271,6 +271,14 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
         partition: (id) => this.#state.byId(id),
         addEntry: (meta, entry) => this.#state.addEntry(meta, entry),
         markerChange: (change) => this.#markers.apply(change),
+        isHole: (meta, batch) => {
+          try {
+            this.#copies.checkHole(meta, batch)
+            return true
+          } catch {
+            return false
+          }
+        },
       },
       this.#segmentsDir,
       this.#position,
@@ -394,6 +402,24 @@ export class SegmentLogStore implements LogStore, ReplicaLog {
     return new Promise<void>((resolve, reject) => {
       writer.enqueue({ kind: 'replica', ref, batches, resolve, reject })
     })
+  }
+
+  async repairBatch(ref: LocalPartitionRef, batch: Buffer): Promise<void> {
+    let writer: LogWriter
+    const own = partitionRef(this.origin, ref)
+    try {
+      this.#assertOpen()
+      this.#copies.checkHole(this.#state.local(ref), batch)
+      writer = this.#writable()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    await new Promise<void>((resolve, reject) => {
+      writer.enqueue({ kind: 'repair', ref: own, batch, resolve, reject })
+    })
+    // In the index at once: a repair is below the partition's end, where a replay would not look for it.
+    await writer.commitIndex([])
+    await this.#env?.flushed
   }
 
   async restartReplica(ref: PartitionRef, fromOffset: number, reason: string): Promise<number> {

@@ -46,6 +46,8 @@ export interface ReplayTarget {
   readonly partition: (id: number) => PartitionMeta | undefined
   readonly addEntry: (meta: PartitionMeta, entry: IndexEntry) => void
   readonly markerChange: (change: MarkerChange) => void
+  /** The batch fills a hole below the partition's end (a repair written after the last index commit). */
+  readonly isHole: (meta: PartitionMeta, batch: Buffer) => boolean
 }
 
 export interface Quarantined {
@@ -130,7 +132,18 @@ function applyFrame(
       meta.nextOffset = readable.baseOffset + readable.recordCount
       continue
     }
-    if (header.baseOffset < meta.nextOffset) continue
+    const entry = {
+      baseOffset: header.baseOffset,
+      recordCount: header.recordCount,
+      maxTimestampMs: header.maxTimestampMs,
+      segment,
+      position: scanned.position + at,
+      length: batch.length,
+    }
+    if (header.baseOffset < meta.nextOffset) {
+      if (target.isHole(meta, Buffer.from(batch))) target.addEntry(meta, entry)
+      continue
+    }
     if (header.baseOffset > meta.nextOffset) {
       out.damaged.push({
         ...ref,
@@ -139,14 +152,7 @@ function applyFrame(
         error: `records missing before segment ${segment} position ${scanned.position}: unreadable frame`,
       })
     }
-    target.addEntry(meta, {
-      baseOffset: header.baseOffset,
-      recordCount: header.recordCount,
-      maxTimestampMs: header.maxTimestampMs,
-      segment,
-      position: scanned.position + at,
-      length: batch.length,
-    })
+    target.addEntry(meta, entry)
     meta.nextOffset = header.baseOffset + header.recordCount
     meta.lastTimestampMs = Math.max(meta.lastTimestampMs ?? 0, header.maxTimestampMs)
   }

@@ -106,6 +106,15 @@ export class SyncPipeline {
   }
 
   /** Records [baseOffset, nextOffset) of a partition were written by the last append. */
+  /**
+   * A frame with records of the partition from `baseOffset` on is being
+   * written: until then, what the start found counted as durable; from now
+   * on, only what is below it (the frame's offsets are taken before it is on disk).
+   */
+  writing(partitionId: number, baseOffset: number): void {
+    if (!this.#durableNext.has(partitionId)) this.#durableNext.set(partitionId, baseOffset)
+  }
+
   written(partitionId: number, baseOffset: number, nextOffset: number): void {
     // The first write of a partition since the store opened: everything before it is durable.
     if (!this.#durableNext.has(partitionId)) this.#durableNext.set(partitionId, baseOffset)

@@ -5,15 +5,15 @@
 // id: a cloned data dir) is answered with `refuse` and the link closes; so is
 // anything else sent before the hello, and bytes that are no frame, before
 // or after it (the refuse names the decoder's reason, and goes out before
-// the socket closes). After the hello, heartbeats every
-// `heartbeatMs` carry liveness and the round-trip time, and a link that hears
-// nothing for `timeoutMs` is closed: liveness comes from here, never from
-// mDNS. Messages flow both ways; writes wait for the socket to drain, so a
+// the socket closes; a refuse heard after the hello is kept in `refusal`).
+// After the hello, heartbeats every `heartbeatMs` carry liveness and the
+// round-trip time, and a link that hears nothing for `timeoutMs` is closed:
+// liveness comes from here, never from mDNS. Messages flow both ways; writes wait for the socket to drain, so a
 // slow peer slows only its own link.
 
 import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { type ErrorCode, isTributaryError, TributaryError } from '../errors.ts'
+import { type ErrorCode, isErrorCode, isTributaryError, TributaryError } from '../errors.ts'
 import {
   encodeMessage,
   FrameDecoder,
@@ -67,6 +67,8 @@ export class PeerLink {
   #lastPeerHeardMs = 0
   #rttMs: number | null = null
   #closedReason: string | null = null
+  /** The peer's `refuse`, when that is what closed the link. */
+  #refusal: { code: ErrorCode; message: string } | null = null
   readonly #closed: Promise<string>
   #resolveClosed: (reason: string) => void = () => undefined
 
@@ -154,6 +156,11 @@ export class PeerLink {
     return this.#closedReason
   }
 
+  /** What the peer refused this link with (after the hello), or null: the dialer backs off and shows it. */
+  get refusal(): { readonly code: ErrorCode; readonly message: string } | null {
+    return this.#refusal
+  }
+
   /** Resolves with the reason once the link is closed. */
   closed(): Promise<string> {
     return this.#closed
@@ -231,6 +238,9 @@ export class PeerLink {
         if (message.echoMs > 0) this.#rttMs = Math.max(0, this.#now() - message.echoMs)
         return
       case 'refuse':
+        this.#refusal = isErrorCode(message.code)
+          ? { code: message.code, message: message.message }
+          : { code: 'TRIB_PEER_REFUSED', message: `${message.code}: ${message.message}` }
         this.#end(`refused by ${this.peer.nodeId}: ${message.code}: ${message.message}`)
         return
       case 'hello':

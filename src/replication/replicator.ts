@@ -17,7 +17,9 @@
 // of a node already followed is dropped. When this node's own id is found
 // announced elsewhere (`refuseAll`: a cloned data dir), it stops replicating
 // altogether until restarted. Every refusal (wrong secret, cluster, protocol,
-// node id) is logged with the peer's address and counted.
+// node id) is logged with the peer's address and counted. Two nodes with
+// one id following this node from two addresses at once (a cloned data dir
+// where mDNS cannot see it): see follower-ids.ts.
 //
 // `whenReplicated` is what `ack: replicated` waits on: a record counts as
 // copied by a follower once that follower's `synced` report (sent after its
@@ -42,17 +44,18 @@
 // partition is given to another follower: a retention run before it
 // reconnects deletes nothing it had not copied.
 
-import { isTributaryError, type TributaryError } from '../errors.ts'
+import { type ErrorCode, isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
 import { readBatchHeader } from '../log/batch-codec.ts'
-import type { PartitionRef, ReplicaLog } from '../log/log-store.ts'
+import type { CorruptBatch, PartitionRef, ReplicaLog } from '../log/log-store.ts'
 import type { Logger } from '../observability/logger.ts'
 import { PartitionAssignment } from './assignment.ts'
 import { Follower } from './follower.ts'
+import { FollowerIds, type InboundConflict, ipOf } from './follower-ids.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
 import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
-import { recoverTail, type TailOutcome } from './tail-recovery.ts'
+import { recoverTail, repairHoles, type TailOutcome } from './tail-recovery.ts'
 import type { PeerConnection, PeerTransport } from './transport.ts'
 
 /** Between attempts to dial a peer that is not there (or refused). */
@@ -105,11 +108,31 @@ export interface PartitionFollowers {
   readonly followers: readonly FollowerPosition[]
 }
 
+/** One `ack: replicated` publish waiting for copies of its records. */
+interface PendingAck {
+  /** Its records not copied often enough yet. */
+  records: number
+  settled: boolean
+  readonly finish: (copied: boolean) => void
+}
+
+/** A record of a pending ack, in its partition's queue. */
+interface AckWait {
+  readonly offset: number
+  /** Followers that must hold it (the stream's minInsync - 1). */
+  readonly needed: number
+  readonly ack: PendingAck
+}
+
 /** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
 export interface TailRecoveryReport {
   readonly outcomes: readonly TailOutcome[]
   readonly unconfirmed: readonly string[]
+  /** Holes (quarantined batches of this node) put back from a peer's copy. */
+  readonly mended: readonly CorruptBatch[]
 }
+
+export type { InboundConflict } from './follower-ids.ts'
 
 export interface PeerStatus {
   readonly nodeId: string | null
@@ -153,7 +176,9 @@ export class Replicator {
   readonly #o: ReplicatorOptions
   readonly #abort = new AbortController()
   readonly #dialed = new Map<string, Dialed>()
-  readonly #inbound = new Set<PeerLink>()
+  /** Each link that follows this node, with the peer's IP address. */
+  readonly #inbound = new Map<PeerLink, string>()
+  readonly #followerIds: FollowerIds
   /** Per follower node id, per `stream/partition` of this node: its synced report. */
   readonly #synced = new Map<string, Map<string, SyncedEntry>>()
   readonly #loops: Promise<void>[] = []
@@ -161,14 +186,16 @@ export class Replicator {
   readonly #expiring = new Map<string, NodeJS.Timeout>()
   /** Copies of other origins no longer assigned to this node, and since when (Follower's expiry). */
   readonly #unassigned = new Map<string, number>()
-  /** Acks waiting for copies (whenReplicated): checked again on every synced report and dropped link. */
-  readonly #waiting = new Map<() => void, (copied: boolean) => void>()
+  /** Acks waiting for copies (whenReplicated), per partition in offset order: checked on each synced report. */
+  readonly #waiting = new Map<string, AckWait[]>()
   #refusedAll: TributaryError | null = null
-  /** Until recoverTail() ends: links dialed fetch this node's own tail first. */
-  #recovery: { outcomes: Map<string, TailOutcome>; changed: () => void } | null = {
-    outcomes: new Map(),
-    changed: () => undefined,
-  }
+  /** Until recoverTail() ends: links dialed mend this node's holes and fetch its own tail first. */
+  #recovery: {
+    outcomes: Map<string, TailOutcome>
+    holes: CorruptBatch[]
+    mended: CorruptBatch[]
+    changed: () => void
+  } | null = { outcomes: new Map(), holes: [], mended: [], changed: () => undefined }
   #address: { host: string; port: number } | null = null
   readonly #assignment: PartitionAssignment
   readonly #servers = new Set<OriginServer>()
@@ -182,6 +209,11 @@ export class Replicator {
       // A follower that lost a partition no longer holds this node's retention of it back.
       onReleased: (follower, p) =>
         options.log.removeRetentionFloor(floorHolder(follower), { ...p, origin: options.log.origin }),
+    })
+    this.#followerIds = new FollowerIds({
+      nodeId: options.link.nodeId,
+      logger: options.logger,
+      onRefused: (code) => options.onRefused?.(code),
     })
     this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
     this.#rebalance.unref()
@@ -227,11 +259,18 @@ export class Replicator {
   /**
    * Waits until each of `known` (the followers this node had) answered tail
    * recovery, or `windowMs`; peers that connect meanwhile are asked too.
-   * After it the node writes new records (nothing more is fetched back).
+   * `holes` (this node's batches quarantined at start) are fetched back from
+   * the first peer holding them. After it the node writes new records
+   * (nothing more is fetched back).
    */
-  async recoverTail(known: readonly string[], windowMs: number): Promise<TailRecoveryReport> {
+  async recoverTail(
+    known: readonly string[],
+    windowMs: number,
+    holes: readonly CorruptBatch[] = [],
+  ): Promise<TailRecoveryReport> {
     const recovery = this.#recovery
     if (recovery === null) throw new Error('tail recovery runs once, at start')
+    recovery.holes.push(...holes)
     const deadline = performance.now() + windowMs
     const missing = () => known.filter((id) => !recovery.outcomes.has(id))
     while (missing().length > 0 && performance.now() < deadline && !this.#abort.signal.aborted) {
@@ -244,7 +283,7 @@ export class Replicator {
       })
     }
     this.#recovery = null
-    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing() }
+    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing(), mended: recovery.mended }
   }
 
   /** A peer address found by discovery; dialed from now on (once per address). */
@@ -274,7 +313,8 @@ export class Replicator {
     if (this.#refusedAll !== null) return
     this.#refusedAll = error
     this.#o.logger.error({ code: error.code, err: error.message }, 'replication refused')
-    for (const link of this.#inbound) link.close(error.message, { code: error.code, message: error.message })
+    for (const link of this.#inbound.keys())
+      link.close(error.message, { code: error.code, message: error.message })
     for (const dialed of this.#dialed.values()) {
       dialed.state = 'refused'
       dialed.lastError = error.message
@@ -285,6 +325,11 @@ export class Replicator {
   /** Why replication is refused (a node id conflict), or null. */
   get refused(): TributaryError | null {
     return this.#refusedAll
+  }
+
+  /** Node ids refused because they follow this node from two addresses at once (while the older link lives). */
+  conflicts(): InboundConflict[] {
+    return this.#followerIds.conflicts()
   }
 
   status(): PeerStatus[] {
@@ -321,9 +366,10 @@ export class Replicator {
   async close(): Promise<void> {
     this.#abort.abort()
     clearInterval(this.#rebalance)
-    for (const finish of [...this.#waiting.values()]) finish(false)
+    for (const queue of this.#waiting.values()) for (const wait of queue) wait.ack.finish(false)
+    this.#waiting.clear()
     for (const timer of this.#expiring.values()) clearTimeout(timer)
-    for (const link of this.#inbound) link.close('node shutting down')
+    for (const link of this.#inbound.keys()) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
     await this.#o.transport.close()
     await Promise.all(this.#loops)
@@ -342,7 +388,9 @@ export class Replicator {
       link.close(message, { code, message })
       return
     }
-    this.#inbound.add(link)
+    const address = ipOf(conn.remoteAddress)
+    if (this.#followerIds.refused(this.#inbound, link, address)) return
+    this.#inbound.set(link, address)
     const follower = link.peer.nodeId
     clearTimeout(this.#expiring.get(follower))
     this.#expiring.delete(follower)
@@ -364,11 +412,13 @@ export class Replicator {
     server.close()
     this.#servers.delete(server)
     this.#inbound.delete(link)
+    // Its place is free: a node with its id from another address is accepted at its next dial.
+    this.#followerIds.released(link)
     // It keeps its partitions followerTimeoutMs more; then the rebalance timer gives them to others.
     this.#assignment.linkDown(follower)
     // Its copies no longer count for acks until it follows again and reports;
     // its floors hold retention back followerExpireMs more.
-    if (![...this.#inbound].some((other) => other.peer.nodeId === follower)) {
+    if (![...this.#inbound.keys()].some((other) => other.peer.nodeId === follower)) {
       this.#synced.delete(follower)
       this.#expireLater(follower)
     }
@@ -390,8 +440,22 @@ export class Replicator {
       // A follower that lost the partition (a fetch under way when its catalog changed) holds nothing back.
       if (this.#assigned(follower, e)) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
       if (before !== undefined && e.syncedNext > before) this.#copyLatency(e, before)
+      this.#copiesReported(key, e)
     }
-    for (const check of this.#waiting.keys()) check()
+  }
+
+  /** Acks of the partition whose records are now copied often enough go on (its queue is in offset order). */
+  #copiesReported(key: string, ref: { readonly stream: string; readonly partition: number }): void {
+    const queue = this.#waiting.get(key)
+    if (queue === undefined) return
+    let done = 0
+    for (const wait of queue) {
+      if (!wait.ack.settled && this.#copies(ref.stream, ref.partition, wait.offset) < wait.needed) break
+      done++
+      if (!wait.ack.settled && --wait.ack.records === 0) wait.ack.finish(true)
+    }
+    if (done === queue.length) this.#waiting.delete(key)
+    else queue.splice(0, done)
   }
 
   /** Reports the age of the oldest record a synced report newly covers (`from` is where the copy ended before). */
@@ -480,24 +544,36 @@ export class Replicator {
     timeoutMs: number,
   ): Promise<boolean> {
     const needed = minInsync - 1
-    const done = () => records.every((r) => this.#copies(r.stream, r.partition, r.offset) >= needed)
-    const started = performance.now()
-    if (done()) {
+    const waiting = records.filter((r) => this.#copies(r.stream, r.partition, r.offset) < needed)
+    if (waiting.length === 0) {
       this.#o.onAckWait?.(0, true)
       return Promise.resolve(true)
     }
+    const started = performance.now()
     return new Promise<boolean>((resolve) => {
-      const finish = (copied: boolean) => {
-        clearTimeout(timer)
-        this.#waiting.delete(check)
-        this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
-        resolve(copied)
+      const ack: PendingAck = {
+        records: waiting.length,
+        settled: false,
+        finish: (copied) => {
+          if (ack.settled) return
+          ack.settled = true
+          clearTimeout(timer)
+          this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
+          resolve(copied)
+        },
       }
-      const check = () => {
-        if (done()) finish(true)
+      // A timed-out ack stays in its queues, settled, until the records before it are copied.
+      const timer = setTimeout(() => ack.finish(false), timeoutMs)
+      for (const r of waiting) {
+        const key = `${r.stream}\u0000${r.partition}`
+        const queue = this.#waiting.get(key) ?? []
+        if (queue.length === 0) this.#waiting.set(key, queue)
+        const wait = { offset: r.offset, needed, ack }
+        // Appends come in offset order; a late one is put in its place.
+        const at = queue.findLastIndex((w) => w.offset <= r.offset) + 1
+        if (at === queue.length) queue.push(wait)
+        else queue.splice(at, 0, wait)
       }
-      const timer = setTimeout(() => finish(false), timeoutMs)
-      this.#waiting.set(check, finish)
     })
   }
 
@@ -515,8 +591,13 @@ export class Replicator {
           dialed.lastError = null
           return
         }
-        backoff.reset()
         await this.#follow(dialed, link)
+        if (link.refusal === null) backoff.reset()
+        else {
+          // Refused after the hello (a node id conflict at the peer): shown, counted, dialed again after a longer wait.
+          dialed.state = 'refused'
+          this.#refusal(dialed.address, new RefusedByPeer(link.refusal.code, link.refusal.message))
+        }
       } catch (err) {
         dialed.state =
           isTributaryError(err, 'TRIB_NODE_ID_CONFLICT') || isTributaryError(err, 'TRIB_PEER_REFUSED')
@@ -556,7 +637,7 @@ export class Replicator {
     dialed.lastError = reason
     // Until the next link is up (after the backoff), the peer is not connected.
     if (dialed.state === 'connected') dialed.state = 'connecting'
-    if (!this.#abort.signal.aborted)
+    if (!this.#abort.signal.aborted && link.refusal === null)
       this.#o.logger.warn({ peer: link.peer.nodeId, address: dialed.address, reason }, 'link to peer lost')
   }
 
@@ -571,6 +652,11 @@ export class Replicator {
     if (recovery === null || recovery.outcomes.has(peer)) return
     const source = { peer, request: follower.request.bind(follower) }
     try {
+      const mended = await repairHoles(source, this.#o.log, recovery.holes)
+      recovery.holes = recovery.holes.filter((hole) => !mended.includes(hole))
+      recovery.mended.push(...mended)
+      if (mended.length > 0)
+        this.#o.logger.info({ peer, mended }, 'damaged batches of this node put back from a peer copy')
       const outcome = await recoverTail(source, this.#o.log)
       if (outcome.records > 0 || outcome.status === 'diverged')
         this.#o.logger.warn({ ...outcome }, 'tail recovery: a peer held records this node had lost')
@@ -584,7 +670,7 @@ export class Replicator {
   #refusal(address: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err)
     if (this.#abort.signal.aborted) return
-    const code = isTributaryError(err) ? err.code : 'TRIB_PEER_UNREACHABLE'
+    const code = isTributaryError(err) || err instanceof RefusedByPeer ? err.code : 'TRIB_PEER_UNREACHABLE'
     const dialed = this.#dialed.get(address)
     if (dialed !== undefined) dialed.lastError = message
     this.#o.onRefused?.(code)
@@ -592,6 +678,15 @@ export class Replicator {
     if (code === 'TRIB_PEER_UNREACHABLE')
       this.#o.logger.debug({ address, err: message }, 'peer not reachable')
     else this.#o.logger.warn({ code, address, err: message }, 'replication link refused')
+  }
+}
+
+/** A peer's `refuse`, its message as the peer wrote it (a TributaryError would prefix the catalog text again). */
+class RefusedByPeer extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
   }
 }
 

@@ -14,11 +14,16 @@
 // - `diverged` otherwise, or `out-of-range` (the copy starts after this
 //   node's end): the peer's copy is not a continuation of this log, so this
 //   node cannot take its tail; the new incarnation keeps the records apart.
-// The node starts its new incarnation after this (incarnation.ts decides the
-// number from what was seen).
+// Before the tail, the holes: a batch of this node quarantined at start
+// (damaged on disk) is fetched back from the peer's copy and put back in
+// its place (ReplicaLog.repairBatch), so no gap record is needed for it.
+// Holes are asked for in offset order, so a run of damaged batches is
+// mended one after the other (each fetch's prefix check needs the batch
+// before it). The node starts its new incarnation after this
+// (incarnation.ts decides the number from what was seen).
 
 import { readBatchHeader } from '../log/batch-codec.ts'
-import { type PartitionRef, partitionRef, type ReplicaLog } from '../log/log-store.ts'
+import { type CorruptBatch, type PartitionRef, partitionRef, type ReplicaLog } from '../log/log-store.ts'
 import { lastBatchOf } from './follower.ts'
 import type { FetchEntry, FetchResponseMessage } from './messages.ts'
 
@@ -38,6 +43,42 @@ export interface TailSource {
   readonly peer: string
   /** One fetch and its answer; null when the link closed. */
   request(partitions: readonly FetchEntry[], maxWaitMs: number): Promise<FetchResponseMessage | null>
+}
+
+/**
+ * Puts back each of `holes` (this node's quarantined batches, in offset
+ * order) that the peer's copy holds; returns those mended. Throws when the link closes.
+ */
+export async function repairHoles(
+  source: TailSource,
+  log: ReplicaLog,
+  holes: readonly CorruptBatch[],
+): Promise<CorruptBatch[]> {
+  const mended: CorruptBatch[] = []
+  for (const hole of [...holes].sort((x, y) => x.baseOffset - y.baseOffset)) {
+    const ref = partitionRef(log.origin, hole)
+    const before = log.lastBatchBefore(ref, hole.baseOffset) ?? { incarnation: 0, crc: 0 }
+    const want = {
+      ...ref,
+      nextOffset: hole.baseOffset,
+      lastIncarnation: before.incarnation,
+      lastCrc: before.crc,
+    }
+    const response = await source.request([want], 0)
+    if (response === null) throw new Error(`link to ${source.peer} closed while mending holes`)
+    const batch = response.partitions[0]?.status === 'ok' ? response.partitions[0].batches[0] : undefined
+    if (batch === undefined) continue
+    const header = readBatchHeader(batch)
+    if (header.baseOffset !== hole.baseOffset) continue
+    if (hole.recordCount !== null && header.recordCount !== hole.recordCount) continue
+    // A batch that does not fit the hole (TRIB_REPAIR_REFUSED) leaves it to its gap record.
+    const fitted = await log.repairBatch(ref, batch).then(
+      () => true,
+      () => false,
+    )
+    if (fitted) mended.push(hole)
+  }
+  return mended
 }
 
 /** Fetches this node's own partitions back from one peer until its copies have no more; throws when the link closes. */

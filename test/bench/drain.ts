@@ -29,7 +29,7 @@
 // Every process started here is stopped by pid in a finally.
 
 import { spawn } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Admin } from '@platformatic/kafka'
 import { CLI, REPO_ROOT } from '../helpers/child.ts'
@@ -37,7 +37,7 @@ import { type KafkaBroker, kafkaVersion, startKafka } from '../helpers/kafka.ts'
 import { type ChildBroker, problemSink, runFillStore, startChildBroker } from './children.ts'
 import type { FillResult } from './fill-store.ts'
 import type { LoadResult } from './load.ts'
-import { PeakSampler, readProc } from './proc-metrics.ts'
+import { machineCpu, PeakSampler, readProc } from './proc-metrics.ts'
 import { makeTempDir, removeTempDir, sleep, stopChild, track, withDeadline } from './procs.ts'
 import { GeneratorProcess } from './runner.ts'
 import { type LatencySummary, latencySummary } from './stats.ts'
@@ -172,22 +172,6 @@ export interface DrainResult {
   readonly kafka: string
   readonly runs: DrainRun[]
   readonly failures: Array<{ variant: string; error: string }>
-}
-
-/** Busy and total CPU time of the machine, seconds (/proc/stat, USER_HZ 100). */
-function machineCpu(): { busyS: number; atMs: number } | null {
-  try {
-    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
-      .trim()
-      .split(/\s+/)
-      .slice(1)
-      .map(Number)
-    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0)
-    const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
-    return { busyS: (total - idle) / 100, atMs: performance.now() }
-  } catch {
-    return null
-  }
 }
 
 function writeConfig(dir: string, partitions: number, sink: Record<string, unknown> | null): string {

@@ -60,6 +60,22 @@ export function readProc(pid: number): ProcSnapshot | null {
   }
 }
 
+/** Busy CPU time of the whole machine, seconds (/proc/stat, USER_HZ 100): with the processes' own figures, what others ran meanwhile. */
+export function machineCpu(): { busyS: number; atMs: number } | null {
+  try {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number)
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0)
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+    return { busyS: (total - idle) / 100, atMs: performance.now() }
+  } catch {
+    return null
+  }
+}
+
 /** The process's direct children (e.g. the broker that strace started). */
 export function childrenOf(pid: number): number[] {
   const found = new Set<number>()

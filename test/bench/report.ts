@@ -2,6 +2,8 @@
 // stdout, and as Markdown in docs/benchmarks/latest.md), the ratios and the
 // issue's targets, and a hand-built SVG bar chart of throughput.
 
+import type { ClusterResult } from './cluster.ts'
+import { clusterTables } from './cluster-report.ts'
 import type { DrainResult } from './drain.ts'
 import type { Machine, Versions } from './machine.ts'
 import type { RestartResult } from './restart.ts'
@@ -36,6 +38,8 @@ export interface BenchReport {
   readonly restart: RestartResult | null
   /** Absent in reports written before the drain group existed. */
   readonly drain?: DrainResult | null
+  /** Absent in reports written before the cluster group existed. */
+  readonly cluster?: ClusterResult | null
   readonly failures: Failure[]
   readonly elapsedS: number
 }
@@ -484,7 +488,8 @@ export function buildTables(report: BenchReport): Table[] {
   if (runs.length > 0) tables.push(memoryTable(runs))
   if (report.restart !== null) tables.push(...restartTables(report.restart))
   if (report.drain != null) tables.push(...drainTables(report.drain))
-  tables.push(targets(report))
+  if (report.cluster != null) tables.push(...clusterTables(report.cluster))
+  if (report.runs.length > 0 || report.restart !== null || report.drain != null) tables.push(targets(report))
   const problems = runs.filter((r) => r.problems.length > 0 || r.generator.errors.length > 0)
   if (problems.length > 0 || report.failures.length > 0) {
     tables.push({
@@ -538,7 +543,7 @@ export function ceilingLine(report: BenchReport): string[] {
 }
 
 /** Machine and versions, as Markdown tables. */
-function machineLines(report: BenchReport): string[] {
+export function machineLines(report: BenchReport): string[] {
   const m = report.machine
   const v = report.versions
   return [
@@ -559,7 +564,7 @@ function machineLines(report: BenchReport): string[] {
   ]
 }
 
-function tableLines(tables: readonly Table[]): string[] {
+export function tableLines(tables: readonly Table[]): string[] {
   const lines: string[] = []
   for (const table of tables) {
     lines.push('', `## ${table.title}`, '')

@@ -6,7 +6,7 @@
 //
 // Flags: --quick (short runs, small store, ~2 min; writes files only with
 // --out), --only GROUP[,GROUP] (ceiling, throughput, qos, rate, sdcard,
-// restart, drain), --duration S, --warmup S, --records N, --generators N,
+// restart, drain, cluster), --duration S, --warmup S, --records N, --generators N,
 // --rate N (offered msgs/s for the fixed-rate runs), --out DIR, --no-write.
 // The drain group (test/bench/drain.ts): --drain-records N (backlog, default
 // 1,000,000), --drain-rate N (live msgs/s while draining, default 5000),
@@ -16,6 +16,11 @@
 // '{"exactlyOnce":true,"maxInFlight":8}').
 // A run of the drain group alone writes <date>-<sha>-drain.json/.md and
 // leaves latest.md to the full runs.
+// The cluster group (test/bench/cluster.ts; needs root: network namespaces):
+// --cluster-live-rate N (live msgs/s of the catch-up phase, default 5000),
+// --cluster-outage S (how long a follower is down, default 150; --quick:
+// 20). A run of it alone writes <date>-<sha>-cluster.json/.md. Not root: a
+// run of every group leaves it out (and says so), `--only cluster` fails.
 // Every phase is bounded in time; every child is killed by pid at the end and
 // every temp dir removed, also after a failure or Ctrl-C.
 
@@ -23,6 +28,9 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { REPO_ROOT } from '../helpers/child.ts'
+import { type ClusterOptions, type ClusterResult, runCluster } from './cluster.ts'
+import { BenchLan } from './cluster-nodes.ts'
+import { renderClusterMarkdown } from './cluster-report.ts'
 import { DEFAULT_VARIANTS, type DrainResult, type DrainVariant, runDrain } from './drain.ts'
 import { describeMachine, describeVersions } from './machine.ts'
 import { cleanUp, withDeadline } from './procs.ts'
@@ -38,9 +46,9 @@ import {
 } from './report.ts'
 import { type RestartResult, runRestart } from './restart.ts'
 import { type LoadSpec, type RunResult, runScenario, type Timing } from './runner.ts'
-import { distIsFresh, type SystemName, type TributaryEntry } from './systems.ts'
+import { distIsFresh, type SystemName, TRIBUTARY_ENTRIES, type TributaryEntry } from './systems.ts'
 
-const GROUPS = ['ceiling', 'throughput', 'qos', 'rate', 'sdcard', 'restart', 'drain'] as const
+const GROUPS = ['ceiling', 'throughput', 'qos', 'rate', 'sdcard', 'restart', 'drain', 'cluster'] as const
 type Group = (typeof GROUPS)[number]
 
 const SYNC_DELAY_US = 10_000
@@ -118,6 +126,7 @@ function plan(group: Group, quick: boolean, offeredRatePerS: number): Planned[] 
       )
     case 'restart':
     case 'drain':
+    case 'cluster':
       return []
   }
 }
@@ -152,6 +161,47 @@ function summary(r: RunResult): string {
   return `${Math.round(r.msgsPerS).toLocaleString('en')} msgs/s, ${lat}, anon peak ${r.memoryMB.peakAnon.toFixed(0)} MB, write ${r.writeBytesPerPayloadByte?.toFixed(2) ?? '-'} B/B, gen ELU ${r.generator.elu.map((e) => e.toFixed(2)).join('+')}${probe}`
 }
 
+/** Messages in flight per connection of the cluster group's closed-loop rows (the throughput group's 8 x 16), and the wide rows. */
+const CLUSTER_WINDOW = 16
+const CLUSTER_WIDE_WINDOW = 128
+
+/** The cluster group's plan: --quick runs the 2-node rows and a 20 s outage; the full run adds 3 nodes. */
+function clusterOptions(
+  quick: boolean,
+  timing: Timing,
+  liveRate: string,
+  outage: string | undefined,
+): ClusterOptions {
+  return {
+    quick,
+    // Lag and catch-up need a few hundred probe records and PUBACKs even in a quick run.
+    warmupS: timing.warmupS,
+    durationS: quick ? Math.max(timing.durationS, 5) : timing.durationS,
+    idleS: timing.idleS,
+    liveRatePerS: Number(liveRate),
+    outageS: Number(outage ?? (quick ? 20 : 150)),
+    catchUpMaxS: quick ? 60 : 240,
+    discoveryRounds: quick ? 1 : 3,
+    throughputRows: [
+      { nodes: 1, ack: 'durable', window: CLUSTER_WINDOW },
+      { nodes: 2, ack: 'durable', window: CLUSTER_WINDOW },
+      { nodes: 2, ack: 'replicated', window: CLUSTER_WINDOW },
+      ...(quick
+        ? []
+        : [
+            { nodes: 3, ack: 'durable', window: CLUSTER_WINDOW } as const,
+            { nodes: 3, ack: 'replicated', window: CLUSTER_WINDOW } as const,
+            // 8x as many messages in flight: does replicated throughput follow (bound by latency, not CPU)?
+            { nodes: 2, ack: 'durable', window: CLUSTER_WIDE_WINDOW } as const,
+            { nodes: 2, ack: 'replicated', window: CLUSTER_WIDE_WINDOW } as const,
+          ]),
+    ],
+    throughputRounds: quick ? 1 : 2,
+    lagNodes: quick ? [2] : [2, 3],
+    catchUpNodes: 3,
+  }
+}
+
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
@@ -173,6 +223,8 @@ async function main(): Promise<void> {
       'drain-rate': { type: 'string', default: '5000' },
       'drain-seconds': { type: 'string' },
       'drain-sink': { type: 'string', multiple: true },
+      'cluster-live-rate': { type: 'string', default: '5000' },
+      'cluster-outage': { type: 'string' },
     },
   })
   if (values.tributary !== 'dist' && values.tributary !== 'src') throw new Error('--tributary: dist or src')
@@ -217,6 +269,7 @@ async function main(): Promise<void> {
   const failures: Failure[] = []
   let restart: RestartResult | null = null
   let drain: DrainResult | null = null
+  let cluster: ClusterResult | null = null
   let rate: { rate: number; basis: string } | null = null
   for (const group of groups) {
     if (group === 'restart') {
@@ -276,6 +329,36 @@ async function main(): Promise<void> {
       }
       continue
     }
+    if (group === 'cluster') {
+      if (process.getuid?.() !== 0) {
+        const why = 'the cluster group needs root (it makes network namespaces)'
+        if (values.only === undefined) process.stdout.write(`bench: ${why}; left out\n`)
+        else failures.push({ scenario: 'cluster', system: 'tributary-cluster', load: '-', error: why })
+        continue
+      }
+      const options = clusterOptions(quick, timing, values['cluster-live-rate'], values['cluster-outage'])
+      process.stdout.write(
+        `bench: cluster (network namespaces; ${options.throughputRows.length} throughput rows, lag at ${options.lagNodes.join(', ')} nodes, ${options.outageS} s outage at ${options.liveRatePerS} msgs/s)\n`,
+      )
+      try {
+        const lan = await BenchLan.create(3, TRIBUTARY_ENTRIES[tributaryEntry])
+        try {
+          cluster = await withDeadline(
+            runCluster(lan, options, (line) => process.stdout.write(`${line}\n`)),
+            (quick ? 600 : 1500) * 1000,
+            'cluster benchmark',
+          )
+        } finally {
+          await lan.close()
+        }
+        for (const f of cluster.failures)
+          failures.push({ scenario: 'cluster', system: 'tributary-cluster', load: f.phase, error: f.error })
+      } catch (err) {
+        failures.push({ scenario: 'cluster', system: 'tributary-cluster', load: '-', error: errorText(err) })
+        process.stdout.write(`  FAILED: ${errorText(err)}\n`)
+      }
+      continue
+    }
     if (group === 'rate') rate = offeredRate(runs, rateOverride)
     const planned = plan(group, quick, rate?.rate ?? DEFAULT_RATE_PER_S)
     for (const [i, p] of planned.entries()) {
@@ -310,6 +393,7 @@ async function main(): Promise<void> {
     runs,
     restart,
     drain,
+    cluster,
     failures,
     elapsedS: (performance.now() - started) / 1000,
   }
@@ -319,10 +403,14 @@ async function main(): Promise<void> {
   if (outDir !== null) {
     mkdirSync(outDir, { recursive: true })
     const drainOnly = groups.length === 1 && groups[0] === 'drain'
-    const base = `${report.date.slice(0, 10)}-${versions.tributary}${quick ? '-quick' : ''}${drainOnly ? '-drain' : ''}`
+    const clusterOnly = groups.length === 1 && groups[0] === 'cluster'
+    const base = `${report.date.slice(0, 10)}-${versions.tributary}${quick ? '-quick' : ''}${drainOnly ? '-drain' : ''}${clusterOnly ? '-cluster' : ''}`
     const jsonFile = `${base}.json`
     writeFileSync(join(outDir, jsonFile), `${JSON.stringify(report, null, 2)}\n`)
-    if (drainOnly) {
+    if (clusterOnly) {
+      writeFileSync(join(outDir, `${base}.md`), renderClusterMarkdown(report, jsonFile))
+      process.stdout.write(`bench: wrote ${join(outDir, jsonFile)}, ${base}.md\n`)
+    } else if (drainOnly) {
       // A partial run: its own Markdown file, latest.md stays the last full run's.
       writeFileSync(join(outDir, `${base}.md`), renderDrainMarkdown(report, tables, jsonFile))
       process.stdout.write(`bench: wrote ${join(outDir, jsonFile)}, ${base}.md\n`)

@@ -4,7 +4,7 @@
 // stop the system, and turn everything into one RunResult. Every step has a
 // deadline; every process started here is killed by pid in a finally.
 
-import { type ChildProcess, fork } from 'node:child_process'
+import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { HealthProbe, type HealthProbeResult } from './health-probe.ts'
 import type { FromGenerator, LoadConfig, LoadResult, ToGenerator } from './load.ts'
@@ -94,15 +94,26 @@ export interface RunResult {
   readonly problems: string[]
 }
 
-/** A forked load generator and the promises of its two answers. */
+/**
+ * A forked load generator and the promises of its two answers. With `netns`
+ * it runs inside that network namespace (`ip netns exec` execs node, so the
+ * pid is the generator's and the IPC channel passes through), where
+ * 127.0.0.1 is the namespace's own loopback (the cluster benchmark).
+ */
 export class GeneratorProcess {
   readonly child: ChildProcess
   readonly ready: Promise<void>
   readonly result: Promise<LoadResult>
 
-  constructor(config: LoadConfig) {
+  constructor(config: LoadConfig, netns: string | null = null) {
+    const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc']
     this.child = track(
-      fork(LOAD_SCRIPT, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      netns === null
+        ? fork(LOAD_SCRIPT, [], { serialization: 'advanced', stdio })
+        : spawn('ip', ['netns', 'exec', netns, process.execPath, LOAD_SCRIPT], {
+            serialization: 'advanced',
+            stdio,
+          }),
     )
     const failed = new Promise<never>((_, reject) => {
       this.child.on('message', (m: FromGenerator) => {

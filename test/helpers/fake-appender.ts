@@ -18,6 +18,8 @@ export class FakeAppender implements SyncedAppender {
   readonly events: string[] = []
   /** The next append fails with this, once, and writes nothing. */
   failNextAppend: Error | null = null
+  /** When set, the next append waits for this promise before it writes (a slow write). */
+  holdNextAppend: Promise<void> | null = null
   /** When set, each fdatasync ends on its own after this many ms (0: at once). */
   autoSyncMs: number | null = null
   unsyncedSinceMs: number | null = null
@@ -57,6 +59,9 @@ export class FakeAppender implements SyncedAppender {
     const failure = this.failNextAppend
     this.failNextAppend = null
     if (failure !== null) throw failure
+    const hold = this.holdNextAppend
+    this.holdNextAppend = null
+    if (hold !== null) await hold
     if (this.rollsFor(frame.length)) {
       this.#segment++
       this.#size = 0

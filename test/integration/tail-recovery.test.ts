@@ -3,15 +3,17 @@
 // copy fetches its tail back from its follower before it writes a record;
 // restored while the follower is away, it begins an incarnation of its own,
 // and the follower's longer copy goes to its quarantine when it returns.
+// A damaged batch of the node's own is put back from its follower's copy.
 // Whatever happens, no (origin, incarnation, offset) names two records.
 
-import { cpSync, rmSync } from 'node:fs'
+import { cpSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { writeClusterSecret } from '../../src/cluster/secret.ts'
 import { decodeBatch } from '../../src/log/batch-codec.ts'
 import type { PartitionRef } from '../../src/log/log-store.ts'
 import type { SegmentLogStore } from '../../src/log/segment-log-store.ts'
+import { invertAfterMarker } from '../helpers/damage-file.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { Cleanup, waitFor } from '../helpers/integration.ts'
 import type { RunningNode } from '../helpers/node.ts'
@@ -167,5 +169,46 @@ describe('a data dir restored from an older copy', () => {
     const all = new Map(heldByB)
     noIdentityTwice(all, written)
     noIdentityTwice(all, identities(b.node.store, ref))
+  })
+})
+
+describe('a damaged batch of the node itself', () => {
+  it('is put back from its follower copy at start: no hole, no gap record', async () => {
+    const { start, dirs } = await twoNodes(10_000)
+    let a = await start('a')
+    const b = await start('b')
+    const ref = { stream: 'temps', origin: a.node.nodeId, partition: 0 }
+    const payloads = ['r0', 'r1', 'r2', 'VICTIM-r3', 'r4', 'r5']
+    await publish(a, payloads)
+    await waitFor(() => copied(b, ref, 6), 'b to copy a')
+    await a.stop()
+    const segments = join(dirs.a, 'segments')
+    const damaged = readdirSync(segments).flatMap(
+      (f) => invertAfterMarker(join(segments, f), 'VICTIM', 2, 4).offsets,
+    )
+    expect(damaged.length).toBeGreaterThan(0)
+
+    a = await start('a')
+    const status = (await (await fetch(`${a.httpUrl}/v1/status`)).json()) as {
+      incarnation: { mendedBatches: number }
+    }
+    expect(status.incarnation.mendedBatches).toBe(1)
+    const records = a.node.store.read(ref, 0).records
+    expect(records.map((r) => r.payload.toString())).toEqual(payloads)
+    expect(records.map((r) => r.offset)).toEqual([0, 1, 2, 3, 4, 5])
+    const verified = a.node.store.verify()
+    expect(verified.gaps).toEqual([])
+    expect(verified.corrupt).toEqual([])
+    // The damaged original stays in the quarantine for inspection.
+    expect(verified.quarantined).toBe(1)
+    await publish(a, ['r6'])
+    expect(a.node.store.read(ref, 6).records.map((r) => r.payload.toString())).toEqual(['r6'])
+    await waitFor(() => copied(b, ref, 7), 'b to copy on past the mended batch')
+    expect(b.node.store.verify().quarantined).toBe(0)
+    // The mended batch is in the index for good: a restart finds it without asking again.
+    await a.stop()
+    a = await start('a')
+    expect(a.node.store.read(ref, 0).records.map((r) => r.payload.toString())).toEqual([...payloads, 'r6'])
+    expect(a.node.store.verify().gaps).toEqual([])
   })
 })

@@ -47,7 +47,7 @@ function logWith(incarnations: readonly number[]) {
   }
 }
 
-const NO_TAILS = { outcomes: [], unconfirmed: [] }
+const NO_TAILS = { outcomes: [], unconfirmed: [], mended: [] }
 
 describe('incarnations', () => {
   it('go past every one seen, by a step of 1 to 65536', () => {
@@ -67,6 +67,7 @@ describe('incarnations', () => {
     const tails = {
       outcomes: [{ peer: 'node-b', status: 'held-more' as const, records: 3, maxIncarnation: 90 }],
       unconfirmed: [],
+      mended: [],
     }
     const report = first.begin(log, tails)
     expect(report.incarnation).toBeGreaterThan(90)
@@ -83,7 +84,7 @@ describe('incarnations', () => {
     file.addFollower('node-c')
     const again = new IncarnationFile(dir)
     expect(again.state.followers).toEqual(['node-b', 'node-c'])
-    const report = again.begin(logWith([]).log, { outcomes: [], unconfirmed: ['node-c'] })
+    const report = again.begin(logWith([]).log, { outcomes: [], unconfirmed: ['node-c'], mended: [] })
     expect(report).toMatchObject({ unconfirmedFollowers: ['node-c'], uncertain: true })
     expect(new IncarnationFile(dir).state.followers).toEqual(['node-b', 'node-c'])
   })

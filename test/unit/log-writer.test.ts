@@ -125,6 +125,27 @@ describe('LogWriter group commit', () => {
     expect(writer.durableNext(0)).toBe(3)
   })
 
+  it("does not count a partition's first frame since the open as durable while it is written", async () => {
+    let release = () => undefined as void
+    appender.holdNextAppend = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const ack = outcome(append('a'))
+    try {
+      // The frame took offset 0 (the partition's end moved) and is not on disk yet.
+      await until(() => writer.queued === 0)
+      expect(appender.events).toEqual([])
+      expect(writer.durableNext(0)).toBe(0)
+    } finally {
+      release()
+    }
+    await until(() => appender.syncsRunning === 1)
+    expect(writer.durableNext(0)).toBe(0)
+    appender.endSync()
+    await until(() => ack.state === 'resolved')
+    expect(writer.durableNext(0)).toBe(1)
+  })
+
   it('holds what comes during a sync for one frame after it, which the next sync covers', async () => {
     const first = outcome(append('a'))
     await until(() => appender.syncsRunning === 1)
