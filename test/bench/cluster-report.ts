@@ -3,22 +3,7 @@
 
 import type { ClusterResult, NodeFigures } from './cluster.ts'
 import { bestRow, discoveryMedian } from './cluster.ts'
-import { type BenchReport, machineLines, type Table, tableLines } from './report.ts'
-
-const DASH = '-'
-
-function int(n: number | null | undefined): string {
-  return n === null || n === undefined || !Number.isFinite(n) ? DASH : Math.round(n).toLocaleString('en')
-}
-
-function num(n: number | null | undefined, digits = 1): string {
-  return n === null || n === undefined || !Number.isFinite(n) ? DASH : n.toFixed(digits)
-}
-
-function ms(n: number | null | undefined): string {
-  if (n === null || n === undefined || !Number.isFinite(n)) return DASH
-  return n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0)
-}
+import { type BenchReport, DASH, int, machineLines, ms, num, type Table, tableLines } from './report.ts'
 
 function perNode(
   figures: readonly NodeFigures[],

@@ -51,17 +51,17 @@ export interface Table {
   readonly notes?: readonly string[]
 }
 
-const DASH = '-'
+export const DASH = '-'
 
-function int(n: number | null | undefined): string {
+export function int(n: number | null | undefined): string {
   return n === null || n === undefined || !Number.isFinite(n) ? DASH : Math.round(n).toLocaleString('en')
 }
 
-function num(n: number | null | undefined, digits = 1): string {
+export function num(n: number | null | undefined, digits = 1): string {
   return n === null || n === undefined || !Number.isFinite(n) ? DASH : n.toFixed(digits)
 }
 
-function ms(n: number | null | undefined): string {
+export function ms(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return DASH
   return n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0)
 }

@@ -16,11 +16,10 @@ import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { afterAll, describe, expect, test } from 'vitest'
 import { decodeBatch } from '../../src/log/batch-codec.ts'
 import { SegmentLogStore } from '../../src/log/segment-log-store.ts'
-import { BROKER_NODE_FLAGS, CLI } from '../helpers/child.ts'
+import { BROKER_NODE_FLAGS, CLI, collectLogLines } from '../helpers/child.ts'
 import { until } from '../helpers/cluster-child.ts'
 import { Cleanup } from '../helpers/integration.ts'
 import { Lan, type LanHost } from '../helpers/netns.ts'
@@ -56,14 +55,7 @@ function startNode(lan: Lan, host: LanHost, dataDir: string, files: Files, peer:
     `${peer.address}:7625`,
   ])
   const node: ClusterNode = { host, dataDir, child, log: [] }
-  if (child.stdout === null) throw new Error('no stdout')
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    try {
-      node.log.push(JSON.parse(line) as Record<string, unknown>)
-    } catch {
-      node.log.push({ msg: line })
-    }
-  })
+  collectLogLines(child.stdout, node.log)
   return node
 }
 

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { FoundPeer, NodeIdConflict } from '../../src/cluster/discovery.ts'
-import { REPO_ROOT } from '../helpers/child.ts'
+import { collectLogLines, REPO_ROOT } from '../helpers/child.ts'
 import type { ChildOptions } from '../helpers/discovery-child.ts'
 import { assertRoot, Lan, type LanHost, ownNamespaces, sweepStaleNamespaces } from '../helpers/netns.ts'
 import { runBounded } from '../helpers/run-bounded.ts'
@@ -57,14 +57,7 @@ function startChild(lan: Lan, host: LanHost, options: ChildOptions): DiscoveryCh
     events.push({ ...(JSON.parse(line) as { event: string }), seenMs: performance.now() })
     wake()
   })
-  createInterface({ input: child.stderr }).on('line', (line) => {
-    try {
-      log.push(JSON.parse(line) as Record<string, unknown>)
-    } catch {
-      log.push({ msg: line })
-    }
-    wake()
-  })
+  collectLogLines(child.stderr, log, wake)
   child.once('exit', () => {
     exited = true
     wake()

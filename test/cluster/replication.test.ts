@@ -16,9 +16,8 @@ import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { BROKER_NODE_FLAGS, CLI } from '../helpers/child.ts'
+import { BROKER_NODE_FLAGS, CLI, collectLogLines } from '../helpers/child.ts'
 import { Cleanup } from '../helpers/integration.ts'
 import { Lan, type LanHost } from '../helpers/netns.ts'
 import { runTributary } from '../helpers/run-bounded.ts'
@@ -64,14 +63,7 @@ function startNode(host: LanHost, dataDir: string, peers: readonly string[] = []
     ...peers.flatMap((peer) => ['--peer', peer]),
   ])
   const node: ClusterNode = { host, dataDir, child, log: [], nodeId: '' }
-  if (child.stdout === null) throw new Error('no stdout')
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    try {
-      node.log.push(JSON.parse(line) as Record<string, unknown>)
-    } catch {
-      node.log.push({ msg: line })
-    }
-  })
+  collectLogLines(child.stdout, node.log)
   return node
 }
 

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import type { Readable } from 'node:stream'
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..')
 export const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts')
@@ -127,4 +128,21 @@ export async function runCli(
   })
   const [code] = await once(child, 'exit')
   return { code: code as number | null, stdout, stderr }
+}
+
+/** Collects a child's log lines (JSON, or `{ msg: line }` when a line is not JSON) from one of its streams. */
+export function collectLogLines(
+  stream: Readable | null,
+  into: Array<Record<string, unknown>>,
+  onLine?: () => void,
+): void {
+  if (stream === null) throw new Error('child without a pipe')
+  createInterface({ input: stream }).on('line', (line) => {
+    try {
+      into.push(JSON.parse(line) as Record<string, unknown>)
+    } catch {
+      into.push({ msg: line })
+    }
+    onLine?.()
+  })
 }
