@@ -23,7 +23,8 @@ import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
 import { REPLICATION_PROTOCOL_VERSION } from './replication/frame-codec.ts'
 import { type ClusterCredentials, MutualTlsTransport } from './replication/mtls-transport.ts'
-import { Replicator, type TailRecoveryReport } from './replication/replicator.ts'
+import { Replicator } from './replication/replicator.ts'
+import type { TailRecoveryReport } from './replication/tail-recovery.ts'
 import {
   type PeerDrop,
   type PeerRefusal,
@@ -40,10 +41,10 @@ export interface ClusterParts {
   start(): Promise<{ host: string; port: number }>
   /**
    * This node's own records back from its followers' copies, up to
-   * `cluster.tailRecoveryMs` (after start): its lost tail, and `holes` (its
-   * batches quarantined at start).
+   * `cluster.tailRecoveryMs` (after start): its lost tail, and its batches
+   * quarantined at start (`holes` of assembleCluster).
    */
-  recoverTail(known: readonly string[], holes: readonly CorruptBatch[]): Promise<TailRecoveryReport>
+  recoverTail(known: readonly string[]): Promise<TailRecoveryReport>
   close(): Promise<void>
   /**
    * Reads cluster.tls again for the connections made from now on (links up keep going); false
@@ -75,6 +76,8 @@ export function assembleCluster(
   metrics: Metrics,
   log: Logger,
   incarnations: Pick<IncarnationFile, 'addFollower' | 'state'>,
+  /** This node's batches quarantined at open: fetched back from a follower's copy at start. */
+  holes: readonly CorruptBatch[],
 ): ClusterParts | null {
   const cluster = config.cluster
   if (cluster === null || auth === null) return null
@@ -118,6 +121,7 @@ export function assembleCluster(
     transport,
     followerExpireMs: cluster.followerExpireMs,
     knownFollowers: incarnations.state.followers,
+    holes,
     listen: { host: cluster.replicationHost, port: cluster.replicationPort },
     log: store,
     logger,
@@ -174,7 +178,7 @@ export function assembleCluster(
       )
       return address
     },
-    recoverTail: (known, holes) => replicator.recoverTail(known, cluster.tailRecoveryMs, holes),
+    recoverTail: (known) => replicator.recoverTail(known, cluster.tailRecoveryMs),
     async close() {
       for (const discovery of discoveries) await discovery.close()
       await replicator.close()

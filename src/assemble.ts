@@ -79,7 +79,8 @@ export async function assembleNode(
         { code: 'TRIB_INCARNATION_DAMAGED', reason: incarnations.damaged },
         'incarnation state damaged; moved aside',
       )
-    const cluster = assembleCluster(config, auth, nodeId, store, metrics, log, incarnations)
+    const holes = recovery.quarantined.filter((damage) => damage.origin === nodeId)
+    const cluster = assembleCluster(config, auth, nodeId, store, metrics, log, incarnations, holes)
     const router = new Router(config.streams, config.unmatched)
     const replication = cluster === null ? null : { acks: cluster.replicator, report: cluster.degradeReport }
     const ingest = new Ingest(store, router, limits, () => guard.full, metrics, replication)
@@ -118,9 +119,8 @@ export async function assembleNode(
       releaseLock,
       begin: async () => {
         const known = incarnations.state.followers
-        const holes = recovery.quarantined.filter((damage) => damage.origin === nodeId)
         const none = { outcomes: [], unconfirmed: [], mended: [] }
-        const tails = (await cluster?.recoverTail(known, holes)) ?? none
+        const tails = (await cluster?.recoverTail(known)) ?? none
         const report = incarnations.begin(store, tails)
         if (report.uncertain)
           log.warn({ code: 'TRIB_TAIL_UNCONFIRMED', ...report }, `incarnation ${report.incarnation} begins`)

@@ -8,7 +8,8 @@
 // that hold each partition (the origin included), and each partition gets
 // `replicas - 1` followers (assignment.ts: sticky, then rendezvous hashing).
 // A follower's catalog lists only the partitions assigned to it, so it
-// fetches only those; one that loses a partition keeps its copy.
+// fetches only those; one that loses a partition keeps its copy for
+// followerExpireMs (follower.ts).
 //
 // Addresses come from outside (`addPeer`: the composition root hands over
 // what discovery found, mDNS or static); a peer is dialed until the node
@@ -21,15 +22,16 @@
 // one id following this node from two addresses at once (a cloned data dir
 // where mDNS cannot see it): see follower-ids.ts.
 //
-// `whenReplicated` is what `ack: replicated` waits on: a record counts as
-// copied by a follower once that follower's `synced` report (sent after its
-// copy is fdatasync'd) passes it, and only while the follower's link is up;
-// a follower whose link drops stops counting until it reports again.
+// `whenReplicated` is what `ack: replicated` waits on (replicated-acks.ts):
+// a record counts as copied by a follower once that follower's `synced`
+// report (sent after its copy is fdatasync'd) passes it, and only while the
+// follower's link is up; a follower whose link drops stops counting until
+// it reports again.
 //
 // Tail recovery (`recoverTail`, tail-recovery.ts): at start, before this
-// node writes a new record, every link it dials first fetches its own
-// partitions back from that peer's copies, until the node's known followers
-// have all answered or the window ends. Until then, a follower holding more
+// node writes a new record, every link it dials first fetches its holes and
+// its own partitions back from that peer's copies, until the node's known
+// followers have all answered or the window ends. Until then, a follower holding more
 // of this node's log than it has is told to wait, not that it diverged (its
 // copy may be the tail being fetched back).
 //
@@ -43,6 +45,10 @@
 // its first report says how far it is, or followerExpireMs passes, or the
 // partition is given to another follower: a retention run before it
 // reconnects deletes nothing it had not copied.
+//
+// Over 400 lines: it owns the links (dialing, serving, refusals), the
+// follower positions and the assignment's bookkeeping that acks, retention
+// and status all read; the protocol's pieces are in the modules it names.
 
 import { type ErrorCode, isTributaryError, type TributaryError } from '../errors.ts'
 import { Backoff, sleep } from '../lib/backoff.ts'
@@ -55,7 +61,8 @@ import { FollowerIds, type InboundConflict, ipOf } from './follower-ids.ts'
 import { type LinkOptions, PeerLink } from './link.ts'
 import type { SyncedEntry } from './messages.ts'
 import { CATALOG_CHECK_MS, OriginServer } from './origin-server.ts'
-import { recoverTail, repairHoles, type TailOutcome } from './tail-recovery.ts'
+import { type RecordAt, ReplicatedAcks } from './replicated-acks.ts'
+import { TailRecovery, type TailRecoveryReport } from './tail-recovery.ts'
 import type { PeerConnection, PeerTransport } from './transport.ts'
 
 /** Between attempts to dial a peer that is not there (or refused). */
@@ -75,6 +82,8 @@ export interface ReplicatorOptions {
   /** A link refused or dropped, with why (metrics). */
   readonly onRefused?: (reason: string) => void
   readonly onDiverged?: (ref: PartitionRef) => void
+  /** This node's batches quarantined at start: tail recovery fetches them back from a peer's copy. */
+  readonly holes?: readonly CorruptBatch[]
   /** A peer started following this node (tail recovery waits for known followers at the next start). */
   readonly onFollower?: (nodeId: string) => void
   /** A stream's `replicas`: nodes, this one included, that hold each of its partitions. */
@@ -106,30 +115,6 @@ export interface PartitionFollowers {
   readonly partition: number
   readonly replicas: number
   readonly followers: readonly FollowerPosition[]
-}
-
-/** One `ack: replicated` publish waiting for copies of its records. */
-interface PendingAck {
-  /** Its records not copied often enough yet. */
-  records: number
-  settled: boolean
-  readonly finish: (copied: boolean) => void
-}
-
-/** A record of a pending ack, in its partition's queue. */
-interface AckWait {
-  readonly offset: number
-  /** Followers that must hold it (the stream's minInsync - 1). */
-  readonly needed: number
-  readonly ack: PendingAck
-}
-
-/** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
-export interface TailRecoveryReport {
-  readonly outcomes: readonly TailOutcome[]
-  readonly unconfirmed: readonly string[]
-  /** Holes (quarantined batches of this node) put back from a peer's copy. */
-  readonly mended: readonly CorruptBatch[]
 }
 
 export type { InboundConflict } from './follower-ids.ts'
@@ -186,16 +171,11 @@ export class Replicator {
   readonly #expiring = new Map<string, NodeJS.Timeout>()
   /** Copies of other origins no longer assigned to this node, and since when (Follower's expiry). */
   readonly #unassigned = new Map<string, number>()
-  /** Acks waiting for copies (whenReplicated), per partition in offset order: checked on each synced report. */
-  readonly #waiting = new Map<string, AckWait[]>()
+  /** What `ack: replicated` waits on: drained by the synced reports. */
+  readonly #acks: ReplicatedAcks
   #refusedAll: TributaryError | null = null
   /** Until recoverTail() ends: links dialed mend this node's holes and fetch its own tail first. */
-  #recovery: {
-    outcomes: Map<string, TailOutcome>
-    holes: CorruptBatch[]
-    mended: CorruptBatch[]
-    changed: () => void
-  } | null = { outcomes: new Map(), holes: [], mended: [], changed: () => undefined }
+  readonly #recovery: TailRecovery
   #address: { host: string; port: number } | null = null
   readonly #assignment: PartitionAssignment
   readonly #servers = new Set<OriginServer>()
@@ -215,6 +195,11 @@ export class Replicator {
       logger: options.logger,
       onRefused: (code) => options.onRefused?.(code),
     })
+    this.#acks = new ReplicatedAcks(
+      (stream, partition, offset) => this.#copies(stream, partition, offset),
+      options.onAckWait,
+    )
+    this.#recovery = new TailRecovery(options.log, options.logger, options.holes ?? [])
     this.#rebalance = setInterval(() => this.#refreshCatalogs(), CATALOG_CHECK_MS)
     this.#rebalance.unref()
     this.#holdForKnownFollowers(options.knownFollowers ?? [])
@@ -259,31 +244,10 @@ export class Replicator {
   /**
    * Waits until each of `known` (the followers this node had) answered tail
    * recovery, or `windowMs`; peers that connect meanwhile are asked too.
-   * `holes` (this node's batches quarantined at start) are fetched back from
-   * the first peer holding them. After it the node writes new records
-   * (nothing more is fetched back).
+   * After it the node writes new records (nothing more is fetched back).
    */
-  async recoverTail(
-    known: readonly string[],
-    windowMs: number,
-    holes: readonly CorruptBatch[] = [],
-  ): Promise<TailRecoveryReport> {
-    const recovery = this.#recovery
-    if (recovery === null) throw new Error('tail recovery runs once, at start')
-    recovery.holes.push(...holes)
-    const deadline = performance.now() + windowMs
-    const missing = () => known.filter((id) => !recovery.outcomes.has(id))
-    while (missing().length > 0 && performance.now() < deadline && !this.#abort.signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - performance.now())
-        recovery.changed = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    }
-    this.#recovery = null
-    return { outcomes: [...recovery.outcomes.values()], unconfirmed: missing(), mended: recovery.mended }
+  recoverTail(known: readonly string[], windowMs: number): Promise<TailRecoveryReport> {
+    return this.#recovery.finish(known, windowMs, this.#abort.signal)
   }
 
   /** A peer address found by discovery; dialed from now on (once per address). */
@@ -366,8 +330,7 @@ export class Replicator {
   async close(): Promise<void> {
     this.#abort.abort()
     clearInterval(this.#rebalance)
-    for (const queue of this.#waiting.values()) for (const wait of queue) wait.ack.finish(false)
-    this.#waiting.clear()
+    this.#acks.close()
     for (const timer of this.#expiring.values()) clearTimeout(timer)
     for (const link of this.#inbound.keys()) link.close('node shutting down')
     for (const dialed of this.#dialed.values()) dialed.link?.close('node shutting down')
@@ -399,7 +362,7 @@ export class Replicator {
     const server = new OriginServer({
       link,
       log: this.#o.log,
-      recovering: () => this.#recovery !== null,
+      recovering: () => this.#recovery.open,
       logger: this.#o.logger,
       onSynced: (follower, entries) => this.#noteSynced(follower, entries),
       assigned: (p) => this.#assigned(follower, p),
@@ -440,22 +403,8 @@ export class Replicator {
       // A follower that lost the partition (a fetch under way when its catalog changed) holds nothing back.
       if (this.#assigned(follower, e)) log.setRetentionFloor(floorHolder(follower), e, e.syncedNext)
       if (before !== undefined && e.syncedNext > before) this.#copyLatency(e, before)
-      this.#copiesReported(key, e)
+      this.#acks.reported(e.stream, e.partition)
     }
-  }
-
-  /** Acks of the partition whose records are now copied often enough go on (its queue is in offset order). */
-  #copiesReported(key: string, ref: { readonly stream: string; readonly partition: number }): void {
-    const queue = this.#waiting.get(key)
-    if (queue === undefined) return
-    let done = 0
-    for (const wait of queue) {
-      if (!wait.ack.settled && this.#copies(ref.stream, ref.partition, wait.offset) < wait.needed) break
-      done++
-      if (!wait.ack.settled && --wait.ack.records === 0) wait.ack.finish(true)
-    }
-    if (done === queue.length) this.#waiting.delete(key)
-    else queue.splice(0, done)
   }
 
   /** Reports the age of the oldest record a synced report newly covers (`from` is where the copy ended before). */
@@ -538,43 +487,8 @@ export class Replicator {
   }
 
   /** True once `minInsync - 1` followers hold every record fdatasync'd; false after `timeoutMs`. */
-  whenReplicated(
-    records: ReadonlyArray<{ readonly stream: string; readonly partition: number; readonly offset: number }>,
-    minInsync: number,
-    timeoutMs: number,
-  ): Promise<boolean> {
-    const needed = minInsync - 1
-    const waiting = records.filter((r) => this.#copies(r.stream, r.partition, r.offset) < needed)
-    if (waiting.length === 0) {
-      this.#o.onAckWait?.(0, true)
-      return Promise.resolve(true)
-    }
-    const started = performance.now()
-    return new Promise<boolean>((resolve) => {
-      const ack: PendingAck = {
-        records: waiting.length,
-        settled: false,
-        finish: (copied) => {
-          if (ack.settled) return
-          ack.settled = true
-          clearTimeout(timer)
-          this.#o.onAckWait?.((performance.now() - started) / 1000, copied)
-          resolve(copied)
-        },
-      }
-      // A timed-out ack stays in its queues, settled, until the records before it are copied.
-      const timer = setTimeout(() => ack.finish(false), timeoutMs)
-      for (const r of waiting) {
-        const key = `${r.stream}\u0000${r.partition}`
-        const queue = this.#waiting.get(key) ?? []
-        if (queue.length === 0) this.#waiting.set(key, queue)
-        const wait = { offset: r.offset, needed, ack }
-        // Appends come in offset order; a late one is put in its place.
-        const at = queue.findLastIndex((w) => w.offset <= r.offset) + 1
-        if (at === queue.length) queue.push(wait)
-        else queue.splice(at, 0, wait)
-      }
-    })
+  whenReplicated(records: readonly RecordAt[], minInsync: number, timeoutMs: number): Promise<boolean> {
+    return this.#acks.wait(records, minInsync, timeoutMs)
   }
 
   async #dialLoop(dialed: Dialed): Promise<void> {
@@ -631,7 +545,7 @@ export class Replicator {
     })
     dialed.follower = follower
     this.#o.logger.info({ peer: link.peer.nodeId, address: dialed.address }, 'following peer')
-    await this.#recoverFrom(follower, link)
+    await this.#recovery.from({ peer: link.peer.nodeId, request: follower.request.bind(follower) })
     await follower.run()
     const reason = await link.closed()
     dialed.lastError = reason
@@ -643,28 +557,6 @@ export class Replicator {
 
   #linkOptions(): LinkOptions {
     return { ...this.#o.link, incarnation: this.#o.log.incarnation }
-  }
-
-  /** While tail recovery runs: this node's own records back from the peer's copies first. */
-  async #recoverFrom(follower: Follower, link: PeerLink): Promise<void> {
-    const recovery = this.#recovery
-    const peer = link.peer.nodeId
-    if (recovery === null || recovery.outcomes.has(peer)) return
-    const source = { peer, request: follower.request.bind(follower) }
-    try {
-      const mended = await repairHoles(source, this.#o.log, recovery.holes)
-      recovery.holes = recovery.holes.filter((hole) => !mended.includes(hole))
-      recovery.mended.push(...mended)
-      if (mended.length > 0)
-        this.#o.logger.info({ peer, mended }, 'damaged batches of this node put back from a peer copy')
-      const outcome = await recoverTail(source, this.#o.log)
-      if (outcome.records > 0 || outcome.status === 'diverged')
-        this.#o.logger.warn({ ...outcome }, 'tail recovery: a peer held records this node had lost')
-      recovery.outcomes.set(peer, outcome)
-      recovery.changed()
-    } catch (err) {
-      this.#o.logger.warn({ peer, err }, 'tail recovery from this peer did not finish')
-    }
   }
 
   #refusal(address: string, err: unknown): void {

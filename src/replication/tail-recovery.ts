@@ -24,6 +24,7 @@
 
 import { readBatchHeader } from '../log/batch-codec.ts'
 import { type CorruptBatch, type PartitionRef, partitionRef, type ReplicaLog } from '../log/log-store.ts'
+import type { Logger } from '../observability/logger.ts'
 import { lastBatchOf } from './follower.ts'
 import type { FetchEntry, FetchResponseMessage } from './messages.ts'
 
@@ -114,4 +115,81 @@ export async function recoverTail(source: TailSource, log: ReplicaLog): Promise<
   }
   const status = diverged.length > 0 ? 'diverged' : records > 0 ? 'held-more' : 'nothing-more'
   return { peer: source.peer, status, records, maxIncarnation, diverged }
+}
+
+/** What tail recovery found: each peer's answer, and the known followers that gave none in time. */
+export interface TailRecoveryReport {
+  readonly outcomes: readonly TailOutcome[]
+  readonly unconfirmed: readonly string[]
+  /** Holes (quarantined batches of this node) put back from a peer's copy. */
+  readonly mended: readonly CorruptBatch[]
+}
+
+/**
+ * One node's tail recovery at start: every link it dials runs `from` (holes
+ * first, then the tail) until `finish` ends the window; `open` says whether
+ * the node still recovers (its origin server then tells a follower holding
+ * more to wait).
+ */
+export class TailRecovery {
+  readonly #log: ReplicaLog
+  readonly #logger: Logger
+  readonly #outcomes = new Map<string, TailOutcome>()
+  #holes: CorruptBatch[]
+  readonly #mended: CorruptBatch[] = []
+  #changed: () => void = () => undefined
+  #open = true
+
+  /** `holes`: this node's batches quarantined at start, fetched back from the first peer holding them. */
+  constructor(log: ReplicaLog, logger: Logger, holes: readonly CorruptBatch[]) {
+    this.#log = log
+    this.#logger = logger
+    this.#holes = [...holes]
+  }
+
+  get open(): boolean {
+    return this.#open
+  }
+
+  /** While the window is open: this node's holes and tail back from `source` (once per peer). */
+  async from(source: TailSource): Promise<void> {
+    const { peer } = source
+    if (!this.#open || this.#outcomes.has(peer)) return
+    try {
+      const mended = await repairHoles(source, this.#log, this.#holes)
+      this.#holes = this.#holes.filter((hole) => !mended.includes(hole))
+      this.#mended.push(...mended)
+      if (mended.length > 0)
+        this.#logger.info({ peer, mended }, 'damaged batches of this node put back from a peer copy')
+      const outcome = await recoverTail(source, this.#log)
+      if (outcome.records > 0 || outcome.status === 'diverged')
+        this.#logger.warn({ ...outcome }, 'tail recovery: a peer held records this node had lost')
+      this.#outcomes.set(peer, outcome)
+      this.#changed()
+    } catch (err) {
+      this.#logger.warn({ peer, err }, 'tail recovery from this peer did not finish')
+    }
+  }
+
+  /**
+   * Waits until each of `known` (the followers this node had) answered, or
+   * `windowMs`, or `signal`; then closes the window: the node writes new
+   * records from now on and nothing more is fetched back.
+   */
+  async finish(known: readonly string[], windowMs: number, signal: AbortSignal): Promise<TailRecoveryReport> {
+    if (!this.#open) throw new Error('tail recovery runs once, at start')
+    const deadline = performance.now() + windowMs
+    const missing = () => known.filter((id) => !this.#outcomes.has(id))
+    while (missing().length > 0 && performance.now() < deadline && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - performance.now())
+        this.#changed = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+    this.#open = false
+    return { outcomes: [...this.#outcomes.values()], unconfirmed: missing(), mended: this.#mended }
+  }
 }

@@ -72,10 +72,15 @@ describe('two nodes with certificates from one CA', () => {
       expect(b.node.store.read(p, 0, { maxRecords: 100 }).records).toEqual(
         a.node.store.read(p, 0, { maxRecords: 100 }).records,
       )
-    const peers = (await (await fetch(`${a.httpUrl}/v1/peers`)).json()) as {
-      peers: Array<{ nodeId: string; state: string }>
+    type Peers = { peers: Array<{ nodeId: string; state: string }> }
+    const peersOfA = async () => ((await (await fetch(`${a.httpUrl}/v1/peers`)).json()) as Peers).peers
+    // a dialed b before b listened: its next attempt comes after a backoff.
+    let peers = await peersOfA()
+    for (const deadline = Date.now() + 15_000; peers[0]?.state !== 'connected' && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      peers = await peersOfA()
     }
-    expect(peers.peers).toEqual([expect.objectContaining({ nodeId: b.node.nodeId, state: 'connected' })])
+    expect(peers).toEqual([expect.objectContaining({ nodeId: b.node.nodeId, state: 'connected' })])
     const before = await refusedCount(a)
     const droppedBefore = await refusedCount(a, 'TRIB_PEER_UNREACHABLE')
 
