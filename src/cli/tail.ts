@@ -29,6 +29,7 @@ interface TailOptions {
 }
 
 interface Located {
+  readonly origin: string
   readonly stream: string
   readonly partition: number
   readonly record: StoredRecord
@@ -135,7 +136,7 @@ export function registerTail(program: Command): void {
           expected = offset + 1
         }
         cursors.set(partition, result.nextOffset)
-        return result.records.map((record) => ({ stream, partition, record }))
+        return result.records.map((record) => ({ origin, stream, partition, record }))
       }
       const drainOnce = async (): Promise<void> => {
         if (!fromOption && options.follow !== true) {

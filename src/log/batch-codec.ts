@@ -242,6 +242,7 @@ export function decodeBatch(buf: Uint8Array): StoredRecord[] {
     const qos = (flags & FLAG_QOS_MASK) as Qos
     records.push({
       offset: header.baseOffset + i,
+      incarnation: header.incarnation,
       timestampMs,
       deviceTimeMs,
       key,

@@ -1,14 +1,19 @@
 // The one JSON shape of a stored record, shared by everything that shows or
 // sends records as JSON: `tributary tail --json`, the HTTP sink, the admin API.
 // Bytes are UTF-8 text when they are valid UTF-8, base64 otherwise, and the
-// encoding is named beside each value.
+// encoding is named beside each value. `id` names the record for good:
+// `<origin>/<incarnation>/<stream>/<partition>/<offset>`, the same on every
+// node that holds or forwards it, so a receiver can drop a resend whatever
+// batch it came in.
 
 import type { Header, Qos, StoredRecord } from './record.ts'
 
 export type BytesEncoding = 'utf8' | 'base64'
 
 export interface RecordJson {
-  readonly origin?: string
+  readonly id: string
+  readonly origin: string
+  readonly incarnation: number
   readonly stream: string
   readonly partition: number
   readonly offset: number
@@ -38,7 +43,7 @@ export function bytesForHumans(
 }
 
 export function recordJson(
-  where: { readonly stream: string; readonly partition: number; readonly origin?: string },
+  where: { readonly stream: string; readonly partition: number; readonly origin: string },
   record: StoredRecord,
   /** `base64`: key and payload always in base64 (the admin API's `encoding=base64`). */
   always: 'base64' | null = null,
@@ -46,7 +51,9 @@ export function recordJson(
   const key = bytesForHumans(record.key, always)
   const payload = bytesForHumans(record.payload, always)
   return {
-    ...(where.origin === undefined ? {} : { origin: where.origin }),
+    id: recordId(where, record),
+    origin: where.origin,
+    incarnation: record.incarnation,
     stream: where.stream,
     partition: where.partition,
     offset: record.offset,
@@ -62,4 +69,12 @@ export function recordJson(
     payload: payload.value ?? '',
     payloadEncoding: payload.encoding,
   }
+}
+
+/** A record's lasting name: `<origin>/<incarnation>/<stream>/<partition>/<offset>`. */
+export function recordId(
+  where: { readonly stream: string; readonly partition: number; readonly origin: string },
+  record: Pick<StoredRecord, 'incarnation' | 'offset'>,
+): string {
+  return `${where.origin}/${record.incarnation}/${where.stream}/${where.partition}/${record.offset}`
 }

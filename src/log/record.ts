@@ -25,6 +25,11 @@ export interface RecordInput {
 
 export interface StoredRecord extends RecordInput {
   readonly offset: number
+  /**
+   * The incarnation of its origin that wrote it (batch-codec.ts): with the
+   * origin and the offset, the record's identity, which no other record shares.
+   */
+  readonly incarnation: number
   /** Ingest time on this node's clock, ms since the epoch; non-decreasing within a partition. */
   readonly timestampMs: number
 }

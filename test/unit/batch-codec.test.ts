@@ -61,13 +61,13 @@ describe('batch codec v2', () => {
   })
 
   it('still decodes format version 1, as the first incarnation', () => {
-    expect(decodeBatch(GOLDEN_V1)).toEqual(RECORDS.map((r, i) => ({ ...r, offset: 41 + i })))
+    expect(decodeBatch(GOLDEN_V1)).toEqual(RECORDS.map((r, i) => ({ ...r, offset: 41 + i, incarnation: 1 })))
     expect(readBatchHeader(GOLDEN_V1)).toMatchObject({ version: 1, baseOffset: 41, incarnation: 1 })
   })
 
   it('decodes the golden bytes to the same records with dense offsets', () => {
     const decoded = decodeBatch(GOLDEN)
-    expect(decoded).toEqual(RECORDS.map((r, i) => ({ ...r, offset: 41 + i })))
+    expect(decoded).toEqual(RECORDS.map((r, i) => ({ ...r, offset: 41 + i, incarnation: 7 })))
     expect(readBatchHeader(GOLDEN)).toMatchObject({
       version: BATCH_FORMAT_VERSION,
       baseOffset: 41,

@@ -42,7 +42,7 @@ async function publish(url: string, count: number, payload: (i: number) => strin
 }
 
 describe('HTTP sink', () => {
-  it('POSTs each batch as NDJSON rows named by an Idempotency-Key of its range', async () => {
+  it('POSTs each batch as NDJSON rows named by an Idempotency-Key of its range, each row by its record id', async () => {
     const rx = await receiver()
     const { url, node } = await cleanup.node({ config: streamsWithSink(rx.url) })
     await publish(url, 50)
@@ -63,6 +63,11 @@ describe('HTTP sink', () => {
     expect(post?.headers['idempotency-key']).toBe(
       `${node.nodeId}/sensors/${rows[0]?.partition}/${rows[0]?.offset}-${rows.at(-1)?.offset}`,
     )
+    // Each record names itself for good: origin, the incarnation that wrote it, stream, partition, offset.
+    const incarnation = node.store.incarnation
+    for (const row of rx.delivered)
+      expect(row.id).toBe(`${node.nodeId}/${incarnation}/sensors/${row.partition}/${row.offset}`)
+    expect(new Set(rx.delivered.map((r) => r.id)).size).toBe(rx.delivered.length)
   })
 
   it('POSTs over HTTPS, trusting the CA given in tls.ca', async () => {
