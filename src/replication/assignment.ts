@@ -9,9 +9,10 @@
 //   of (stream, partition, follower id): every origin spreads its
 //   partitions evenly, and the same set of followers gives the same choice
 //   after a restart.
-// An assigned follower away longer than `awayMs` loses the partition (its
-// copy stays on its disk until retention; it stops fetching) as soon as a
-// connected follower can take its place. After a restart (`restore`), the
+// An assigned follower away longer than `awayMs` loses the partition (it
+// stops fetching; its copy stays on its disk for cluster.followerExpireMs,
+// then it deletes it: follower.ts) as soon as a connected follower can take
+// its place. After a restart (`restore`), the
 // followers the node had count as followers whose link just dropped, each
 // placed by rendezvous hashing among them: a restart is a blink too, and
 // they keep their partitions `awayMs` (and, while nobody else is connected,
